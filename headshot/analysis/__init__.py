@@ -1,0 +1,1 @@
+"""Face analysis, likeness and artifact metrics, generation studies, reports."""

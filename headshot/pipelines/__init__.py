@@ -1,0 +1,1 @@
+"""Base model + LoRA + templates -> rendered candidates."""

@@ -1,0 +1,294 @@
+"""Load a base model of either family from a preset, hub id, local folder or single file.
+
+This is the only place that turns a user's `--base-model` into a diffusers pipeline.
+Real models and the tiny test models go through exactly the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from headshot.config import StrictModel, configs_root, read_yaml, validate
+from headshot.errors import HeadshotError
+from headshot.pipelines.families import (
+    FAMILIES,
+    FamilyName,
+    ModelFamily,
+    family_of_checkpoint_keys,
+    family_of_folder,
+)
+from headshot.records import sha256_file
+
+PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl"}
+
+
+class BaseModelSpec(StrictModel):
+    """Where a base model lives and which family it is (see configs/models/*.yaml)."""
+
+    source: str
+    family: FamilyName | None = None
+    revision: str | None = None
+    variant: str | None = None
+    # fp16-safe VAE to swap in when running in float16 (SDXL's own VAE overflows).
+    fp16_vae: str | None = None
+    # For a single-file checkpoint: a diffusers folder or hub id holding the component
+    # configs (needed offline, where diffusers cannot fetch them).
+    single_file_config: str | None = None
+    # Marks the random-weight test models, so errors can say how to build them.
+    tiny: bool = False
+    preset: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    pipeline: object
+    family: ModelFamily
+    spec: BaseModelSpec
+    local_path: Path | None
+
+    @property
+    def resolution(self) -> int:
+        """Native image size: the UNet's latent size times the VAE's downscale factor."""
+        return int(self.pipeline.unet.config.sample_size) * int(self.pipeline.vae_scale_factor)
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the model's weight and config files (cached by size and mtime)."""
+        if self.local_path is None:
+            return "unknown"
+        return fingerprint_path(self.local_path)
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in (configs_root() / "models").glob("*.yaml"))
+
+
+def resolve_base_model(value: str) -> BaseModelSpec:
+    """A preset name (`sdxl`), a preset YAML file, or a hub id / local path."""
+    preset_file = configs_root() / "models" / f"{value}.yaml"
+    if "/" not in value and preset_file.is_file():
+        data = read_yaml(preset_file)
+        return validate(BaseModelSpec, {**data, "preset": value}, str(preset_file))
+    if value.endswith((".yaml", ".yml")):
+        return validate(BaseModelSpec, read_yaml(Path(value)), value)
+    return BaseModelSpec(source=value)
+
+
+def _is_hub_id(source: str) -> bool:
+    """`owner/name`, as the Hugging Face hub spells repositories; anything else is a path."""
+    parts = source.split("/")
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not source.startswith((".", "~"))
+        and Path(source).suffix.lower() not in PICKLE_SUFFIXES | {".safetensors"}
+    )
+
+
+def _missing_model_error(spec: BaseModelSpec, where: str) -> HeadshotError:
+    hint = (
+        "Point --base-model at a local diffusers folder or a single .safetensors file "
+        "(or a preset name: " + ", ".join(preset_names()) + ")."
+    )
+    family = spec.family or "sd15"
+    if spec.tiny:
+        hint = f"Build it first: headshot tiny-model --family {family} --out {spec.source}"
+    else:
+        hint += f" To try the pipeline without weights: headshot tiny-model --family {family} --out DIR"
+    name = spec.preset or spec.source
+    return HeadshotError(f"base model '{name}' not found: {where}\n{hint}")
+
+
+def check_base_model(spec: BaseModelSpec, *, allow_pickle: bool = False) -> Path | None:
+    """Cheap checks before any work: the local path exists and is not a refused pickle.
+
+    Returns the local path, or None for a hub id (checked when it is loaded).
+    """
+    source = os.path.expanduser(spec.source)
+    path = Path(source)
+    if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+        raise HeadshotError(
+            f"{source}: refusing a pickle checkpoint ({path.suffix}); unpickling can run "
+            "arbitrary code. Convert it to .safetensors, or pass --allow-pickle if you "
+            "trust where it came from."
+        )
+    if path.exists():
+        return path
+    if spec.tiny or not _is_hub_id(source):
+        raise _missing_model_error(spec, f"no file or folder at {path.resolve()}")
+    return None
+
+
+def load_base_model(
+    spec: BaseModelSpec,
+    *,
+    dtype=None,
+    device: str | None = None,
+    allow_pickle: bool = False,
+) -> LoadedModel:
+    """Load the pipeline for `spec`; every failure is a HeadshotError naming the model."""
+    import torch
+
+    dtype = dtype or torch.float32
+    quiet_libraries()
+    path = check_base_model(spec, allow_pickle=allow_pickle)
+    if path is None:
+        loaded = _load_from_hub(spec, dtype, allow_pickle)
+    elif path.is_file():
+        loaded = _load_single_file(spec, path, dtype, allow_pickle)
+    else:
+        loaded = _load_folder(spec, path, dtype, allow_pickle)
+    if dtype == torch.float16 and spec.fp16_vae and loaded.family.name == "sdxl":
+        _swap_fp16_vae(loaded, dtype)
+    loaded.pipeline.set_progress_bar_config(disable=True)
+    if device:
+        loaded.pipeline.to(device)
+    return loaded
+
+
+def _load_folder(spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool) -> LoadedModel:
+    family_name = spec.family or family_of_folder(folder)
+    if family_name is None:
+        raise HeadshotError(
+            f"{folder}: not a diffusers model folder (no model_index.json naming a Stable Diffusion pipeline)"
+        )
+    family = FAMILIES[family_name]
+    has_safetensors = any(folder.rglob("*.safetensors"))
+    if not has_safetensors and not allow_pickle:
+        raise HeadshotError(
+            f"{folder}: has no .safetensors weights (only pickle files); convert them, "
+            "or pass --allow-pickle if you trust where they came from."
+        )
+    try:
+        pipeline = family.pipeline_class.from_pretrained(
+            folder,
+            dtype=dtype,
+            variant=spec.variant,
+            use_safetensors=not allow_pickle or has_safetensors,
+            **_no_safety_checker(family),
+        )
+    except (OSError, ValueError) as exc:
+        raise HeadshotError(f"{folder}: could not load as a {family.name} model: {exc}") from None
+    return LoadedModel(pipeline, family, spec, folder)
+
+
+def _load_single_file(spec: BaseModelSpec, path: Path, dtype, allow_pickle: bool) -> LoadedModel:
+    family_name = spec.family
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                keys = set(handle.keys())
+        except (SafetensorError, OSError) as exc:
+            raise HeadshotError(f"{path}: not a readable .safetensors file: {exc}") from None
+        family_name = family_name or family_of_checkpoint_keys(keys)
+    elif path.suffix.lower() not in PICKLE_SUFFIXES:
+        raise HeadshotError(f"{path}: expected a .safetensors checkpoint or a diffusers folder")
+    if family_name is None:
+        raise HeadshotError(
+            f"{path}: cannot tell whether this is an SD1.5 or SDXL checkpoint; "
+            "set 'family' in a model YAML file"
+        )
+    family = FAMILIES[family_name]
+    try:
+        pipeline = family.pipeline_class.from_single_file(
+            str(path), config=spec.single_file_config, dtype=dtype
+        )
+    except Exception as exc:  # diffusers raises many types here, all meaning "cannot load"
+        raise HeadshotError(
+            f"{path}: could not load as a single-file {family.name} checkpoint: {exc}. "
+            "Offline, set 'single_file_config' to a local diffusers folder of the same family."
+        ) from None
+    return LoadedModel(pipeline, family, spec, path)
+
+
+def _load_from_hub(spec: BaseModelSpec, dtype, allow_pickle: bool) -> LoadedModel:
+    from diffusers import DiffusionPipeline
+
+    try:
+        folder = DiffusionPipeline.download(
+            spec.source,
+            revision=spec.revision,
+            variant=spec.variant,
+            use_safetensors=not allow_pickle,
+        )
+    except Exception as exc:  # offline, unknown repo, auth: all end the same for the user
+        cache = os.environ.get("HF_HUB_CACHE") or os.path.expanduser("~/.cache/huggingface/hub")
+        raise _missing_model_error(
+            spec,
+            f"looked for a local folder ./{spec.source} (none) and for the hub id "
+            f"'{spec.source}' in the cache {cache} and on the Hugging Face hub "
+            f"({type(exc).__name__}: {_first_sentence(str(exc))})",
+        ) from None
+    return _load_folder(spec, Path(folder), dtype, allow_pickle)
+
+
+def _no_safety_checker(family: ModelFamily) -> dict:
+    # Headshots are portraits of consenting adults; the SD1.5 NSFW checker only
+    # blacks out false positives and is not part of SDXL at all.
+    if family.name == "sd15":
+        return {"safety_checker": None, "requires_safety_checker": False}
+    return {}
+
+
+def _swap_fp16_vae(loaded: LoadedModel, dtype) -> None:
+    from diffusers import AutoencoderKL
+
+    try:
+        loaded.pipeline.vae = AutoencoderKL.from_pretrained(loaded.spec.fp16_vae, dtype=dtype)
+    except Exception as exc:
+        raise HeadshotError(
+            f"fp16 VAE '{loaded.spec.fp16_vae}' could not be loaded ({exc}); "
+            "use bf16, or set fp16_vae to a local folder"
+        ) from None
+
+
+def fingerprint_path(path: Path) -> str:
+    """SHA-256 over a weight file or a model folder's files, cached by size and mtime."""
+    cache_file = Path(os.environ.get("HEADSHOT_CACHE", "~/.cache/headshot")).expanduser() / "hashes.json"
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stamp = [
+        [str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, p.stat().st_mtime_ns]
+        for p in files
+    ]
+    key = str(path.resolve())
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(key)
+    if entry and entry.get("stamp") == stamp:
+        return entry["sha256"]
+    if path.is_file():
+        digest = sha256_file(path)
+    else:
+        from headshot.records import sha256_tree
+
+        digest = sha256_tree(files, path)
+    cache[key] = {"stamp": stamp, "sha256": digest}
+    try:
+        from headshot.records import atomic_write_json
+
+        atomic_write_json(cache_file, cache)
+    except OSError:
+        pass  # a read-only home only costs a re-hash next time
+    return digest
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' own download/loading bars; headshot draws its own progress."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def _first_sentence(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first.split(" (")[0][:240]

@@ -1,0 +1,175 @@
+"""Tiny SD1.5- and SDXL-shaped models with random weights, for tests and the demo.
+
+They have the same pipeline class and component layout as the real families
+(SDXL: two text encoders, the second with a projection, added time ids), an
+8x VAE downscale like the real VAEs, and a small CLIP BPE tokenizer built on the
+spot, so every code path that runs on them runs on a real model too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from headshot.errors import HeadshotError
+from headshot.pipelines.families import FamilyName
+
+# Words that prompts and attention studies use; each becomes one token when possible.
+_VOCABULARY = (
+    "a photo of sks person woman man portrait headshot professional studio grey white "
+    "seamless background office window light outdoor natural bokeh actor tight crop "
+    "creative tech casual formal low key lighting conference speaker stage wearing "
+    "shirt blazer suit sweater dress navy black blue green red earrings glasses hair "
+    "eyes skin smile looking at camera face soft sharp focus lens mm 85 50 photograph "
+    "realistic texture blurry cartoon painting deformed plastic smooth old young and "
+    "with in the on by"
+).split()
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """CLIP's reversible byte -> printable unicode character table."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[byte] = chr(byte)
+        else:
+            table[byte] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def build_tiny_tokenizer():
+    """A byte-level BPE tokenizer in CLIP's format: every text encodes, known words whole."""
+    from transformers import CLIPTokenizer
+
+    symbols = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for symbol in symbols + [s + "</w>" for s in symbols]:
+        vocab.setdefault(symbol, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in _VOCABULARY:
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        current = pieces[0]
+        for piece in pieces[1:]:
+            pair = (current, piece)
+            if pair not in merges:
+                merges.append(pair)
+            current = current + piece
+            vocab.setdefault(current, len(vocab))
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab.setdefault(special, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+
+
+def _text_encoder(vocab_size: int, with_projection: bool, hidden: int = 32):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=hidden,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+    )
+    model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    return model_class(config)
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    # Four blocks: the same 8x downscale as the real SD VAEs, with tiny channel counts.
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+
+
+def _unet(family: FamilyName, cross_attention_dim: int, pooled_dim: int):
+    from diffusers import UNet2DConditionModel
+
+    common = dict(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        norm_num_groups=8,
+    )
+    if family == "sd15":
+        return UNet2DConditionModel(attention_head_dim=8, **common)
+    time_embed_dim = 8
+    return UNet2DConditionModel(
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        transformer_layers_per_block=(1, 2),
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        # six time ids (original size, crop top-left, target size) plus the pooled text.
+        projection_class_embeddings_input_dim=6 * time_embed_dim + pooled_dim,
+        **common,
+    )
+
+
+def build_tiny_pipeline(family: FamilyName, seed: int = 0):
+    """Build (not save) a random-weight pipeline of the given family."""
+    import torch
+    from diffusers import (
+        EulerDiscreteScheduler,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+    )
+
+    torch.manual_seed(seed)
+    tokenizer = build_tiny_tokenizer()
+    vocab_size = len(tokenizer)
+    schedule = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    if family == "sd15":
+        return StableDiffusionPipeline(
+            vae=_vae(),
+            text_encoder=_text_encoder(vocab_size, with_projection=False),
+            tokenizer=tokenizer,
+            unet=_unet("sd15", cross_attention_dim=32, pooled_dim=0),
+            scheduler=PNDMScheduler(skip_prk_steps=True, steps_offset=1, **schedule),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    if family == "sdxl":
+        return StableDiffusionXLPipeline(
+            vae=_vae(),
+            text_encoder=_text_encoder(vocab_size, with_projection=False),
+            text_encoder_2=_text_encoder(vocab_size, with_projection=True),
+            tokenizer=tokenizer,
+            tokenizer_2=build_tiny_tokenizer(),
+            unet=_unet("sdxl", cross_attention_dim=64, pooled_dim=32),
+            scheduler=EulerDiscreteScheduler(timestep_spacing="leading", steps_offset=1, **schedule),
+        )
+    raise HeadshotError(f"unknown model family '{family}' (expected sd15 or sdxl)")
+
+
+def save_tiny_model(family: FamilyName, out: Path, seed: int = 0) -> Path:
+    """Build a tiny model and save it in diffusers format (safetensors) under `out`."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "model_index.json").is_file():
+        raise HeadshotError(f"{out}: folder exists and is not a model folder; choose an empty one")
+    pipeline = build_tiny_pipeline(family, seed=seed)
+    pipeline.save_pretrained(out, safe_serialization=True)
+    return out

@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny models built once per session, the sample selfies, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model hub; real loading code runs against local folders.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """Run `headshot ARGS...` in-process through the real entry point."""
+    from headshot.cli import main
+
+    def invoke(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["headshot", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15(tmp_path_factory) -> Path:
+    from headshot.pipelines.tiny import save_tiny_model
+
+    return save_tiny_model("sd15", tmp_path_factory.mktemp("models") / "tiny-sd15")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    from headshot.pipelines.tiny import save_tiny_model
+
+    return save_tiny_model("sdxl", tmp_path_factory.mktemp("models") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def sample_selfies(tmp_path_factory) -> Path:
+    from headshot.samples import make_sample_selfies
+
+    folder = tmp_path_factory.mktemp("selfies")
+    make_sample_selfies(folder)
+    return folder
