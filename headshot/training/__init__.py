@@ -1,0 +1,1 @@
+"""Photos -> dataset -> LoRA: intake, dataset caching, trainer, export."""
