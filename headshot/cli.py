@@ -137,6 +137,32 @@ def audit_command(
     _not_built("audit", 7)
 
 
+@app.command("study")
+def study_command(
+    lora: Annotated[
+        Path | None, typer.Argument(help="A lora folder (optional: the base model alone).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Research the generation process: x0 trajectory, cross-attention maps, parameter sweeps.
+
+    Writes OUTPUTS/<subject>/audit/study/ and its section of report.html.
+    """
+    _not_built("study", 7)
+
+
+keys_app = typer.Typer(
+    help="Signing credentials: development CA and signing certificate.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("init")
+def keys_init_command() -> None:
+    """Create development credentials (a local CA and an ES256 signing certificate)."""
+    _not_built("keys init", 6)
+
+
 @app.command("run")
 def run_command(
     photos: Annotated[Path | None, typer.Argument(help="Folder of the subject's photos.")] = None,

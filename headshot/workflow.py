@@ -10,11 +10,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from headshot.config import StrictModel, load_config
+from headshot.config import StrictModel, configs_root, load_config
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
 
 console = Console(stderr=True)
+
+STAGES = ("prepare", "finetune", "generate", "audit")
 
 
 class RunConfig(StrictModel):
@@ -25,6 +27,11 @@ class RunConfig(StrictModel):
     base_model: str = "sdxl"
     outputs: Path = Path("outputs")
     allow_pickle: bool = False
+    # Each stage's own YAML config (the same file its own command takes with --config).
+    prepare_config: Path | None = None
+    finetune_config: Path | None = None
+    generate_config: Path | None = None
+    audit_config: Path | None = None
 
     @classmethod
     def from_cli(cls, config_file: Path | None, **options) -> RunConfig:
@@ -45,7 +52,28 @@ def run_all(config: RunConfig) -> SubjectLayout:
     # Fail before hours of work, not after: the model must be there and loadable.
     check_base_model(resolve_base_model(config.base_model), allow_pickle=config.allow_pickle)
     console.rule(f"[bold]headshot run[/]: subject '{config.subject}' -> {layout.root}")
+    run_prepare(config, layout)
+    run_finetune(config, layout)
+    run_generate(config, layout)
+    run_audit(config, layout)
+    console.rule(f"[bold green]done[/]: {layout.root}")
+    return layout
+
+
+def run_prepare(config: RunConfig, layout: SubjectLayout) -> None:
     raise HeadshotError("`headshot prepare` is not built yet (tracked in issue 3).")
+
+
+def run_finetune(config: RunConfig, layout: SubjectLayout) -> None:
+    raise HeadshotError("`headshot finetune` is not built yet (tracked in issue 4).")
+
+
+def run_generate(config: RunConfig, layout: SubjectLayout) -> None:
+    raise HeadshotError("`headshot generate` is not built yet (tracked in issue 5).")
+
+
+def run_audit(config: RunConfig, layout: SubjectLayout) -> None:
+    raise HeadshotError("`headshot audit` is not built yet (tracked in issue 7).")
 
 
 def run_demo(family: str = "sd15", outputs: Path = Path("outputs")) -> SubjectLayout:
@@ -63,4 +91,12 @@ def run_demo(family: str = "sd15", outputs: Path = Path("outputs")) -> SubjectLa
     selfies = outputs / "demo" / "selfies"
     written = make_sample_selfies(selfies)
     console.print(f"{len(written)} sample photos in {selfies}")
-    return run_all(RunConfig(photos=selfies, subject="demo", base_model=str(model_dir), outputs=outputs))
+    # configs/demo/<stage>.yaml: small settings that keep the demo to a few minutes on a CPU.
+    stage_configs = {
+        f"{stage}_config": configs_root() / "demo" / f"{stage}.yaml"
+        for stage in STAGES
+        if (configs_root() / "demo" / f"{stage}.yaml").is_file()
+    }
+    return run_all(
+        RunConfig(photos=selfies, subject="demo", base_model=str(model_dir), outputs=outputs, **stage_configs)
+    )

@@ -1,0 +1,1 @@
+"""Candidates -> signed headshots; verify (C2PA manifest, credentials, watermark)."""
