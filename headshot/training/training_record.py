@@ -1,0 +1,60 @@
+"""The schema of `lora/training.json`: the contract between `finetune` and `generate`.
+
+`finetune` writes it next to the LoRA; `generate` reads the identifier, class noun and
+base model from it, so renders always use the words the LoRA was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from headshot.config import StrictModel, validate
+from headshot.errors import HeadshotError
+
+TRAINING_FORMAT = 1
+LORA_FILE = "pytorch_lora_weights.safetensors"
+
+
+class TrainingRecord(StrictModel):
+    format: int = TRAINING_FORMAT
+    subject: str
+    identifier: str  # the rare token, e.g. "sks"
+    class_noun: str  # e.g. "woman", "man", "person"
+    instance_prompt: str  # e.g. "a photo of sks person"
+    class_prompt: str  # e.g. "a photo of person"
+    base_model: str  # what --base-model named: preset, hub id or local path
+    base_model_sha256: str
+    family: Literal["sd15", "sdxl"]
+    resolution: int
+    lora_file: str = LORA_FILE
+    lora_sha256: str
+    kohya_file: str | None = None
+    dataset_sha256: str
+    train_text_encoder: bool = False
+    steps: int
+    final_loss: float | None = None
+    wall_time_s: float | None = None
+    config: dict = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+def read_training_record(lora_folder: Path) -> TrainingRecord:
+    path = Path(lora_folder) / "training.json"
+    if not path.is_file():
+        raise HeadshotError(
+            f"{lora_folder}: no training.json; is this a folder written by `headshot finetune`?"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HeadshotError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise HeadshotError(f"{path}: expected a JSON object")
+    record = validate(TrainingRecord, data, str(path))
+    if not (Path(lora_folder) / record.lora_file).is_file():
+        raise HeadshotError(f"{path}: the LoRA file {record.lora_file} it names is missing")
+    return record
