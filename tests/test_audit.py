@@ -91,7 +91,8 @@ def test_unreadable_and_faceless_images_get_a_row_with_the_reason(tmp_path, data
     images = tmp_path / "images"
     images.mkdir()
     (images / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(images / "noise.png")
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(images / "noise.png")
     (images / "notes.txt").write_text("not an image: ignored")
     reference_photos()["hopper_01_original"].save(images / "real.jpg")
     out = tmp_path / "audit"
@@ -121,7 +122,8 @@ def test_report_is_self_contained_with_images_scores_flags_and_plots(tmp_path, d
     plot = Image.open(result.out / "plots" / "metrics.png")
     assert plot.width > 600 and plot.height > 300
     header = next(csv.reader(open(result.csv_path, encoding="utf-8")))
-    assert {"file", "status", "reason", "flags", "skin_texture", "skin_texture_z", "identity_distance"} <= set(header)
+    expected = {"file", "status", "reason", "flags", "skin_texture", "skin_texture_z", "identity_distance"}
+    assert expected <= set(header)
 
 
 def test_config_errors_name_the_file_and_field(tmp_path, dataset, run_cli, manipulated_folder):
