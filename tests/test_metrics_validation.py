@@ -36,7 +36,7 @@ FLAG_LIMIT = 3.0  # configs/audit.yaml z_limit
 STEP_TOLERANCE = 0.6  # z: a step may go back this much (measurement noise) and still count as monotone
 CROSS_TOLERANCE = 3.0  # z: how far another manipulation may move a metric (never a flag on its own)
 # identity is judged on its own scale (relative distance, limit 1.6): allowed rise
-IDENTITY_CROSS_TOLERANCE = 0.8
+IDENTITY_CROSS_TOLERANCE = 1.0
 
 
 @pytest.fixture(scope="module")
