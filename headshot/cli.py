@@ -153,6 +153,8 @@ def audit_command(
             "audit needs the subject's dataset: give --dataset DIR (or 'dataset:' in --config)"
         )
     result = audit_folder(images, options.dataset, options.out, options)
+    if not result.rows:
+        typer.echo(f"{images}: no images (jpg, png, webp, tiff, bmp, heic) to audit")
     for row in result.rows:
         detail = ", ".join(row.flags) if row.status == "ok" else row.reason
         typer.echo(f"{row.name}: {row.status}" + (f" - {detail}" if detail else " - no flags"))
