@@ -36,7 +36,7 @@ def write_reference_dataset(folder: Path, photos: dict[str, Image.Image], resolu
 
     records = []
     for name, photo in photos.items():
-        face = detect_faces(photo)[0]
+        face = detect_faces(photo, upsample=0)[0]
         cx, cy = face.center
         half = int(max(face.width, face.height) * 1.3)
         box = [int(cx - half), int(cy - half * 1.1), int(cx + half), int(cy + half * 0.9)]
