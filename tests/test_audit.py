@@ -19,6 +19,8 @@ EXPECTED_FLAG = {
     "smooth_skin": "plastic_skin",
     "add_wrinkles": "looks_older",
     "break_glasses_frame": "glasses_asymmetry",
+    "earring": "earring_asymmetry",
+    "earring_right": "earring_asymmetry",
     "warp_background": "warped_background",
     "blur_hair": "hair_merging",
     "shift_iris": "gaze_off_camera",

@@ -44,7 +44,7 @@ class AuditConfig(StrictModel):
     out: Path | None = None
     z_limit: float = Field(3.0, gt=0)
     z_limits: dict[str, float] = Field(default_factory=dict)
-    unflagged: list[str] = Field(default_factory=lambda: ["ear_asymmetry"])
+    unflagged: list[str] = Field(default_factory=list)
     min_spread: dict[str, float] = Field(default_factory=dict)
     identity_relative_max: float = Field(1.6, gt=0)
     identity_min_spread: float = Field(0.2, ge=0)

@@ -40,7 +40,9 @@ class MetricSpec:
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("skin_texture", "plastic_skin", "low", "log10 RMS detail", 0.06, "fine cheek texture"),
     MetricSpec("age_texture", "looks_older", "high", "log10 valley strength", 0.06, "wrinkle-like lines"),
-    MetricSpec("ear_asymmetry", "earring_asymmetry", "high", "0..1", 0.1, "spots on the earlobes, L vs R"),
+    MetricSpec(
+        "ear_asymmetry", "earring_asymmetry", "high", "0..1", 0.05, "colour spots on the earlobes, L vs R"
+    ),
     MetricSpec("glasses_asymmetry", "glasses_asymmetry", "high", "0..1", 0.03, "eye surrounds mirrored"),
     # Real backgrounds bend lines no more next to the subject than away from it: prior 0.
     MetricSpec(

@@ -77,12 +77,29 @@ def _side_contrast(left: float, right: float) -> float:
     return abs(left - right) / (left + right + EAR_BASELINE)
 
 
+def earring_strength(face: NormalisedFace, centre: tuple[float, float]) -> float:
+    """The strongest colour spot (CIELAB a* or b*, /50) in the box at an earlobe.
+
+    Chroma, not luma: a gold stud has about the luma of skin, and the natural luma
+    structure of an ear (canal shadow, rim highlight) varies far more between photos
+    than its colour does."""
+    from skimage.color import rgb2lab
+
+    margin = 2 * round(3 * BLOB_SIGMAS[-1])
+    size = (EAR_BOX[0] + margin, EAR_BOX[1] + margin)
+    lab = rgb2lab(np.clip(_patch(face.rgb, centre, size), 0, 1)).astype(np.float32)
+    inside = _patch(face.valid.astype(np.float32), centre, size) > 0.5
+    half = margin // 2
+    strongest = 0.0
+    for channel in (lab[..., 1], lab[..., 2]):
+        spots = (_spots(channel / 50.0) * inside)[half:-half, half:-half]
+        strongest = max(strongest, float(spots.max()))
+    return strongest
+
+
 def paired_asymmetry(face: NormalisedFace) -> dict[str, float]:
-    spots = _spots(face.log_luma) * face.valid
     ear_left, ear_right = earlobe_centres(face)
-    ears = _side_contrast(
-        float(_patch(spots, ear_left, EAR_BOX).max()), float(_patch(spots, ear_right, EAR_BOX).max())
-    )
+    ears = _side_contrast(earring_strength(face, ear_left), earring_strength(face, ear_right))
     edges = blur(gradient_magnitude(face.log_luma, 1.0), 2.0) * face.valid
     frame = edges * ~_eye_hole(face)
     glasses = _mirror_asymmetry(_patch(frame, EYE_LEFT, GLASSES_BOX), _patch(frame, EYE_RIGHT, GLASSES_BOX))
