@@ -79,6 +79,7 @@ def test_manipulated_copies_flag_their_artifact_and_only_it(tmp_path, dataset, m
         assert row.status == "ok"
         assert row.flags == [flag], (manipulation, row.flags, row.z)
         assert row.passes_likeness
+        assert row.artifact_score > 3
 
 
 def test_another_person_fails_likeness(reference):
@@ -87,6 +88,20 @@ def test_another_person_fails_likeness(reference):
     assert "identity_drift" in verdict.flags
     assert not verdict.passes_likeness
     assert verdict.values["identity_distance"] >= 0.6
+
+
+def test_phone_photos_stored_sideways_are_turned_upright(tmp_path, reference):
+    from headshot.analysis.audit import open_image
+
+    photo = reference_photos()["hopper_01_original"]
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    photo.rotate(90, expand=True).save(tmp_path / "sideways.jpg", exif=exif, quality=95)
+    upright = open_image(tmp_path / "sideways.jpg")
+    assert upright.size == photo.size
+    verdict = audit_image(upright, reference)
+    assert verdict.status == "ok" and verdict.flags == []
+    assert verdict.artifact_score < 3
 
 
 def test_unreadable_and_faceless_images_get_a_row_with_the_reason(tmp_path, dataset, run_cli):

@@ -92,6 +92,20 @@ class ImageAudit:
     image: object = field(default=None, repr=False)  # the PIL image, for the report
 
     @property
+    def artifact_score(self) -> float:
+        """How far the image is on the artifact side of the subject's photos, summed over
+        the z-scored metrics (0 = nowhere beyond the mean): for ranking candidates, lower
+        is better. NaN when no face was scored."""
+        if self.status != "ok":
+            return math.nan
+        total = 0.0
+        for spec in METRICS:
+            z = self.z.get(spec.name, math.nan)
+            if math.isfinite(z):
+                total += max(0.0, z if spec.direction == "high" else -z)
+        return total
+
+    @property
     def passes_likeness(self) -> bool:
         """A face was found and it is the subject's (what `generate` keeps)."""
         return self.status == "ok" and "identity_drift" not in self.flags
@@ -133,7 +147,7 @@ def audit_image(
 
 def open_image(path: Path):
     """The image as RGB, or a HeadshotError naming the file and why it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     if path.suffix.lower() in {".heic", ".heif"}:
         try:
@@ -147,8 +161,9 @@ def open_image(path: Path):
     try:
         with Image.open(path) as handle:
             handle.load()
-            return handle.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            # phone photos are stored sideways with an EXIF rotation: faces must be upright
+            return ImageOps.exif_transpose(handle).convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise HeadshotError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
 
 
