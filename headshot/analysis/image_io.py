@@ -12,7 +12,6 @@ installed (`pip install headshot[heic]`).
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,7 @@ def is_photo_name(path: Path) -> bool:
 
 
 def read_photo(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """The photo at `path` as an upright RGB image, or a HeadshotError saying why not."""
+    """The photo at `path` as an upright RGB image with no metadata, or a HeadshotError saying why not."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -54,42 +53,46 @@ def read_photo(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         raise HeadshotError(f"{path.name}: cannot read the file ({exc.strerror})") from None
     if size == 0:
         raise HeadshotError(f"{path.name}: empty file")
-    with warnings.catch_warnings():
-        # Pillow warns above its own limit; ours, checked below from the header, decides.
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    image = _open_header(path)
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise HeadshotError(
+                f"{path.name}: refused, {width}x{height} = {width * height / 1e6:.0f} megapixels "
+                f"is over the limit of {max_pixels / 1e6:.0f} (a decompression bomb?)"
+            )
         try:
-            image = Image.open(path)
-        except Image.DecompressionBombError:
-            raise HeadshotError(f"{path.name}: refused, the image is too large to be a photo") from None
-        except UnidentifiedImageError:
-            raise HeadshotError(f"{path.name}: not an image, or a format headshot cannot read") from None
-        except OSError as exc:
-            raise HeadshotError(f"{path.name}: cannot read the file ({exc})") from None
-        with image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise HeadshotError(
-                    f"{path.name}: refused, {width}x{height} = {width * height / 1e6:.0f} megapixels "
-                    f"is over the limit of {max_pixels / 1e6:.0f} (a decompression bomb?)"
-                )
-            try:
-                image.seek(0)  # animated formats: the first frame
-                image.load()
-                return _upright_rgb(image)
-            except HeadshotError:
-                raise
-            except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, EOFError...
-                raise HeadshotError(f"{path.name}: truncated or corrupt image data ({exc})") from None
+            image.seek(0)  # animated formats: the first frame
+            image.load()
+            return _upright_rgb(image)
+        except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, EOFError...
+            raise HeadshotError(f"{path.name}: truncated or corrupt image data ({exc})") from None
+
+
+def _open_header(path: Path) -> Image.Image:
+    """Open lazily (header only). Our own pixel limit replaces Pillow's, so the message
+    can give the size; Pillow's global limit is lifted only for this call."""
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        raise HeadshotError(f"{path.name}: not an image, or a format headshot cannot read") from None
+    except OSError as exc:
+        raise HeadshotError(f"{path.name}: cannot read the file ({exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved_limit
 
 
 def _upright_rgb(image: Image.Image) -> Image.Image:
     profile = image.info.get("icc_profile")
     upright = ImageOps.exif_transpose(image)
+    converted = None
     if profile and upright.mode in ("RGB", "CMYK"):
         converted = _profile_to_srgb(upright, profile)
-        if converted is not None:
-            return converted
-    return _to_rgb(upright)
+    rgb = converted if converted is not None else _to_rgb(upright)
+    # Pixels only: EXIF (GPS, device, names), profiles and comments stay behind.
+    return Image.fromarray(np.asarray(rgb), mode="RGB")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
