@@ -101,6 +101,8 @@ def main() -> None:
         f"({parallel / decode:.1f}x the floor, {single / parallel:.2f}x faster than 1 worker)"
     )
     print(f"accepted {accepted} of {n}; identical dataset.json from 1 and {args.workers} workers: {same}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"load average after the run (1, 5, 15 min): {load}  (other work on the machine slows every line)")
     verdict = "met" if parallel < GOAL_SECONDS else "MISSED"
     print(f"goal: {n} photos in under {GOAL_SECONDS:.0f} s -> {verdict} ({parallel:.1f} s)")
 

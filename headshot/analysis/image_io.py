@@ -86,7 +86,7 @@ def _open_header(path: Path) -> Image.Image:
 
 def _upright_rgb(image: Image.Image) -> Image.Image:
     profile = image.info.get("icc_profile")
-    upright = ImageOps.exif_transpose(image)
+    upright = ImageOps.exif_transpose(image, in_place=True) or image  # in place: no 12 MP copy
     converted = None
     if profile and upright.mode in ("RGB", "CMYK"):
         converted = _profile_to_srgb(upright, profile)
