@@ -21,11 +21,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 from rich.console import Console
+from rich.markup import escape
 
 from headshot.errors import HeadshotError
 from headshot.records import atomic_write_bytes, atomic_write_text
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # no line breaks inside paths
 
 DOCUMENT_SIGNING = ObjectIdentifier("1.3.6.1.5.5.7.3.36")
 C2PA_CLAIM_SIGNING = ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
@@ -202,7 +203,7 @@ def ensure_dev_credentials(folder: Path) -> CredentialPaths:
     paths = CredentialPaths(folder / DEV_CHAIN_FILE, folder / DEV_KEY_FILE, folder / DEV_CA_FILE)
     if paths.cert_chain.is_file() and paths.private_key.is_file():
         return paths
-    console.print(f"creating development signing credentials in {folder} ({DEV_NOTICE})")
+    console.print(f"creating development signing credentials in {escape(str(folder))} ({DEV_NOTICE})")
     return create_dev_credentials(folder)
 
 
@@ -216,8 +217,8 @@ def _warn_if_readable_by_others(path: Path) -> None:
     mode = stat.S_IMODE(Path(path).stat().st_mode)
     if mode & 0o077:
         console.print(
-            f"[yellow]warning[/]: private key {path} is readable by other users "
-            f"(mode {mode:04o}); run `chmod 600 {path}`"
+            f"[yellow]warning[/]: private key {escape(str(path))} is readable by other users "
+            f"(mode {mode:04o}); run `chmod 600 {escape(str(path))}`"
         )
 
 
