@@ -66,7 +66,7 @@ def make_signer(credentials: Credentials, config: SigningConfig) -> c2pa.Signer:
         raise HeadshotError(f"{credentials.source}: cannot make a C2PA signer: {exc}") from None
 
 
-def _encode(image: Image.Image, suffix: str, config: SigningConfig) -> bytes:
+def encode_with_xmp(image: Image.Image, suffix: str, config: SigningConfig) -> bytes:
     pil_format = PIL_FORMATS[suffix]
     options = save_options(pil_format, xmp_packet(TRAINED_ALGORITHMIC_MEDIA, f"headshot {__version__}"))
     if pil_format in ("JPEG", "WEBP"):
@@ -76,7 +76,7 @@ def _encode(image: Image.Image, suffix: str, config: SigningConfig) -> bytes:
     return buffer.getvalue()
 
 
-def _c2pa_sign(
+def c2pa_sign(
     definition: dict, mime_type: str, asset: bytes, credentials: Credentials, config: SigningConfig
 ) -> tuple[bytes, bytes]:
     signer = make_signer(credentials, config)
@@ -114,8 +114,8 @@ def sign_image(
             pixels, watermark_id, key=config.watermark.key, strength=config.watermark.strength
         )
     definition = manifest_definition(destination.name, mime_type, info, config, watermark_id)
-    signed, manifest_bytes = _c2pa_sign(
-        definition, mime_type, _encode(pixels, suffix, config), credentials, config
+    signed, manifest_bytes = c2pa_sign(
+        definition, mime_type, encode_with_xmp(pixels, suffix, config), credentials, config
     )
     label = _LABEL.search(manifest_bytes)
     manifest_label = label.group().decode() if label else None
