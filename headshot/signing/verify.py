@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import c2pa
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from headshot.errors import HeadshotError
 from headshot.signing import store, watermark
@@ -46,6 +46,7 @@ class Verification(BaseModel):
     manifest_store: store.StoreLookup | None = None
     errors: list[str] = Field(default_factory=list)
 
+    @computed_field
     @property
     def passed(self) -> bool:
         """What `headshot verify` requires: not Invalid, and declared AI-generated."""
