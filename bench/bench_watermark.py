@@ -14,7 +14,7 @@ import secrets
 import time
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageOps
 
 from headshot.samples import astronaut, grace_hopper
 from headshot.signing import watermark
@@ -73,7 +73,16 @@ ATTACKS = {
     "resize 0.5x + JPEG q70": lambda im: jpeg(scale(im, 0.5), 70),
     "resize 0.75x + JPEG q80": lambda im: jpeg(scale(im, 0.75), 80),
     "resize 0.25x": lambda im: scale(im, 0.25),
+    "brightness +10%, JPEG q80": lambda im: jpeg(ImageEnhance.Brightness(im).enhance(1.1), 80),
+    "crop 5% off each side": lambda im: im.crop(
+        (im.width // 20, im.height // 20, im.width - im.width // 20, im.height - im.height // 20)
+    ),
+    "mirror": ImageOps.mirror,
 }
+
+
+# The attacks the design promises to survive; the others are measured to show the limits.
+REQUIRED = ("none (PNG)", "JPEG q90", "JPEG q70", "resize 0.5x", "resize 0.5x + JPEG q70")
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
@@ -147,7 +156,7 @@ def main() -> None:
                 totals[attack][0] += errors
                 totals[attack][1] += int(result.found and result.identifier == identifier)
                 totals[attack][2] += 1
-                if not (result.found and result.identifier == identifier) and attack != "resize 0.25x":
+                if not (result.found and result.identifier == identifier) and attack in REQUIRED:
                     print(f"  missed: {name} {photo.size} / {attack} ({errors} bit errors)")
                 if attack == "none (PNG)":
                     scores_marked.append(result.score)

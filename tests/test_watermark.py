@@ -66,3 +66,13 @@ def test_tiny_images_still_carry_the_mark_losslessly():
     buffer = io.BytesIO()
     marked.save(buffer, "PNG")
     assert watermark.detect(Image.open(buffer)).identifier == "00000001"
+
+
+def test_a_mirrored_copy_is_still_read_but_a_cropped_one_is_not():
+    """The documented limits: flips are handled, crops are not (docs/watermark.md)."""
+    from PIL import ImageOps
+
+    marked = watermark.embed(grace_hopper(), "feedf00d")
+    assert watermark.detect(ImageOps.mirror(_jpeg(marked, 80))).identifier == "feedf00d"
+    w, h = marked.size
+    assert not watermark.detect(marked.crop((w // 20, h // 20, w - w // 20, h - h // 20))).found
