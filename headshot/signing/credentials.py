@@ -213,9 +213,14 @@ def _read(path: Path, what: str) -> bytes:
     return Path(path).read_bytes()
 
 
+_warned_keys: set[tuple[str, int]] = set()
+
+
 def _warn_if_readable_by_others(path: Path) -> None:
+    """Once per key file and mode in a process (generate signs many images in a row)."""
     mode = stat.S_IMODE(Path(path).stat().st_mode)
-    if mode & 0o077:
+    if mode & 0o077 and (str(Path(path).resolve()), mode) not in _warned_keys:
+        _warned_keys.add((str(Path(path).resolve()), mode))
         console.print(
             f"[yellow]warning[/]: private key {escape(str(path))} is readable by other users "
             f"(mode {mode:04o}); run `chmod 600 {escape(str(path))}`"
