@@ -139,3 +139,16 @@ def test_signing_without_configured_credentials_creates_dev_credentials(tmp_path
     assert signed.signer == "headshot development signer"
     again = create_dev_credentials(tmp_path / "other")
     assert again.cert_chain.read_bytes() != (tmp_path / "keys" / "dev-signer-chain.pem").read_bytes()
+
+
+def test_signing_config_validates_tsa_url_and_serializes_a_callback(tmp_path):
+    from headshot.signing.config import SigningConfig, load_signing_config
+
+    config = tmp_path / "signing.yaml"
+    config.write_text("tsa_url: timestamp.example\n")
+    with pytest.raises(HeadshotError, match=r"signing.yaml: field 'tsa_url': .*http"):
+        load_signing_config(config)
+    with_callback = SigningConfig(cert_chain=tmp_path / "c.pem", signer_callback=ecdsa_p256_callback)
+    dumped = with_callback.model_dump(mode="json")
+    assert dumped["signer_callback"] == "headshot.signing.credentials:ecdsa_p256_callback"
+    assert dumped["tsa_url"] is None

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_serializer, field_validator
 
 from headshot.config import StrictModel, load_config
 from headshot.signing import watermark
@@ -54,6 +54,13 @@ class SigningConfig(StrictModel):
     # Encoding when signing writes a new file whose format is not fixed by its name.
     output_format: Literal["jpg", "png", "webp"] = "jpg"
     quality: int = Field(default=92, ge=1, le=100)  # JPEG and WebP
+
+    @field_serializer("signer_callback")
+    def _callback_name(self, value: str | Callable[[bytes], bytes] | None) -> str | None:
+        """Records stay JSON: a callable given from code is written as its import path."""
+        if value is None or isinstance(value, str):
+            return value
+        return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
 
     @field_validator("tsa_url")
     @classmethod
