@@ -152,3 +152,16 @@ def test_signing_config_validates_tsa_url_and_serializes_a_callback(tmp_path):
     dumped = with_callback.model_dump(mode="json")
     assert dumped["signer_callback"] == "headshot.signing.credentials:ecdsa_p256_callback"
     assert dumped["tsa_url"] is None
+
+
+def test_parallel_first_use_of_dev_credentials_yields_one_consistent_set(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from headshot.signing.credentials import ensure_dev_credentials, load_credentials
+
+    folder = tmp_path / "outputs" / "keys"
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: ensure_dev_credentials(folder), range(4)))
+    assert {r.cert_chain for r in results} == {folder / "dev-signer-chain.pem"}
+    load_credentials(folder / "dev-signer-chain.pem", folder / "dev-signer-key.pem")  # key matches
+    assert sorted(p.name for p in tmp_path.joinpath("outputs").iterdir()) == ["keys"], "no staging left"

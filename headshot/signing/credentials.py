@@ -10,7 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,13 +200,30 @@ def create_dev_credentials(folder: Path) -> CredentialPaths:
 
 
 def ensure_dev_credentials(folder: Path) -> CredentialPaths:
-    """The development credentials in `folder`, created there first if missing."""
+    """The development credentials in `folder`, created there first if missing.
+
+    A new folder is built under a temporary name and renamed into place, so processes
+    signing in parallel never see (or mix) a half-written key and certificate.
+    """
     folder = Path(folder)
     paths = CredentialPaths(folder / DEV_CHAIN_FILE, folder / DEV_KEY_FILE, folder / DEV_CA_FILE)
     if paths.cert_chain.is_file() and paths.private_key.is_file():
         return paths
     console.print(f"creating development signing credentials in {escape(str(folder))} ({DEV_NOTICE})")
-    return create_dev_credentials(folder)
+    if folder.exists():
+        return create_dev_credentials(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        create_dev_credentials(staging)
+        os.chmod(staging, 0o755)
+        os.rename(staging, folder)
+    except OSError:
+        if not (paths.cert_chain.is_file() and paths.private_key.is_file()):
+            raise HeadshotError(f"{folder}: cannot create development credentials there") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return paths
 
 
 def _read(path: Path, what: str) -> bytes:
