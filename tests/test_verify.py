@@ -121,6 +121,7 @@ def test_verify_input_errors_name_the_file(tmp_path, run_cli):
     garbage = run_cli("verify", text, "--json")
     assert garbage.code == 1
     (report,) = json.loads(garbage.out)
+    assert report["state"] == "Absent"
     assert any("not a readable image" in error for error in report["errors"])
     anchors = tmp_path / "anchors.pem"
     anchors.write_text("hello")

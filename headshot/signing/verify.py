@@ -146,6 +146,8 @@ def verify_file(
                 state = reader.get_validation_state() or "Invalid"
                 if state == "Invalid":
                     errors += _failures(reader.get_validation_results()) or ["the manifest did not validate"]
+    except c2pa.C2paError.NotSupported:
+        errors.append("C2PA: this file type cannot carry a manifest")
     except c2pa.C2paError as exc:
         state = "Invalid"
         errors.append(f"C2PA manifest unreadable: {exc}")
