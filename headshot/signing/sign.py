@@ -11,7 +11,6 @@ import datetime as dt
 import io
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +108,7 @@ def sign_image(
     pixels = image.convert("RGB")
     watermark_id = None
     if config.watermark.enabled:
-        watermark_id = secrets.token_hex(4)
+        watermark_id = store.unused_identifier(config.manifest_store)
         pixels = watermark.embed(
             pixels, watermark_id, key=config.watermark.key, strength=config.watermark.strength
         )

@@ -8,6 +8,7 @@ store bytes c2pa produced, readable by any C2PA tool as a sidecar).
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,14 @@ class StoreLookup(BaseModel):
     identifier: str
     entry: str | None = None  # the summary file's name inside the store
     summary: dict[str, Any] | None = None
+
+
+def unused_identifier(store: Path) -> str:
+    """A random 32-bit watermark identifier that no entry in the store uses yet."""
+    while True:
+        identifier = secrets.token_hex(4)
+        if not (Path(store) / f"{identifier}.json").exists():
+            return identifier
 
 
 def save_entry(store: Path, identifier: str, summary: dict[str, Any], manifest_bytes: bytes) -> Path:
