@@ -176,13 +176,11 @@ def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def write_private_key(path: Path, key_pem: bytes) -> None:
     """Atomic write with mode 0600 from the start (the temporary file is 0600 too)."""
-    atomic_write_bytes(path, key_pem)
-    os.chmod(path, 0o600)
+    atomic_write_bytes(path, key_pem, mode=0o600)
 
 
 def write_certificate(path: Path, certificate_pem: bytes) -> None:
-    atomic_write_bytes(path, certificate_pem)
-    os.chmod(path, 0o644)
+    atomic_write_bytes(path, certificate_pem, mode=0o644)
 
 
 def create_dev_credentials(folder: Path) -> CredentialPaths:
@@ -195,7 +193,6 @@ def create_dev_credentials(folder: Path) -> CredentialPaths:
     write_certificate(paths.cert_chain, pem(leaf) + pem(ca))
     write_certificate(folder / DEV_CA_FILE, pem(ca))
     atomic_write_text(folder / "README.txt", _DEV_README)
-    os.chmod(folder / "README.txt", 0o644)
     return paths
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,19 +136,11 @@ def sign_image(
             }
             entry = store.save_entry(config.manifest_store, watermark_id, summary, manifest_bytes)
         atomic_write_bytes(destination, signed)
-        make_world_readable(destination)
     except OSError as exc:
         raise HeadshotError(f"{destination}: cannot write the signed image: {exc.strerror or exc}") from None
     return SignedImage(
         destination, digest, mime_type, manifest_label, watermark_id, credentials.signer_name, entry
     )
-
-
-def make_world_readable(path: Path) -> None:
-    """atomic_write_* creates files 0600 (mkstemp); a delivered image is for others to read."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def open_image(path: Path) -> Image.Image:
