@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Literal
 
@@ -107,8 +108,14 @@ def _analyse_all(paths: list[Path], settings: AnalysisSettings, workers: int) ->
     workers = min(workers, len(paths), os.cpu_count() or 1)
     if workers <= 1:
         return [analyse_photo(path, settings) for path in paths]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(analyse_photo, paths, [settings] * len(paths)))
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(analyse_photo, paths, [settings] * len(paths)))
+    except BrokenProcessPool:
+        raise HeadshotError(
+            f"{paths[0].parent}: a worker process died while analysing the photos (out of memory?); "
+            "try again with --workers 1 or a lower 'max_pixels'"
+        ) from None
 
 
 def _judge_set(analyses: list[PhotoAnalysis], thresholds: QualityThresholds) -> None:
