@@ -64,18 +64,48 @@ def _root(
 
 @app.command("prepare")
 def prepare_command(
-    photos: Annotated[Path, typer.Argument(help="Folder of the subject's photos (JPEG, PNG, WebP, TIFF).")],
+    photos: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of the subject's photos (JPEG, PNG, WebP, TIFF, BMP, HEIC)."),
+    ] = None,
     subject: SubjectOption = None,
     base_model: BaseModelOption = None,
     outputs: OutputsOption = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option("--resolution", help="Crop size in pixels (default: the base model's own)."),
+    ] = None,
+    min_photos: Annotated[
+        int | None, typer.Option("--min-photos", help="Fewer accepted photos than this is an error (5).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Photos analysed in parallel processes (2).")
+    ] = None,
+    detector: Annotated[
+        str | None, typer.Option("--detector", help="Face detector: hog (fast, default) or cnn.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Check and crop selfies into a training set.
 
     Reads PHOTOS; writes OUTPUTS/<subject>/dataset/: images/*.png, masks/*.png and
-    dataset.json with a verdict and reason for every source photo.
+    dataset.json with a verdict and reason for every source photo. Thresholds: see
+    configs/prepare.yaml.
     """
-    _not_built("prepare", 3)
+    from headshot.config import load_config
+    from headshot.training.intake import PrepareConfig, prepare_dataset
+
+    options = dict(
+        photos=photos,
+        subject=subject,
+        base_model=base_model,
+        outputs=outputs,
+        resolution=resolution,
+        min_photos=min_photos,
+        workers=workers,
+        detector=detector,
+    )
+    prepare_dataset(load_config(PrepareConfig, config, options))
 
 
 @app.command("finetune")
