@@ -218,6 +218,12 @@ def audit_command(
         Path | None,
         typer.Option("--out", "-o", help="Folder for the audit (default: the dataset's sibling audit/)."),
     ] = None,
+    photos: Annotated[
+        Path | None,
+        typer.Option(
+            "--photos", "-p", help="The subject's source photos, for dataset crops too small to measure."
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Measure likeness and known AI-headshot artifacts against the subject's real photos.
@@ -229,7 +235,7 @@ def audit_command(
     from headshot.analysis.audit import AuditConfig, audit_folder
     from headshot.config import load_config
 
-    options = load_config(AuditConfig, config, {"dataset": dataset, "out": out})
+    options = load_config(AuditConfig, config, {"dataset": dataset, "out": out, "photos": photos})
     if options.dataset is None:
         raise HeadshotError(
             "audit needs the subject's dataset: give --dataset DIR (or 'dataset:' in --config)"

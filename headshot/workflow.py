@@ -83,7 +83,8 @@ def run_audit(config: RunConfig, layout: SubjectLayout) -> None:
     """Audit the delivered headshots against the subject's dataset into audit/."""
     from headshot.analysis.audit import AuditConfig, audit_folder
 
-    audit_config = load_config(AuditConfig, config.audit_config)
+    # the run's source photos stand in for dataset crops too small to measure (tiny models)
+    audit_config = load_config(AuditConfig, config.audit_config, {"photos": config.photos})
     if not layout.headshots.is_dir():
         raise HeadshotError(
             f"{layout.headshots}: no delivered headshots to audit (run `headshot generate` first)"

@@ -8,14 +8,10 @@ applied to a real photo in its own pixel space at the place where the artifact s
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import cv2
 import numpy as np
 from PIL import Image
 
-from headshot.analysis.metrics import normalise
 from headshot.analysis.metrics.normalise import CANON_SIZE, NormalisedFace, apply_transform, normalise_face
 from headshot.analysis.metrics.regions import CX, EY, D, hair_band, subject_mask
 from headshot.samples import SUBJECT_VARIANTS, grace_hopper
@@ -26,41 +22,6 @@ STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 def reference_photos() -> dict[str, Image.Image]:
     source = grace_hopper()
     return {name: transform(source) for name, transform in SUBJECT_VARIANTS.items()}
-
-
-def write_reference_dataset(folder: Path, photos: dict[str, Image.Image], resolution: int = 512) -> Path:
-    """A dataset folder in `headshot prepare`'s format (dataset.json + crops + masks)."""
-    from headshot.analysis.faces import detect_faces
-    from headshot.records import atomic_save_image, sha256_bytes
-    from headshot.training.dataset_record import DatasetRecord, PhotoRecord
-
-    records = []
-    for name, photo in photos.items():
-        face = detect_faces(photo, upsample=0)[0]
-        cx, cy = face.center
-        half = int(max(face.width, face.height) * 1.3)
-        box = [int(cx - half), int(cy - half * 1.1), int(cx + half), int(cy + half * 0.9)]
-        crop = photo.crop(box).resize((resolution, resolution), Image.LANCZOS)
-        image, mask = f"images/{name}.png", f"masks/{name}.png"
-        atomic_save_image(folder / image, crop)
-        atomic_save_image(folder / mask, Image.new("L", crop.size, 255))
-        records.append(
-            PhotoRecord(
-                source=f"{name}.jpg",
-                sha256=sha256_bytes(photo.tobytes()),
-                verdict="accepted",
-                width=photo.width,
-                height=photo.height,
-                face_box=list(face.box),
-                crop_box=box,
-                image=image,
-                mask=mask,
-                embedding=[float(v) for v in face.embedding],
-            )
-        )
-    record = DatasetRecord(subject="hopper", family="sd15", resolution=resolution, photos=records)
-    (folder / "dataset.json").write_text(json.dumps(record.model_dump(), indent=2))
-    return folder
 
 
 # ---- placing things on the source photo ------------------------------------------------
@@ -341,11 +302,4 @@ def manipulated(
     return Image.fromarray(MANIPULATIONS[name](pixels, face, strength))
 
 
-__all__ = [
-    "STRENGTHS",
-    "MANIPULATIONS",
-    "manipulated",
-    "reference_photos",
-    "write_reference_dataset",
-    "normalise",
-]
+__all__ = ["STRENGTHS", "MANIPULATIONS", "manipulated", "reference_photos"]

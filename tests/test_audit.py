@@ -8,10 +8,11 @@ import re
 
 import numpy as np
 import pytest
-from audit_support import manipulated, reference_photos, write_reference_dataset
+from audit_support import manipulated, reference_photos
 from PIL import Image
 
 from headshot.analysis.audit import AuditConfig, audit_folder, audit_image, load_reference
+from headshot.errors import HeadshotError
 from headshot.samples import astronaut, make_sample_selfies
 
 # manipulation at full strength -> the flag it must raise
@@ -29,11 +30,21 @@ EXPECTED_FLAG = {
 }
 
 
+def prepared(photos, outputs, resolution=None):
+    """outputs/hopper/dataset written by the real `headshot prepare` from the sample selfies
+    (it rejects the blurred photo and the astronaut's)."""
+    from headshot.training.intake import PrepareConfig, prepare_dataset
+
+    config = PrepareConfig(
+        photos=photos, subject="hopper", base_model="sd15", outputs=outputs, resolution=resolution, workers=1
+    )
+    prepare_dataset(config, show_summary=False)
+    return config.layout.dataset
+
+
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """outputs/hopper/dataset in `headshot prepare`'s format, from the real sample photos."""
-    root = tmp_path_factory.mktemp("outputs") / "hopper"
-    return write_reference_dataset(root / "dataset", reference_photos())
+def dataset(tmp_path_factory, sample_selfies):
+    return prepared(sample_selfies, tmp_path_factory.mktemp("outputs"))
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +59,12 @@ def manipulated_folder(tmp_path_factory):
     for name in EXPECTED_FLAG:
         manipulated(photo, name, 1.0).save(folder / f"{name}.png")
     return folder
+
+
+@pytest.fixture(scope="module")
+def manipulated_audit(dataset, manipulated_folder):
+    """The audit of the manipulated copies, into the default folder (dataset/../audit)."""
+    return audit_folder(manipulated_folder, dataset)
 
 
 def read_rows(path):
@@ -71,9 +88,8 @@ def test_the_subjects_own_photos_flag_nothing(tmp_path, dataset, run_cli):
     assert "hopper_big.png: ok - no flags" in result.out
 
 
-def test_manipulated_copies_flag_their_artifact_and_only_it(tmp_path, dataset, manipulated_folder):
-    result = audit_folder(manipulated_folder, dataset, tmp_path / "audit")
-    rows = {row.name: row for row in result.rows}
+def test_manipulated_copies_flag_their_artifact_and_only_it(manipulated_audit):
+    rows = {row.name: row for row in manipulated_audit.rows}
     for manipulation, flag in EXPECTED_FLAG.items():
         row = rows[f"{manipulation}.png"]
         assert row.status == "ok"
@@ -91,13 +107,13 @@ def test_another_person_fails_likeness(reference):
 
 
 def test_phone_photos_stored_sideways_are_turned_upright(tmp_path, reference):
-    from headshot.analysis.audit import open_image
+    from headshot.analysis.image_io import read_photo
 
     photo = reference_photos()["hopper_01_original"]
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     photo.rotate(90, expand=True).save(tmp_path / "sideways.jpg", exif=exif, quality=95)
-    upright = open_image(tmp_path / "sideways.jpg")
+    upright = read_photo(tmp_path / "sideways.jpg")
     assert upright.size == photo.size
     verdict = audit_image(upright, reference)
     assert verdict.status == "ok" and verdict.flags == []
@@ -118,7 +134,7 @@ def test_unreadable_and_faceless_images_get_a_row_with_the_reason(tmp_path, data
     rows = read_rows(out / "metrics.csv")
     assert set(rows) == {"truncated.jpg", "noise.png", "real.jpg"}
     assert rows["truncated.jpg"]["status"] == "unreadable"
-    assert "truncated.jpg" in rows["truncated.jpg"]["reason"]
+    assert rows["truncated.jpg"]["reason"].startswith("truncated.jpg: ")
     assert rows["noise.png"]["status"] == "no_face"
     assert "no face found" in rows["noise.png"]["reason"]
     assert rows["noise.png"]["skin_texture"] == ""
@@ -127,8 +143,8 @@ def test_unreadable_and_faceless_images_get_a_row_with_the_reason(tmp_path, data
     assert "no face found: not scored" in page and "unreadable: not scored" in page
 
 
-def test_report_is_self_contained_with_images_scores_flags_and_plots(tmp_path, dataset, manipulated_folder):
-    result = audit_folder(manipulated_folder, dataset)
+def test_report_is_self_contained_with_images_scores_flags_and_plots(dataset, manipulated_audit):
+    result = manipulated_audit
     assert result.out == dataset.parent / "audit"  # default: the dataset's sibling audit/
     page = result.report_path.read_text(encoding="utf-8")
     assert not re.search(r"(src|href)=['\"](?!data:)", page), "the page must not load anything external"
@@ -166,23 +182,37 @@ def test_per_metric_limits_and_unflagged_metrics_apply(reference):
     assert "plastic_skin" not in lenient.flags
 
 
-def test_run_audit_reports_faceless_tiny_model_headshots(tmp_path, dataset):
-    """After generate on a tiny random model the headshots hold no face: the audit says
-    so per image instead of failing."""
-    import shutil
-
+def test_run_audit_reports_faceless_tiny_model_headshots(tmp_path, sample_selfies):
+    """As in the demo: a tiny model's 64 px dataset crops are too small for a face, so the
+    reference comes from the run's source photos; its headshots hold no face, and the audit
+    says so per image instead of failing."""
     from headshot.layout import SubjectLayout
     from headshot.workflow import RunConfig, run_audit
 
-    layout = SubjectLayout.for_subject(tmp_path / "outputs", "demo")
-    shutil.copytree(dataset, layout.dataset)
+    outputs = tmp_path / "outputs"
+    dataset = prepared(sample_selfies, outputs, resolution=64)
+    layout = SubjectLayout.of_stage_folder(dataset)
     layout.headshots.mkdir(parents=True)
     rng = np.random.default_rng(1)
     for index in range(2):
         noise = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
         Image.fromarray(noise).save(layout.headshots / f"studio_{index}.jpg", quality=90)
     (layout.headshots / "index.json").write_text("{}")
-    run_audit(RunConfig(photos=tmp_path, subject="demo", outputs=tmp_path / "outputs"), layout)
+    run_audit(RunConfig(photos=sample_selfies, subject="hopper", outputs=outputs), layout)
     rows = read_rows(layout.audit / "metrics.csv")
     assert [row["status"] for row in rows.values()] == ["no_face", "no_face"]
-    assert "no face found: not scored" in (layout.audit / "report.html").read_text(encoding="utf-8")
+    page = (layout.audit / "report.html").read_text(encoding="utf-8")
+    assert "no face found: not scored" in page
+    assert "Judged against 8 real photos" in page
+    assert page.count("(source photo)") == 8
+
+
+def test_a_dataset_without_any_face_is_a_clear_error(tmp_path, dataset):
+    import shutil
+
+    faceless = tmp_path / "dataset"
+    shutil.copytree(dataset, faceless)
+    for crop in (faceless / "images").glob("*.png"):
+        Image.new("RGB", (512, 512), (120, 120, 120)).save(crop)
+    with pytest.raises(HeadshotError, match="no face found in any accepted photo's crop.*--photos"):
+        load_reference(faceless)

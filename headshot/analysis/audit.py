@@ -19,14 +19,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from headshot.analysis.image_io import is_photo_name, read_photo
 from headshot.analysis.metrics import METRICS, METRICS_BY_NAME
-from headshot.analysis.reference import ReferenceProfile, measure_image
+from headshot.analysis.reference import MIN_EYE_DISTANCE, ReferenceProfile, measure_image
 from headshot.analysis.reference import load_reference as _load_reference
 from headshot.config import StrictModel
 from headshot.errors import HeadshotError
 from headshot.records import atomic_write_text
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
 # reported next to the scored metrics, for people reading the CSV; never flagged
 EXTRA_COLUMNS = (
     "identity_distance",
@@ -42,6 +42,7 @@ class AuditConfig(StrictModel):
 
     dataset: Path | None = None
     out: Path | None = None
+    photos: Path | None = None  # the subject's source photos: used where a dataset crop is too small
     z_limit: float = Field(3.0, gt=0)
     z_limits: dict[str, float] = Field(default_factory=dict)
     unflagged: list[str] = Field(default_factory=list)
@@ -112,9 +113,12 @@ class ImageAudit:
 
 
 def load_reference(dataset: Path, config: AuditConfig | None = None) -> ReferenceProfile:
-    """The subject's yardstick from a `headshot prepare` dataset folder."""
+    """The subject's yardstick from a `headshot prepare` dataset folder (and, for crops
+    too small to hold a detectable face, the source photos in `config.photos`)."""
     config = config or AuditConfig()
-    return _load_reference(dataset, config.identity_min_spread, config.detect_max_side, config.min_spread)
+    return _load_reference(
+        dataset, config.identity_min_spread, config.detect_max_side, config.min_spread, config.photos
+    )
 
 
 def audit_image(
@@ -127,8 +131,15 @@ def audit_image(
         return ImageAudit(name, "no_face", "no face found (the detector needs a face of about 80 px or more)")
     values = reference.metric_values(measured)
     result = ImageAudit(name, "ok", faces=measured.faces_found, values=values)
+    notes = []
     if measured.faces_found > 1:
-        result.reason = f"{measured.faces_found} faces found; scored the largest"
+        notes.append(f"{measured.faces_found} faces found; scored the largest")
+    if measured.eye_distance < MIN_EYE_DISTANCE:
+        notes.append(
+            f"small face ({measured.eye_distance:.0f} px between the eyes, under {MIN_EYE_DISTANCE:.0f}): "
+            "texture metrics read it as smoother than it is"
+        )
+    result.reason = "; ".join(notes)
     for spec in METRICS:
         z = reference.z_score(spec.name, values[spec.name]) if spec.name != "identity_relative" else math.nan
         result.z[spec.name] = z
@@ -145,36 +156,10 @@ def audit_image(
     return result
 
 
-def open_image(path: Path):
-    """The image as RGB, or a HeadshotError naming the file and why it cannot be read."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if path.suffix.lower() in {".heic", ".heif"}:
-        try:
-            from pillow_heif import register_heif_opener
-
-            register_heif_opener()
-        except ImportError:
-            raise HeadshotError(
-                f"{path}: HEIC needs the optional pillow-heif (pip install headshot[heic])"
-            ) from None
-    try:
-        with Image.open(path) as handle:
-            handle.load()
-            # phone photos are stored sideways with an EXIF rotation: faces must be upright
-            return ImageOps.exif_transpose(handle).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise HeadshotError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
-
-
 def image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise HeadshotError(f"{folder}: folder of images to audit not found")
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_photo_name(p))
 
 
 @dataclass
@@ -207,7 +192,7 @@ def audit_folder(
     rows = []
     for path in files:
         try:
-            image = open_image(path)
+            image = read_photo(path)
         except HeadshotError as exc:
             rows.append(ImageAudit(path.name, "unreadable", str(exc)))
             continue

@@ -19,6 +19,11 @@ from headshot.analysis.metrics import METRICS, METRICS_BY_NAME, measure_features
 from headshot.analysis.metrics.identity import linear_to_lab
 from headshot.errors import HeadshotError
 
+# Below this eye distance (source px) the canonical crop is upsampled 2x or more and fine
+# texture is gone: such a face is measured, with a warning, and a dataset crop this small
+# is replaced by its source photo when that is available.
+MIN_EYE_DISTANCE = 32.0
+
 
 @dataclass
 class Measurement:
@@ -27,6 +32,7 @@ class Measurement:
     features: dict[str, float]
     embedding: np.ndarray | None
     faces_found: int = 1
+    eye_distance: float = 0.0  # in the image's own pixels: how much detail the face had
 
 
 def measure_image(image, detect_max_side: int = 640) -> Measurement | None:
@@ -34,7 +40,9 @@ def measure_image(image, detect_max_side: int = 640) -> Measurement | None:
     face = normalise_face(image, detect_max_side)
     if face is None:
         return None
-    return Measurement(measure_features(face), face.face.embedding, face.faces_found)
+    return Measurement(
+        measure_features(face), face.face.embedding, face.faces_found, face.source_eye_distance
+    )
 
 
 @dataclass
@@ -129,22 +137,37 @@ def load_reference(
     identity_min_spread: float = 0.2,
     detect_max_side: int = 640,
     spread_floor: dict[str, float] | None = None,
+    photos: Path | None = None,
 ) -> ReferenceProfile:
-    """Measure the accepted photos of a `headshot prepare` dataset folder."""
-    from PIL import Image
+    """Measure the accepted photos of a `headshot prepare` dataset folder.
 
+    Each accepted photo is measured on its crop (dataset/images/*.png). A crop without a
+    detectable face, or with under MIN_EYE_DISTANCE px between the eyes (a 64 px
+    tiny-model dataset), is replaced by its source photo from `photos` when given."""
+    from headshot.analysis.image_io import read_photo
     from headshot.training.dataset_record import read_dataset
 
     record = read_dataset(dataset)
     names, measurements = [], []
     for photo in record.accepted:
-        path = Path(dataset) / str(photo.image)
-        with Image.open(path) as handle:
-            measured = measure_image(handle.convert("RGB"), detect_max_side)
-        if measured is None:
-            continue  # prepare found a face in the source; the crop may lose it (rare)
-        names.append(photo.source)
-        measurements.append(measured)
+        name = photo.source
+        measured = measure_image(read_photo(Path(dataset) / str(photo.image)), detect_max_side)
+        source = Path(photos) / photo.source if photos is not None else None
+        too_small = measured is None or measured.eye_distance < MIN_EYE_DISTANCE
+        if too_small and source is not None and source.is_file():
+            from_source = measure_image(read_photo(source), detect_max_side)
+            if from_source is not None:
+                measured, name = from_source, f"{photo.source} (source photo)"
+        if measured is not None:
+            names.append(name)
+            measurements.append(measured)
     if not measurements:
-        raise HeadshotError(f"{dataset}: no face found in any accepted photo's crop; cannot audit against it")
+        hint = (
+            ""
+            if photos is not None
+            else " (crops of a tiny model are too small: give the source photos, --photos)"
+        )
+        raise HeadshotError(
+            f"{dataset}: no face found in any accepted photo's crop{hint}; cannot audit against it"
+        )
     return ReferenceProfile.from_measurements(names, measurements, identity_min_spread, spread_floor)
