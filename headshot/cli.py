@@ -6,6 +6,7 @@ Nothing here does the work; stages never import this module. Exit codes: 0 succe
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -334,6 +335,11 @@ def demo_command(
 
 
 def main() -> None:
+    # The libraries' own notices (e.g. transformers' note that torchvision is absent)
+    # are noise to a user of this tool; errors still show.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app(prog_name="headshot")
     except HeadshotError as exc:
