@@ -97,7 +97,7 @@ def _summary(result: AuditResult, config: AuditConfig) -> str:
     flagged = sum(bool(row.flags) for row in result.rows)
     limits = "".join(
         f"<tr><td>{escape(s.name)}</td><td>{escape(s.artifact)}</td><td>{escape(s.unit)}</td>"
-        f"<td>{'not flagged' if s.name in config.unflagged else _limit_text(s, config)}</td></tr>"
+        f"<td>{escape('not flagged' if s.name in config.unflagged else _limit_text(s, config))}</td></tr>"
         for s in METRICS
     )
     return (
