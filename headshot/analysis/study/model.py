@@ -8,6 +8,7 @@ the base model.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +122,10 @@ def _checkpoint_files(lora_folder: Path, lora_file: str, model: StudyModel):
 def _load_lora(model: StudyModel, label: str, step: int, file: Path) -> None:
     adapter = re.sub(r"[^A-Za-z0-9_]", "_", f"study_{label}")
     try:
-        model.pipeline.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=adapter)
+        with warnings.catch_warnings():
+            # peft warns on every adapter after the first; several adapters is the point here.
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            model.pipeline.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=adapter)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise HeadshotError(f"{file}: could not load this LoRA into the base model: {exc}") from None
     model.loras[label] = LoraCheckpoint(label=label, step=step, file=file, adapter=adapter)
