@@ -1,0 +1,151 @@
+"""The study's parts: x0 from any scheduler, token positions, recorders, measures, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image, ImageFilter
+from study_support import make_lora_folder
+
+from headshot.analysis.study import attention, trajectory
+from headshot.analysis.study.measures import (
+    change_to_final,
+    face_embeddings,
+    high_frequency_energy,
+    identity_to_final,
+)
+from headshot.analysis.study.model import load_study_model
+from headshot.analysis.study.run import render_image
+from headshot.errors import HeadshotError
+from headshot.samples import grace_hopper
+
+PROMPT = "a professional headshot photo of sks person with hair, earrings and glasses"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see test_study.py: threads only contend on tiny models
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sd15_model(tiny_sd15):
+    return load_study_model(None, str(tiny_sd15))
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_x0_formulas_agree_with_the_schedulers_own(prediction):
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+    torch.manual_seed(0)
+    output, sample = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    ddim = DDIMScheduler(prediction_type=prediction, clip_sample=False)
+    ddim.set_timesteps(10)
+    t = ddim.timesteps[3]
+    expected = ddim.step(output, t, sample).pred_original_sample
+    assert torch.allclose(trajectory.predicted_x0(ddim, output, t, sample, None), expected, atol=1e-5)
+
+    euler = EulerDiscreteScheduler(prediction_type=prediction)
+    euler.set_timesteps(10)
+    t = euler.timesteps[3]
+    euler._step_index = 3
+    sigma = trajectory.current_sigma(euler, t)
+    expected = euler.step(output, t, sample).pred_original_sample
+    assert torch.allclose(trajectory.predicted_x0(euler, output, t, sample, sigma), expected, atol=1e-5)
+
+
+def test_recorders_leave_the_render_unchanged(sd15_model):
+    def render():
+        return np.asarray(render_image(sd15_model, PROMPT, "", 64, seed=3, steps=3, guidance_scale=6.0))
+
+    plain = render()
+    positions = attention.token_positions(sd15_model.pipeline, PROMPT, ["hair"])
+    scheduler = sd15_model.pipeline.scheduler
+    with (
+        trajectory.X0Recorder(scheduler) as x0,
+        attention.CrossAttentionRecorder(sd15_model.pipeline, positions, (8, 8)) as maps,
+    ):
+        recorded = render()
+    assert "step" not in vars(scheduler)  # the scheduler's own step is back
+    assert np.abs(recorded.astype(int) - plain.astype(int)).max() <= 1
+    assert len(x0.steps) == len(scheduler.timesteps) and maps.per_step().shape == (len(x0.steps), 1, 8, 8)
+    again = render()
+    assert np.array_equal(again, plain)  # the attention processors were restored
+
+
+def test_token_positions_sum_split_words_and_agree_across_sdxl_tokenizers(tiny_sdxl):
+    model = load_study_model(None, str(tiny_sdxl))
+    pipe = model.pipeline
+    positions = attention.token_positions(pipe, PROMPT, ["sks", "glasses"])
+    assert positions["sks"] == [6]
+    assert positions["glasses"] == [13, 14, 15]  # glas + se + s, consecutive
+    # SDXL joins the two encoders along channels: one position means the same token in both.
+    embeds = pipe.encode_prompt(PROMPT, device="cpu", do_classifier_free_guidance=False)[0]
+    widths = pipe.text_encoder.config.hidden_size + pipe.text_encoder_2.config.hidden_size
+    assert tuple(embeds.shape) == (1, pipe.tokenizer.model_max_length, widths)
+    with pytest.raises(HeadshotError, match="token 'necklace' is not in the prompt"):
+        attention.token_positions(pipe, PROMPT, ["necklace"])
+
+
+def test_trajectory_measures_on_a_real_photo_sharpening_into_focus():
+    photo = grace_hopper().convert("RGB").resize((256, 320))
+    frames = [photo.filter(ImageFilter.GaussianBlur(radius)) for radius in (1.5, 1.0, 0.6)] + [photo]
+    energy = [high_frequency_energy(frame) for frame in frames]
+    assert energy == sorted(energy) and energy[-1] > 3 * energy[0]
+    change = change_to_final(frames)
+    assert change == sorted(change, reverse=True) and change[-1] == 0.0
+    identity = identity_to_final(face_embeddings(frames))
+    assert identity[-1] == 0.0 and all(value is not None for value in identity[1:])
+    assert identity[1] > identity[-2] > 0.0
+    assert trajectory.settle_step([5.0, 3.0, 1.2, 1.05, 1.0]) == 2
+    assert trajectory.settle_step([None, None]) is None
+
+
+def test_contact_sheet_downscales_to_the_tile_size():
+    frames = [Image.new("RGB", (300, 150), (i * 40, 0, 0)) for i in range(5)]
+    sheet = trajectory.contact_sheet(frames, tile=100, columns=2)
+    assert sheet.size == (200, 150)  # 3 rows of 100x50 tiles
+    assert sheet.getpixel((150, 25))[0] == 40 and sheet.getpixel((50, 125))[0] == 160
+
+
+def test_unknown_token_is_a_clear_error_before_any_file(run_cli, tiny_sd15, tmp_path):
+    result = run_cli("study", "-m", tiny_sd15, "--out", tmp_path / "s", "--tokens", "sks,necklace")
+    assert result.code == 1
+    assert "token 'necklace' is not in the prompt" in result.err and "Traceback" not in result.err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"steps": "many"}, "field 'steps': expected an integer"),
+        ({"sweep": {"grid": 3}}, "field 'sweep.grid': unknown field"),
+        ({"sweep": {"lora_scales": [-1]}}, "field 'sweep.lora_scales'"),
+        ({"metrics": ["sparkle"]}, "unknown metric 'sparkle'"),
+        ({"prompt": "a photo of {name}"}, "field 'prompt': bad placeholder"),
+    ],
+)
+def test_bad_config_names_the_file_and_field(run_cli, tiny_sd15, tmp_path, content, message):
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(content))
+    result = run_cli("study", "-m", tiny_sd15, "--out", tmp_path / "s", "--config", config)
+    assert result.code == 1
+    assert message in result.err and "Traceback" not in result.err
+    if "metric" in message:
+        assert str(config) in result.err
+
+
+def test_study_needs_a_place_to_write(run_cli, tiny_sd15):
+    result = run_cli("study", "-m", tiny_sd15)
+    assert result.code == 1 and "--subject NAME" in result.err
+
+
+def test_a_lora_on_the_wrong_family_is_refused(run_cli, tiny_sd15, tiny_sdxl, tmp_path):
+    lora = make_lora_folder(tiny_sd15, "sd15", tmp_path / "ada" / "lora", checkpoints=())
+    result = run_cli("study", lora, "-m", tiny_sdxl, "--no-sweep")
+    assert result.code == 1
+    assert "trained on a sd15 model" in result.err and str(lora) in result.err
