@@ -149,3 +149,28 @@ def test_a_lora_on_the_wrong_family_is_refused(run_cli, tiny_sd15, tiny_sdxl, tm
     result = run_cli("study", lora, "-m", tiny_sdxl, "--no-sweep")
     assert result.code == 1
     assert "trained on a sd15 model" in result.err and str(lora) in result.err
+
+
+def test_metrics_from_one_features_function_measure_each_image_once():
+    from headshot.analysis.study.measures import measure, metrics_from_features, rms_contrast
+
+    calls = []
+
+    def features(image):
+        calls.append(image)
+        if image.width < 32:
+            return None  # e.g. no face found
+        return {
+            "detail": high_frequency_energy(image),
+            "contrast": rms_contrast(image),
+            "broken": float("nan"),
+        }
+
+    metrics = metrics_from_features(features, ["detail", "contrast", "broken", "absent"])
+    photo = grace_hopper().convert("RGB").resize((64, 80))
+    values = measure(photo, metrics)
+    assert len(calls) == 1
+    assert values["contrast"] == pytest.approx(rms_contrast(photo)) and values["detail"] > 0
+    assert values["broken"] is None and values["absent"] is None
+    assert measure(photo.resize((16, 20)), metrics) == dict.fromkeys(metrics)
+    assert len(calls) == 2

@@ -63,6 +63,29 @@ def register_metric(name: str, metric: ImageMetric) -> None:
     _METRICS[name] = metric
 
 
+def metrics_from_features(
+    features: Callable[[Image.Image], Mapping[str, float] | None], names: list[str]
+) -> dict[str, ImageMetric]:
+    """Per-name metrics from one function that measures many at once (such as the audit's
+    features of a face-normalised crop): it runs once per image, however many names are used.
+    A name missing from its result, or no result (no face), reads as None."""
+    last: dict = {"image": None, "values": {}}
+
+    def values_of(image: Image.Image) -> Mapping[str, float]:
+        if last["image"] is not image:
+            last["image"], last["values"] = image, features(image) or {}
+        return last["values"]
+
+    def metric_named(name: str) -> ImageMetric:
+        def metric(image: Image.Image) -> float | None:
+            value = values_of(image).get(name)
+            return None if value is None or not np.isfinite(value) else float(value)
+
+        return metric
+
+    return {name: metric_named(name) for name in names}
+
+
 def available_metrics() -> dict[str, ImageMetric]:
     return dict(_METRICS)
 
