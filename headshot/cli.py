@@ -128,13 +128,37 @@ def verify_command(
 @app.command("audit")
 def audit_command(
     images: Annotated[Path, typer.Argument(help="Folder of images to score (headshots or any photos).")],
+    dataset: Annotated[
+        Path | None,
+        typer.Option("--dataset", "-d", help="The subject's dataset folder (written by `headshot prepare`)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for the audit (default: the dataset's sibling audit/)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Measure likeness and known AI-headshot artifacts against the subject's real photos.
 
-    Writes OUTPUTS/<subject>/audit/: metrics.csv, report.html and plots/.
+    Scores every image in IMAGES against the accepted photos of DATASET and writes
+    metrics.csv, report.html and plots/ into the audit folder. Images without a face or
+    that cannot be read get a row saying so.
     """
-    _not_built("audit", 7)
+    from headshot.analysis.audit import AuditConfig, audit_folder
+    from headshot.config import load_config
+
+    options = load_config(AuditConfig, config, {"dataset": dataset, "out": out})
+    if options.dataset is None:
+        raise HeadshotError(
+            "audit needs the subject's dataset: give --dataset DIR (or 'dataset:' in --config)"
+        )
+    result = audit_folder(images, options.dataset, options.out, options)
+    if not result.rows:
+        typer.echo(f"{images}: no images (jpg, png, webp, tiff, bmp, heic) to audit")
+    for row in result.rows:
+        detail = ", ".join(row.flags) if row.status == "ok" else row.reason
+        typer.echo(f"{row.name}: {row.status}" + (f" - {detail}" if detail else " - no flags"))
+    typer.echo(f"wrote {result.csv_path} and {result.report_path}")
 
 
 @app.command("study")

@@ -73,7 +73,21 @@ def run_generate(config: RunConfig, layout: SubjectLayout) -> None:
 
 
 def run_audit(config: RunConfig, layout: SubjectLayout) -> None:
-    raise HeadshotError("`headshot audit` is not built yet (tracked in issue 7).")
+    """Audit the delivered headshots against the subject's dataset into audit/."""
+    from headshot.analysis.audit import AuditConfig, audit_folder
+
+    audit_config = load_config(AuditConfig, config.audit_config)
+    if not layout.headshots.is_dir():
+        raise HeadshotError(
+            f"{layout.headshots}: no delivered headshots to audit (run `headshot generate` first)"
+        )
+    result = audit_folder(layout.headshots, layout.dataset, audit_config.out or layout.audit, audit_config)
+    no_face = sum(row.status == "no_face" for row in result.rows)
+    flagged = sum(bool(row.flags) for row in result.rows)
+    console.print(
+        f"audit: {len(result.rows)} headshots, {flagged} flagged, {no_face} without a face"
+        f" -> {result.report_path}"
+    )
 
 
 def run_demo(family: str = "sd15", outputs: Path = Path("outputs")) -> SubjectLayout:
