@@ -14,6 +14,7 @@ from headshot.analysis.study.config import load_study_config
 from headshot.analysis.study.run import run_study
 
 TOKENS = ["sks", "earrings", "glasses", "hair"]
+GENERIC = ("high_frequency_energy", "rms_contrast")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,8 +46,14 @@ def sd15_study(tiny_sd15, tmp_path_factory):
 
 
 def test_study_goes_to_the_subjects_audit_folder(sd15_study):
+    from headshot.analysis.metrics import METRICS
+    from headshot.analysis.study.artifacts import NEEDS_REFERENCE
+
     folder, record = sd15_study
     assert folder.parts[-3:] == ("ada", "audit", "study")
+    # No dataset next to this LoRA: the audit's metrics that need no reference photos.
+    assert record["dataset"] is None
+    assert record["metrics"] == [*GENERIC, *(s.name for s in METRICS if s.name not in NEEDS_REFERENCE)]
     assert record["family"] == "sd15"
     assert record["prompt"].startswith("a professional headshot photo of sks woman")  # from training.json
 
@@ -104,8 +111,10 @@ def test_sweep_has_every_grid_point_and_the_lora_knobs_act(sd15_study):
     assert len(entries) == 16
     assert len({(e["guidance_scale"], e["steps"], e["lora_scale"], e["checkpoint"]) for e in entries}) == 16
     for entry in entries:
-        assert set(entry["metrics"]) == {"high_frequency_energy", "rms_contrast"}
-        assert all(np.isfinite(v) for v in entry["metrics"].values())
+        assert set(entry["metrics"]) == set(record["metrics"])
+        assert all(np.isfinite(entry["metrics"][name]) for name in GENERIC)
+        # The audit's face metrics are there, and empty: random weights draw no face.
+        assert {entry["metrics"][name] for name in record["metrics"] if name not in GENERIC} == {None}
 
     def metrics(scale, checkpoint):
         return [e["metrics"] for e in entries if e["lora_scale"] == scale and e["checkpoint"] == checkpoint]

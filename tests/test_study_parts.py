@@ -174,3 +174,24 @@ def test_metrics_from_one_features_function_measure_each_image_once():
     assert values["broken"] is None and values["absent"] is None
     assert measure(photo.resize((16, 20)), metrics) == dict.fromkeys(metrics)
     assert len(calls) == 2
+
+
+def test_the_audits_metrics_along_a_trajectory_against_the_subjects_photos(tmp_path):
+    from audit_support import reference_photos, write_reference_dataset
+
+    from headshot.analysis.metrics import METRICS
+    from headshot.analysis.study.artifacts import artifact_metrics
+    from headshot.analysis.study.measures import trajectory_curves
+
+    photos = reference_photos()
+    dataset = write_reference_dataset(tmp_path / "dataset", dict(list(photos.items())[:4]))
+    metrics = artifact_metrics(dataset)
+    assert list(metrics) == [spec.name for spec in METRICS]  # identity, tone and gaze included
+    photo = grace_hopper().convert("RGB").resize((400, 469))
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (469, 400, 3), dtype=np.uint8))
+    frames = [noise, photo.filter(ImageFilter.GaussianBlur(2.0)), photo]
+    curves = trajectory_curves(frames, metrics)
+    assert curves["identity_relative"][0] is None  # no face in pure noise
+    assert 0 < curves["identity_relative"][2] < 1.6  # the subject: within the audit's likeness limit
+    # Blur flattens the cheeks' texture: what the trajectory shows as plastic skin forming.
+    assert curves["skin_texture"][1] < curves["skin_texture"][2]

@@ -49,6 +49,9 @@ class StudyConfig(StrictModel):
     lora: Path | None = None  # a folder written by `headshot finetune`; None: the base model alone
     base_model: str | None = None  # default: the LoRA's base model, else sdxl
     subject: str | None = None  # output folder name when there is no LoRA
+    # The subject's `headshot prepare` folder, the yardstick of the audit's metrics.
+    # Default: the dataset/ next to the LoRA (or OUTPUTS/<subject>/dataset), when it exists.
+    dataset: Path | None = None
     outputs: Path = Path("outputs")
     out: Path | None = None  # default: OUTPUTS/<subject>/audit/study
     prompt: str = DEFAULT_PROMPT

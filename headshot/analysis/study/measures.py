@@ -1,9 +1,10 @@
 """What the study measures on each image, and on a trajectory as a whole.
 
 Image metrics are a mapping `name -> function(PIL image) -> float | None` (None: not
-measurable on this image, e.g. no face). The artifact metrics of `headshot audit` plug in
-here (`register_metric`); the two below are generic image statistics that say how far
-a predicted x0 is from a finished photograph, and duplicate none of the audit's metrics:
+measurable on this image, e.g. no face). The artifact metrics of `headshot audit` join
+them (study/artifacts.py; others with `register_metric`); the two below are generic image
+statistics that say how far a predicted x0 is from a finished photograph, and duplicate
+none of the audit's metrics:
 
 - high_frequency_energy: the share of the luminance spectrum's energy above half the
   Nyquist frequency (0..1, unitless). Early x0 predictions are blurred averages, so it
@@ -12,10 +13,10 @@ a predicted x0 is from a finished photograph, and duplicate none of the audit's 
 - rms_contrast: the standard deviation of luminance in [0, 1]. Early x0 predictions are
   washed-out grey; it says when the tonal range is committed. Fails on: flat scenes.
 
-Trajectory measures compare each step's x0 with the final image or the subject:
-change_to_final (mean absolute RGB difference, 0..1), identity_to_final (dlib embedding
-distance between the step's face and the final image's face) and, when the subject's
-dataset is known, likeness_relative (distance to the subject / the spread of their photos).
+Trajectory measures compare each step's x0 with the final image:
+change_to_final (mean absolute RGB difference, 0..1) and identity_to_final (dlib embedding
+distance between the step's face and the final image's face). Likeness to the subject is
+the audit's identity_relative (study/artifacts.py).
 """
 
 from __future__ import annotations
@@ -90,9 +91,12 @@ def available_metrics() -> dict[str, ImageMetric]:
     return dict(_METRICS)
 
 
-def select_metrics(names: list[str], source: str = "config") -> dict[str, ImageMetric]:
-    """The named metrics (all when `names` is empty); an unknown name is a clear error."""
-    available = available_metrics()
+def select_metrics(
+    names: list[str], source: str = "config", extra: MetricSet | None = None
+) -> dict[str, ImageMetric]:
+    """The named metrics (all when `names` is empty) among the registered ones and `extra`;
+    an unknown name is a clear error."""
+    available = available_metrics() | dict(extra or {})
     unknown = [name for name in names if name not in available]
     if unknown:
         raise HeadshotError(
@@ -138,18 +142,11 @@ def identity_to_final(embeddings: list[np.ndarray | None]) -> list[float | None]
     return [None if e is None else identity_distance(e, final) for e in embeddings]
 
 
-def likeness_relative(embeddings: list[np.ndarray | None], subject) -> list[float | None]:
-    """Distance to the subject's photos relative to their own spread (a `SubjectIdentity`)."""
-    return [None if e is None else subject.score(e).relative for e in embeddings]
-
-
-def trajectory_curves(frames: list[Image.Image], metrics: MetricSet, subject=None) -> dict[str, list]:
+def trajectory_curves(frames: list[Image.Image], metrics: MetricSet) -> dict[str, list]:
     """Every measure at every step: the image metrics, then the trajectory measures."""
     per_frame = [measure(frame, metrics) for frame in frames]
     curves: dict[str, list] = {name: [values[name] for values in per_frame] for name in metrics}
     curves["change_to_final"] = change_to_final(frames)
     embeddings = face_embeddings(frames)
     curves["identity_to_final"] = identity_to_final(embeddings)
-    if subject is not None:
-        curves["likeness_relative"] = likeness_relative(embeddings, subject)
     return curves

@@ -18,12 +18,14 @@ from PIL import Image
 from rich.console import Console
 
 from headshot.analysis.study import attention, trajectory
+from headshot.analysis.study.artifacts import artifact_metrics
 from headshot.analysis.study.config import StudyConfig
 from headshot.analysis.study.measures import MetricSet, measure, select_metrics, trajectory_curves
 from headshot.analysis.study.model import FINAL, StudyModel, load_study_model, study_folder
 from headshot.analysis.study.report import StudyOutput
 from headshot.analysis.study.sweeps import plot_knob, run_sweep, sweep_knobs
 from headshot.errors import HeadshotError
+from headshot.layout import SubjectLayout
 from headshot.records import atomic_write_bytes, library_versions
 
 console = Console(stderr=True)
@@ -58,7 +60,10 @@ class RecordedRender:
 def run_study(config: StudyConfig, metrics: MetricSet | None = None, source: str = "config") -> Path:
     """Run the whole study; returns the folder it was written to."""
     output = StudyOutput(study_folder(config.out, config.lora, config.subject, config.outputs))
-    metrics = dict(metrics) if metrics is not None else select_metrics(config.metrics, source)
+    dataset = _dataset_folder(config, source)
+    if metrics is None:
+        metrics = select_metrics(config.metrics, source, artifact_metrics(dataset))
+    metrics = dict(metrics)
     clock = time.perf_counter()
     model = load_study_model(
         config.lora,
@@ -88,6 +93,7 @@ def run_study(config: StudyConfig, metrics: MetricSet | None = None, source: str
         return render_image(model, prompt, config.negative_prompt, size, **knobs)
 
     record = _header(config, model, prompt, size, list(metrics))
+    record["dataset"] = str(dataset) if dataset is not None else None
     record["timings_s"]["load"] = round(time.perf_counter() - clock, 3)
 
     clock = time.perf_counter()
@@ -108,6 +114,20 @@ def run_study(config: StudyConfig, metrics: MetricSet | None = None, source: str
     output.finish(record)
     console.print(f"study written: {output.folder / 'report.html'}")
     return output.folder
+
+
+def _dataset_folder(config: StudyConfig, source: str) -> Path | None:
+    if config.dataset is not None:
+        if not (config.dataset / "dataset.json").is_file():
+            raise HeadshotError(f"{source}: field 'dataset': {config.dataset} has no dataset.json")
+        return config.dataset
+    if config.lora is not None:
+        layout = SubjectLayout.of_stage_folder(config.lora)
+    elif config.subject is not None:
+        layout = SubjectLayout.for_subject(config.outputs, config.subject)
+    else:
+        return None
+    return layout.dataset if (layout.dataset / "dataset.json").is_file() else None
 
 
 def _fill(text: str, words: dict[str, str], source: str, field: str) -> str:
@@ -173,8 +193,7 @@ def _write_trajectory(output, model, config, recorded: RecordedRender, metrics) 
     output.image("trajectory", sheet)
     columns = min(config.sheet_columns, len(frames))
     rows = -(-len(frames) // columns)
-    subject = _subject_identity(model)
-    curves = trajectory_curves(frames, metrics, subject)
+    curves = trajectory_curves(frames, metrics)
     settles = {name: trajectory.settle_step(values) for name, values in curves.items()}
     timesteps = [step.timestep for step in recorded.x0_steps]
     output.figure("trajectory_curves", trajectory.plot_curves(curves, timesteps, settles))
@@ -191,23 +210,6 @@ def _write_trajectory(output, model, config, recorded: RecordedRender, metrics) 
         "curves": curves,
         "settles_at_step": settles,
     }
-
-
-def _subject_identity(model: StudyModel):
-    """The subject's identity from the dataset next to the LoRA, when there is one."""
-    if model.lora_folder is None:
-        return None
-    from headshot.analysis.likeness import SubjectIdentity
-    from headshot.layout import SubjectLayout
-    from headshot.training.dataset_record import read_dataset
-
-    dataset = SubjectLayout.of_stage_folder(model.lora_folder).dataset
-    if not (dataset / "dataset.json").is_file():
-        return None
-    try:
-        return SubjectIdentity.from_dataset(read_dataset(dataset))
-    except ValueError:  # no accepted photo carries an embedding
-        return None
 
 
 def _write_attention(output, recorded: RecordedRender, positions: dict[str, list[int]]) -> dict:

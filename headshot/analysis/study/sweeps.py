@@ -126,9 +126,11 @@ def plot_knob(entries: list[dict], knob: str, metric_names: list[str], base: dic
     others = [k for k in ("guidance_scale", "steps", "lora_scale", "checkpoint") if k != knob]
     if base.get("mode") == "axes":
         entries = [e for e in entries if all(e.get(k) is None or e.get(k) == base.get(k) for k in others)]
-    figure = Figure(figsize=(4.5, 2.2 * len(metric_names)), layout="constrained")
-    axes = figure.subplots(len(metric_names), 1, squeeze=False)[:, 0]
-    for axis, name in zip(axes, metric_names):
+    measured = [n for n in metric_names if any(e["metrics"][n] is not None for e in entries)]
+    missing = [n for n in metric_names if n not in measured]
+    figure = Figure(figsize=(4.5, 2.2 * max(len(measured), 1) + 0.4), layout="constrained")
+    axes = figure.subplots(max(len(measured), 1), 1, squeeze=False)[:, 0]
+    for axis, name in zip(axes, measured):
         points = [
             (_knob_value(e, knob), e["metrics"][name]) for e in entries if e["metrics"][name] is not None
         ]
@@ -139,5 +141,8 @@ def plot_knob(entries: list[dict], knob: str, metric_names: list[str], base: dic
             axis.plot(values, [np.mean([y for x, y in points if x == v]) for v in values], marker="o")
         axis.set_ylabel(name.replace("_", " "), fontsize=8)
     axes[-1].set_xlabel("training step (checkpoint)" if knob == "checkpoint" else knob.replace("_", " "))
-    figure.suptitle(f"metrics against {knob.replace('_', ' ')}", fontsize=10)
+    title = f"metrics against {knob.replace('_', ' ')}"
+    if missing:
+        title += "\nno value in any image (no face found):\n" + ", ".join(missing)
+    figure.suptitle(title, fontsize=9)
     return figure

@@ -164,28 +164,29 @@ def settle_step(values: list[float | None], tolerance: float = 0.1) -> int | Non
 def plot_curves(
     curves: dict[str, list[float | None]], timesteps: list[float], settles: dict[str, int | None]
 ):
-    """One panel per measure against the step; a dashed line where the curve settles."""
+    """One panel per measure against the step; a dashed line where the curve settles.
+
+    Measures with no value at any step (face metrics on a faceless image) are named, not drawn.
+    """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    names = list(curves)
-    figure = Figure(figsize=(6, 1.9 * len(names)), layout="constrained")
-    axes = figure.subplots(len(names), 1, squeeze=False, sharex=True)[:, 0]
+    names = [name for name, values in curves.items() if any(v is not None for v in values)]
+    missing = [name for name in curves if name not in names]
+    figure = Figure(figsize=(6, 1.9 * max(len(names), 1) + 0.4), layout="constrained")
+    axes = figure.subplots(max(len(names), 1), 1, squeeze=False, sharex=True)[:, 0]
     for axis, name in zip(axes, names):
-        points = [(i, v) for i, v in enumerate(curves[name]) if v is not None]
-        if points:
-            axis.plot(*zip(*points), marker="o", markersize=3)
-        else:
-            axis.text(0.5, 0.5, "not measurable (no face found)", ha="center", transform=axis.transAxes)
+        axis.plot(
+            *zip(*[(i, v) for i, v in enumerate(curves[name]) if v is not None]), marker="o", markersize=3
+        )
         if settles.get(name) is not None:
             axis.axvline(settles[name], linestyle="--", color="grey")
         axis.set_ylabel(name.replace("_", " "), fontsize=8)
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[-1].set_xlabel(
-        "step (timestep: "
-        + ", ".join(f"{t:g}" for t in timesteps[:12])
-        + (" ..." if len(timesteps) > 12 else "")
-        + ")"
-    )
-    figure.suptitle("predicted clean image (x0) per denoising step", fontsize=10)
+    shown = ", ".join(f"{t:g}" for t in timesteps[:12]) + (" ..." if len(timesteps) > 12 else "")
+    axes[-1].set_xlabel(f"step (timestep: {shown})")
+    title = "predicted clean image (x0) per denoising step"
+    if missing:
+        title += "\nno value at any step (no face found): " + ", ".join(missing)
+    figure.suptitle(title, fontsize=9)
     return figure
