@@ -195,3 +195,13 @@ def test_the_audits_metrics_along_a_trajectory_against_the_subjects_photos(tmp_p
     assert 0 < curves["identity_relative"][2] < 1.6  # the subject: within the audit's likeness limit
     # Blur flattens the cheeks' texture: what the trajectory shows as plastic skin forming.
     assert curves["skin_texture"][1] < curves["skin_texture"][2]
+
+
+def test_the_shipped_study_configs_are_valid():
+    from headshot.analysis.study.config import load_study_config
+    from headshot.config import configs_root
+
+    shipped = load_study_config(configs_root() / "study.yaml")
+    assert shipped.tokens == ["{identifier}", "earrings", "glasses", "hair"] and shipped.sweep.mode == "grid"
+    demo = load_study_config(configs_root() / "demo" / "study.yaml", lora="outputs/demo/lora")
+    assert demo.steps <= 4 and demo.sweep.mode == "axes"
