@@ -205,3 +205,17 @@ def test_the_shipped_study_configs_are_valid():
     assert shipped.tokens == ["{identifier}", "earrings", "glasses", "hair"] and shipped.sweep.mode == "grid"
     demo = load_study_config(configs_root() / "demo" / "study.yaml", lora="outputs/demo/lora")
     assert demo.steps <= 4 and demo.sweep.mode == "axes"
+
+
+def test_an_sdxl_lora_and_its_checkpoint_load_and_switch(tiny_sdxl, tmp_path):
+    lora = make_lora_folder(tiny_sdxl, "sdxl", tmp_path / "ada" / "lora", checkpoints=(50,))
+    model = load_study_model(lora, None)
+    assert model.family == "sdxl" and [c.label for c in model.checkpoints] == ["checkpoint-50", "final"]
+
+    def render(label, scale):
+        model.use_lora(label, scale)
+        return np.asarray(render_image(model, PROMPT, "", 64, seed=0, steps=2, guidance_scale=5.0), dtype=int)
+
+    off, final, early = render("final", 0.0), render("final", 1.0), render("checkpoint-50", 1.0)
+    assert np.array_equal(off, render("checkpoint-50", 0.0))
+    assert np.abs(final - off).mean() > 0.5 and np.abs(final - early).mean() > 0.1
