@@ -255,13 +255,58 @@ def study_command(
     lora: Annotated[
         Path | None, typer.Argument(help="A lora folder (optional: the base model alone).")
     ] = None,
+    base_model: BaseModelOption = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", "-p", help="Prompt; {identifier} and {class_noun} come from the LoRA."),
+    ] = None,
+    tokens: Annotated[
+        str | None,
+        typer.Option("--tokens", "-t", help="Comma-separated prompt words to map attention for."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the studied render.")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Denoising steps of the studied render.")
+    ] = None,
+    guidance_scale: Annotated[
+        float | None, typer.Option("--guidance", help="Guidance scale of the studied render.")
+    ] = None,
+    no_sweep: Annotated[bool, typer.Option("--no-sweep", help="Skip the parameter sweep.")] = False,
+    subject: SubjectOption = None,
+    outputs: OutputsOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder to write to (default OUTPUTS/<subject>/audit/study)."),
+    ] = None,
+    allow_pickle: AllowPickleOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Research the generation process: x0 trajectory, cross-attention maps, parameter sweeps.
 
-    Writes OUTPUTS/<subject>/audit/study/ and its section of report.html.
+    Writes OUTPUTS/<subject>/audit/study/ (the subject of the LoRA folder, or --subject):
+    trajectory.png, attention/*.png + attention.npz, sweep.png, plots/*.png, study.json and
+    a self-contained report.html. Options also come from --config (see configs/study.yaml).
     """
-    _not_built("study", 7)
+    from headshot.analysis.study.config import load_study_config
+    from headshot.analysis.study.run import run_study
+
+    options = dict(
+        lora=lora,
+        base_model=base_model,
+        prompt=prompt,
+        tokens=[word for word in tokens.split(",") if word.strip()] if tokens is not None else None,
+        seed=seed,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        subject=subject,
+        outputs=outputs,
+        out=out,
+        allow_pickle=allow_pickle or None,
+        sweep={"enabled": False} if no_sweep else None,
+    )
+    study_config = load_study_config(config, **options)
+    folder = run_study(study_config, source=str(config) if config else "config")
+    typer.echo(f"study written to {folder}")
 
 
 keys_app = typer.Typer(
