@@ -303,3 +303,15 @@ def manipulated(
 
 
 __all__ = ["STRENGTHS", "MANIPULATIONS", "manipulated", "reference_photos"]
+
+
+def prepared(photos, outputs, resolution=None):
+    """outputs/hopper/dataset written by the real `headshot prepare` from the sample selfies
+    (it rejects the blurred photo and the astronaut's)."""
+    from headshot.training.intake import PrepareConfig, prepare_dataset
+
+    config = PrepareConfig(
+        photos=photos, subject="hopper", base_model="sd15", outputs=outputs, resolution=resolution, workers=1
+    )
+    prepare_dataset(config, show_summary=False)
+    return config.layout.dataset

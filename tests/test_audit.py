@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from audit_support import manipulated, reference_photos
+from audit_support import manipulated, prepared, reference_photos
 from PIL import Image
 
 from headshot.analysis.audit import AuditConfig, audit_folder, audit_image, load_reference
@@ -28,18 +28,6 @@ EXPECTED_FLAG = {
     "remove_catchlights": "dead_eyes",
     "tone_cast": "skin_tone_shift",
 }
-
-
-def prepared(photos, outputs, resolution=None):
-    """outputs/hopper/dataset written by the real `headshot prepare` from the sample selfies
-    (it rejects the blurred photo and the astronaut's)."""
-    from headshot.training.intake import PrepareConfig, prepare_dataset
-
-    config = PrepareConfig(
-        photos=photos, subject="hopper", base_model="sd15", outputs=outputs, resolution=resolution, workers=1
-    )
-    prepare_dataset(config, show_summary=False)
-    return config.layout.dataset
 
 
 @pytest.fixture(scope="module")

@@ -180,15 +180,14 @@ def test_metrics_from_one_features_function_measure_each_image_once():
     assert len(calls) == 2
 
 
-def test_the_audits_metrics_along_a_trajectory_against_the_subjects_photos(tmp_path):
-    from audit_support import reference_photos, write_reference_dataset
+def test_the_audits_metrics_along_a_trajectory_against_the_subjects_photos(tmp_path, sample_selfies):
+    from audit_support import prepared
 
     from headshot.analysis.metrics import METRICS
     from headshot.analysis.study.artifacts import artifact_metrics
     from headshot.analysis.study.measures import trajectory_curves
 
-    photos = reference_photos()
-    dataset = write_reference_dataset(tmp_path / "dataset", dict(list(photos.items())[:4]))
+    dataset = prepared(sample_selfies, tmp_path / "outputs")
     metrics = artifact_metrics(dataset)
     assert list(metrics) == [spec.name for spec in METRICS]  # identity, tone and gaze included
     photo = grace_hopper().convert("RGB").resize((400, 469))
