@@ -139,8 +139,10 @@ def finetune_dataset(
 
 def _export(pipeline, config, dataset, dataset_folder, layout, loaded, model_sha256, state, monitor):
     out = layout.lora
-    lora_file = save_diffusers_lora(pipeline, out, config.train_text_encoder, config.lora_alpha / config.rank)
-    kohya_file = save_kohya_lora(lora_file, out / "kohya" / f"{layout.subject}.safetensors")
+    scale = config.lora_alpha / config.rank
+    lora_file = save_diffusers_lora(pipeline, out, config.train_text_encoder, scale)
+    kohya_file = out / "kohya" / f"{layout.subject}.safetensors"
+    save_kohya_lora(pipeline, kohya_file, config.train_text_encoder, scale)
     record = TrainingRecord(
         subject=layout.subject,
         identifier=config.identifier,
