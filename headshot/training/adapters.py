@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import torch
 
-UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+UNET_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
+# "all": also the transformer projections and feed-forward, and the ResNet blocks' convolutions
+# and time-embedding projections. More capacity, bigger files; diffusers and kohya load both.
+UNET_ALL = UNET_ATTENTION + [
+    "proj_in",
+    "proj_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "conv1",
+    "conv2",
+    "conv_shortcut",
+    "time_emb_proj",
+]
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
@@ -28,7 +40,7 @@ def add_lora_adapters(pipeline, config, seed: int) -> list[torch.nn.Module]:
             target_modules=targets,
         )
 
-    pipeline.unet.add_adapter(lora(UNET_TARGETS))
+    pipeline.unet.add_adapter(lora(UNET_ALL if config.unet_lora_layers == "all" else UNET_ATTENTION))
     trained = [pipeline.unet]
     if config.train_text_encoder:
         for encoder in _text_encoders(pipeline):

@@ -40,12 +40,10 @@ def peft_layers(pipeline, train_text_encoder: bool, scale: float = 1.0) -> dict[
 
 def save_diffusers_lora(pipeline, folder: Path, train_text_encoder: bool, scale: float = 1.0) -> Path:
     """Write `folder/pytorch_lora_weights.safetensors` atomically with diffusers' own writer."""
-    from diffusers.utils import convert_state_dict_to_diffusers
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     layers = {
-        f"{name}_lora_layers": convert_state_dict_to_diffusers(state)
+        f"{name}_lora_layers": _diffusers_naming(state)
         for name, state in peft_layers(pipeline, train_text_encoder, scale).items()
     }
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=".export-"))
@@ -55,6 +53,18 @@ def save_diffusers_lora(pipeline, folder: Path, train_text_encoder: bool, scale:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder / LORA_FILE
+
+
+def _diffusers_naming(state: dict) -> dict:
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    converted = convert_state_dict_to_diffusers(state)
+    # The converter only renames attention projections; with LoRA on convolutions too the
+    # result would mix two namings, which diffusers loads only partly. Keep peft's naming
+    # then: diffusers loads a pure peft-named file as is.
+    if any(".lora_A." in key or ".lora_B." in key for key in converted):
+        return state
+    return converted
 
 
 def save_kohya_lora(pipeline, out: Path, train_text_encoder: bool, scale: float = 1.0) -> Path:

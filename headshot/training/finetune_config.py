@@ -27,6 +27,7 @@ RESULT_FIELDS = (
     "rank",
     "alpha",
     "lora_dropout",
+    "unet_lora_layers",
     "train_text_encoder",
     "prior_preservation",
     "prior_loss_weight",
@@ -68,6 +69,8 @@ class FinetuneConfig(StrictModel):
     rank: int = Field(16, gt=0)
     alpha: float | None = Field(None, gt=0)  # default: rank (scale 1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
+    # attention: to_q/k/v/out (the DreamBooth-LoRA standard); all: + feed-forward, ResNet convs.
+    unet_lora_layers: Literal["attention", "all"] = "attention"
     train_text_encoder: bool = False
 
     # Prior preservation: class images from the base model keep the class noun intact.
