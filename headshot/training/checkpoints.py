@@ -26,6 +26,7 @@ class TrainingState:
     step: int = 0  # optimizer steps done
     losses: list[float] = field(default_factory=list)  # one per step
     wall_time_s: float = 0.0  # summed over every run that contributed
+    num_processes: int = 1
 
 
 def checkpoint_folder(checkpoints: Path, step: int) -> Path:

@@ -130,6 +130,7 @@ def finetune_dataset(
             return None
         monitor.validate(pipeline, state.step, final=True)
         state.wall_time_s = carried_wall_time + time.perf_counter() - started
+        state.num_processes = accelerator.num_processes
         return _export(
             pipeline, config, dataset, dataset_folder, layout, loaded, model_sha256, state, monitor
         )
@@ -165,6 +166,7 @@ def _export(pipeline, config, dataset, dataset_folder, layout, loaded, model_sha
         wall_time_s=round(state.wall_time_s, 3),
         num_instance_images=len(dataset.accepted),
         num_class_images=config.num_class_images if config.prior_preservation else 0,
+        num_processes=state.num_processes,
         validation=monitor.final_scores(),
         config=config.model_dump(mode="json"),
         versions=library_versions(),
@@ -292,7 +294,8 @@ def _make_accelerator(config: FinetuneConfig):
         raise HeadshotError("option 'mixed_precision': fp16 needs a CUDA GPU; use bf16 or no on a CPU")
     # SDXL's first text encoder skips its last layer's output: DDP must allow unused LoRA weights.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=config.train_text_encoder)
-    return Accelerator(mixed_precision=precision, kwargs_handlers=[ddp])
+    # cpu=True on a machine without CUDA: several processes then form a gloo (MULTI_CPU) group.
+    return Accelerator(mixed_precision=precision, kwargs_handlers=[ddp], cpu=not torch.cuda.is_available())
 
 
 def _release_accelerator() -> None:

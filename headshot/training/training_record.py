@@ -43,6 +43,7 @@ class TrainingRecord(StrictModel):
     wall_time_s: float | None = None
     num_instance_images: int | None = None
     num_class_images: int | None = None
+    num_processes: int = 1  # data-parallel processes (accelerate launch --num_processes)
     validation: dict = Field(default_factory=dict)  # last validation: faces found, likeness
     config: dict = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
