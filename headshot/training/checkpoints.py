@@ -26,6 +26,7 @@ class TrainingState:
     step: int = 0  # optimizer steps done
     losses: list[float] = field(default_factory=list)  # one per step
     wall_time_s: float = 0.0  # summed over every run that contributed
+    step_seconds: list[float] = field(default_factory=list)  # duration of each step (bench, logs)
     num_processes: int = 1
 
 
@@ -67,7 +68,13 @@ def save_checkpoint(
     # state.json last: its presence marks the checkpoint complete.
     atomic_write_json(
         staging / "state.json",
-        {"step": state.step, "losses": state.losses, "wall_time_s": state.wall_time_s, "settings": settings},
+        {
+            "step": state.step,
+            "losses": state.losses,
+            "wall_time_s": state.wall_time_s,
+            "step_seconds": state.step_seconds,
+            "settings": settings,
+        },
     )
     _fsync_folder(staging)
     shutil.rmtree(final, ignore_errors=True)
@@ -92,7 +99,12 @@ def read_checkpoint(folder: Path) -> Checkpoint:
     except (OSError, ValueError) as exc:
         message = f"{folder}: unreadable checkpoint ({exc}); delete it to resume from an older one"
         raise HeadshotError(message) from None
-    state = TrainingState(step=data["step"], losses=data["losses"], wall_time_s=data["wall_time_s"])
+    state = TrainingState(
+        step=data["step"],
+        losses=data["losses"],
+        wall_time_s=data["wall_time_s"],
+        step_seconds=data.get("step_seconds", []),
+    )
     return Checkpoint(folder, state, data["settings"], lora)
 
 

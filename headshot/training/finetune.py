@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,6 +29,7 @@ from headshot.training.data import (
     load_instance_images,
     read_training_dataset,
 )
+from headshot.training.dataset_record import DatasetRecord
 from headshot.training.export import save_diffusers_lora, save_kohya_lora
 from headshot.training.finetune_config import FinetuneConfig
 from headshot.training.monitor import Monitor
@@ -48,6 +50,26 @@ from headshot.training.trainer import (
 from headshot.training.training_record import TrainingRecord, write_training_record
 
 
+@dataclass
+class Session:
+    """A run set up and ready to train: what `train` needs, and what the export needs after."""
+
+    config: FinetuneConfig
+    dataset: DatasetRecord
+    dataset_folder: Path
+    layout: SubjectLayout
+    loaded: LoadedModel
+    model_sha256: str
+    accelerator: object
+    monitor: Monitor
+    run: TrainingRun
+    state: ckpt.TrainingState
+
+    def close(self) -> None:
+        self.monitor.close()
+        _release_accelerator()
+
+
 def finetune_dataset(
     dataset_folder: Path, config: FinetuneConfig, *, resume: bool = False, allow_pickle: bool = False
 ) -> TrainingRecord | None:
@@ -57,10 +79,32 @@ def finetune_dataset(
     checkpoint is written and `--resume` continues it.
     """
     started = time.perf_counter()
+    session = open_session(dataset_folder, config, resume=resume, allow_pickle=allow_pickle)
+    try:
+        carried_wall_time = session.state.wall_time_s
+        with session.monitor.progress(session.state) as progress:
+            state = train(session.run, session.state, progress)
+        session.accelerator.wait_for_everyone()
+        if state.step < config.steps:
+            session.monitor.say(f"stopped after step {state.step} of {config.steps}; continue with --resume")
+            return None
+        if not session.accelerator.is_main_process:
+            return None
+        session.monitor.validate(session.loaded.pipeline, state.step, final=True)
+        state.wall_time_s = carried_wall_time + time.perf_counter() - started
+        state.num_processes = session.accelerator.num_processes
+        return _export(session, state)
+    finally:
+        session.close()
+
+
+def open_session(
+    dataset_folder: Path, config: FinetuneConfig, *, resume: bool = False, allow_pickle: bool = False
+) -> Session:
+    """Check the inputs, load the model, cache class images, latents and prompts, add LoRA, resume."""
     dataset_folder = Path(dataset_folder)
     dataset = read_training_dataset(dataset_folder)
     layout = SubjectLayout.of_stage_folder(dataset_folder)
-    out = layout.lora
     spec = resolve_base_model(config.base_model)
     _check_family(dataset, dataset_folder, config.base_model, spec.family or _family_on_disk(spec.source))
 
@@ -72,25 +116,22 @@ def finetune_dataset(
         pipeline = loaded.pipeline
         pipeline.to(accelerator.device)
         model_sha256 = loaded.fingerprint()
-        monitor = Monitor(out, config, dataset, enabled=main)
+        monitor = Monitor(layout.lora, config, dataset, enabled=main)
 
         class_latents = None
         if config.prior_preservation:
             paths = _class_images(loaded, config, model_sha256, accelerator, monitor)
-            class_latents = encode_latents(
-                pipeline.vae, load_class_images(paths, loaded.resolution), loaded.resolution
-            )
+            class_images = load_class_images(paths, loaded.resolution)
+            class_latents = encode_latents(pipeline.vae, class_images, loaded.resolution)
         instance_images = load_instance_images(dataset_folder, dataset)
         instance_latents = encode_latents(pipeline.vae, instance_images, loaded.resolution)
-        instance_ids, class_ids = (
-            tokenize(pipeline, config.instance_prompt),
-            tokenize(pipeline, config.class_prompt),
-        )
+        instance_prompt = tokenize(pipeline, config.instance_prompt)
+        class_prompt = tokenize(pipeline, config.class_prompt)
         if not config.train_text_encoder:  # frozen encoders: embed each prompt once
             with torch.no_grad():
                 encoders, device = text_encoders_of(pipeline), accelerator.device
-                instance_ids = encode_prompt(encoders, instance_ids, device)
-                class_ids = encode_prompt(encoders, class_ids, device)
+                instance_prompt = encode_prompt(encoders, instance_prompt, device)
+                class_prompt = encode_prompt(encoders, class_prompt, device)
 
         trained = add_lora_adapters(pipeline, config, config.seed)
         if config.gradient_checkpointing:
@@ -102,8 +143,7 @@ def finetune_dataset(
         lr_scheduler = make_lr_scheduler(config, optimizer)
         *prepared, optimizer = accelerator.prepare(*trained, optimizer)
 
-        state = _resume_or_start(out, config, resume, named, optimizer, lr_scheduler, main, monitor)
-        carried_wall_time = state.wall_time_s
+        state = _resume_or_start(config, resume, named, optimizer, lr_scheduler, main, monitor)
         accelerator.wait_for_everyone()
         run = TrainingRun(
             config=config,
@@ -115,30 +155,22 @@ def finetune_dataset(
             noise_scheduler=_noise_scheduler(pipeline),
             instances=instance_latents,
             classes=class_latents,
-            prompts=Prompts(instance_ids, class_ids if config.prior_preservation else None, prepared[1:]),
-            on_step_end=lambda s, logs, stop: _on_step_end(
-                s, logs, stop, run, named, lr_scheduler, pipeline, monitor
+            prompts=Prompts(
+                instance_prompt, class_prompt if config.prior_preservation else None, prepared[1:]
             ),
+            on_step_end=lambda s, logs, stop: _on_step_end(s, logs, stop, run, named, pipeline, monitor),
         )
-        with monitor.progress(state) as progress:
-            state = train(run, state, progress)
-        accelerator.wait_for_everyone()
-        if state.step < config.steps:
-            monitor.say(f"stopped after step {state.step} of {config.steps}; continue with --resume")
-            return None
-        if not main:
-            return None
-        monitor.validate(pipeline, state.step, final=True)
-        state.wall_time_s = carried_wall_time + time.perf_counter() - started
-        state.num_processes = accelerator.num_processes
-        return _export(
-            pipeline, config, dataset, dataset_folder, layout, loaded, model_sha256, state, monitor
-        )
-    finally:
+    except BaseException:
         _release_accelerator()
+        raise
+    return Session(
+        config, dataset, dataset_folder, layout, loaded, model_sha256, accelerator, monitor, run, state
+    )
 
 
-def _export(pipeline, config, dataset, dataset_folder, layout, loaded, model_sha256, state, monitor):
+def _export(session: Session, state) -> TrainingRecord:
+    config, layout, loaded, monitor = session.config, session.layout, session.loaded, session.monitor
+    pipeline, dataset, dataset_folder = loaded.pipeline, session.dataset, session.dataset_folder
     out = layout.lora
     scale = config.lora_alpha / config.rank
     lora_file = save_diffusers_lora(pipeline, out, config.train_text_encoder, scale)
@@ -151,7 +183,7 @@ def _export(pipeline, config, dataset, dataset_folder, layout, loaded, model_sha
         instance_prompt=config.instance_prompt,
         class_prompt=config.class_prompt,
         base_model=config.base_model,
-        base_model_sha256=model_sha256,
+        base_model_sha256=session.model_sha256,
         family=loaded.family.name,
         resolution=loaded.resolution,
         lora_sha256=sha256_file(lora_file),
@@ -183,9 +215,7 @@ def _tail_mean(losses: list[float]) -> float | None:
     return sum(tail) / len(tail)
 
 
-def _on_step_end(
-    state, logs, stopping: bool, run: TrainingRun, named, lr_scheduler, pipeline, monitor
-) -> None:
+def _on_step_end(state, logs, stopping: bool, run: TrainingRun, named, pipeline, monitor) -> None:
     config, accelerator = run.config, run.accelerator
     monitor.log(state.step, logs)
     due_checkpoint = config.checkpoint_steps and state.step % config.checkpoint_steps == 0
@@ -196,7 +226,7 @@ def _on_step_end(
             state=state,
             lora=trainable_state(named),
             optimizer=run.optimizer,
-            lr_scheduler=lr_scheduler,
+            lr_scheduler=run.lr_scheduler,
             settings=config.result_settings(),
             keep=config.checkpoints_keep,
         )
@@ -206,7 +236,7 @@ def _on_step_end(
     accelerator.wait_for_everyone()
 
 
-def _resume_or_start(out, config, resume, named, optimizer, lr_scheduler, main, monitor):
+def _resume_or_start(config, resume, named, optimizer, lr_scheduler, main, monitor):
     latest = ckpt.latest_checkpoint(monitor.checkpoints)
     if resume and latest is not None:
         checkpoint = ckpt.read_checkpoint(latest)

@@ -94,7 +94,9 @@ def make_batch(run: TrainingRun, step: int, micro: int) -> Batch:
 def seed_global_rng(seed: int, step: int, process: int) -> None:
     """Anything drawing from the global generators (LoRA dropout) sees per-step seeds too."""
     value = step_seed(seed, step, process, "global")
-    torch.manual_seed(value)
+    torch.default_generator.manual_seed(value)  # torch.manual_seed would also reseed every backend
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(value)
     random.seed(value)
     np.random.seed(value % 2**32)
 
@@ -104,8 +106,8 @@ def train(run: TrainingRun, state: TrainingState, progress) -> TrainingState:
     settings = LossSettings(cfg.prior_loss_weight, cfg.snr_gamma, cfg.noise_offset, cfg.face_loss_weight)
     wrapped = [run.unet, *run.prompts.text_encoders]
     last = cfg.steps if cfg.stop_after_steps is None else min(cfg.steps, state.step + cfg.stop_after_steps)
-    started = time.perf_counter()
     while state.step < last:
+        started = time.perf_counter()
         step = state.step
         seed_global_rng(cfg.seed, step, acc.process_index)
         logs = {"loss": 0.0, "instance_loss": 0.0, "prior_loss": 0.0}
@@ -131,15 +133,14 @@ def train(run: TrainingRun, state: TrainingState, progress) -> TrainingState:
         run.lr_scheduler.step()
         run.optimizer.zero_grad(set_to_none=True)
 
-        logs = {
-            name: float(acc.gather(torch.as_tensor(v, device=acc.device)[None]).mean())
-            for name, v in logs.items()
-        }
+        # One all-gather for every logged number: the mean over processes.
+        values = acc.gather(torch.stack([torch.as_tensor(v, device=acc.device) for v in logs.values()])[None])
+        logs = dict(zip(logs, values.mean(dim=0).tolist()))
         logs["lr"] = run.lr_scheduler.get_last_lr()[0]
         state.step += 1
         state.losses.append(logs["loss"])
-        state.wall_time_s += time.perf_counter() - started
-        started = time.perf_counter()
+        state.step_seconds.append(time.perf_counter() - started)  # the step only, not checkpoints
+        state.wall_time_s += state.step_seconds[-1]
         progress(state, logs)
         # stopping early on purpose (stop_after_steps): the caller checkpoints this step.
         run.on_step_end(state, logs, state.step == last < cfg.steps)
