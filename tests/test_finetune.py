@@ -209,3 +209,31 @@ def test_shipped_configs_are_valid():
     ]:
         load_config(FinetuneConfig, path)
     assert load_config(FinetuneConfig, configs_root() / "finetune.yaml") == FinetuneConfig()
+
+
+def test_run_workflow_trains_then_continues_or_restarts_when_the_dataset_changed(tiny_sd15, tmp_path, capsys):
+    from headshot.training.dataset_record import read_dataset
+    from headshot.workflow import RunConfig, run_finetune
+
+    dataset = make_dataset(tmp_path / "outputs", "sd15", count=3)
+    config_file = tmp_path / "finetune.yaml"
+    config_file.write_text(yaml.safe_dump({**fast_options(steps=3), "cache_dir": str(tmp_path / "cache")}))
+    run = RunConfig(
+        photos=tmp_path, subject="ada", base_model=str(tiny_sd15), outputs=tmp_path / "outputs",
+        finetune_config=config_file,
+    )  # fmt: skip
+    run_finetune(run, run.layout)
+    first = read_training_record(run.layout.lora)
+    assert first.steps == 3 and first.num_instance_images == 3
+
+    run_finetune(run, run.layout)  # same inputs: continues the finished run, only re-exports
+    assert "resuming from" in capsys.readouterr().err
+    assert read_training_record(run.layout.lora).lora_sha256 == first.lora_sha256
+
+    record = read_dataset(dataset)
+    record.photos = record.photos[1:]  # prepare ran again with one photo fewer
+    (dataset / "dataset.json").write_text(record.model_dump_json())
+    run_finetune(run, run.layout)
+    assert "settings changed" in capsys.readouterr().err.replace("\n", "")
+    again = read_training_record(run.layout.lora)
+    assert again.num_instance_images == 2 and again.dataset_sha256 != first.dataset_sha256

@@ -108,16 +108,12 @@ def read_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(folder, state, data["settings"], lora)
 
 
-def check_same_settings(checkpoint: Checkpoint, settings: dict) -> None:
+def changed_settings(checkpoint: Checkpoint, settings: dict) -> str | None:
+    """What differs between the checkpoint's settings and these, e.g. "lr: 0.001 -> 0.5"."""
     changed = [name for name in settings if checkpoint.settings.get(name) != settings[name]]
-    if changed:
-        details = ", ".join(
-            f"{name}: {checkpoint.settings.get(name)!r} -> {settings[name]!r}" for name in changed
-        )
-        raise HeadshotError(
-            f"{checkpoint.folder}: cannot resume with changed settings ({details}); "
-            "use the settings of the interrupted run, or start over without --resume"
-        )
+    if not changed:
+        return None
+    return ", ".join(f"{name}: {checkpoint.settings.get(name)!r} -> {settings[name]!r}" for name in changed)
 
 
 def restore_training_state(checkpoint: Checkpoint, optimizer, lr_scheduler) -> None:

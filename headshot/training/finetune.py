@@ -11,6 +11,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -56,7 +57,7 @@ class Session:
 
     config: FinetuneConfig
     dataset: DatasetRecord
-    dataset_folder: Path
+    dataset_sha256: str
     layout: SubjectLayout
     loaded: LoadedModel
     model_sha256: str
@@ -71,7 +72,11 @@ class Session:
 
 
 def finetune_dataset(
-    dataset_folder: Path, config: FinetuneConfig, *, resume: bool = False, allow_pickle: bool = False
+    dataset_folder: Path,
+    config: FinetuneConfig,
+    *,
+    resume: bool | Literal["auto"] = False,
+    allow_pickle: bool = False,
 ) -> TrainingRecord | None:
     """Train a LoRA on a prepared dataset; returns the record written to lora/training.json.
 
@@ -90,7 +95,7 @@ def finetune_dataset(
             return None
         if not session.accelerator.is_main_process:
             return None
-        session.monitor.validate(session.loaded.pipeline, state.step, final=True)
+        session.monitor.validate(state.step, final=True)
         state.wall_time_s = carried_wall_time + time.perf_counter() - started
         state.num_processes = session.accelerator.num_processes
         return _export(session, state)
@@ -99,7 +104,11 @@ def finetune_dataset(
 
 
 def open_session(
-    dataset_folder: Path, config: FinetuneConfig, *, resume: bool = False, allow_pickle: bool = False
+    dataset_folder: Path,
+    config: FinetuneConfig,
+    *,
+    resume: bool | Literal["auto"] = False,
+    allow_pickle: bool = False,
 ) -> Session:
     """Check the inputs, load the model, cache class images, latents and prompts, add LoRA, resume."""
     dataset_folder = Path(dataset_folder)
@@ -116,7 +125,8 @@ def open_session(
         pipeline = loaded.pipeline
         pipeline.to(accelerator.device)
         model_sha256 = loaded.fingerprint()
-        monitor = Monitor(layout.lora, config, dataset, enabled=main)
+        data_sha256 = dataset_sha256(dataset_folder, dataset)
+        monitor = Monitor(layout.lora, config, dataset, pipeline, enabled=main)
 
         class_latents = None
         if config.prior_preservation:
@@ -143,7 +153,12 @@ def open_session(
         lr_scheduler = make_lr_scheduler(config, optimizer)
         *prepared, optimizer = accelerator.prepare(*trained, optimizer)
 
-        state = _resume_or_start(config, resume, named, optimizer, lr_scheduler, main, monitor)
+        settings = {
+            **config.result_settings(),
+            "dataset_sha256": data_sha256,
+            "base_model_sha256": model_sha256,
+        }
+        state = _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, monitor)
         accelerator.wait_for_everyone()
         run = TrainingRun(
             config=config,
@@ -158,19 +173,28 @@ def open_session(
             prompts=Prompts(
                 instance_prompt, class_prompt if config.prior_preservation else None, prepared[1:]
             ),
-            on_step_end=lambda s, logs, stop: _on_step_end(s, logs, stop, run, named, pipeline, monitor),
+            on_step_end=lambda s, logs, stop: _on_step_end(s, logs, stop, run, named, settings, monitor),
         )
     except BaseException:
         _release_accelerator()
         raise
     return Session(
-        config, dataset, dataset_folder, layout, loaded, model_sha256, accelerator, monitor, run, state
+        config=config,
+        dataset=dataset,
+        dataset_sha256=data_sha256,
+        layout=layout,
+        loaded=loaded,
+        model_sha256=model_sha256,
+        accelerator=accelerator,
+        monitor=monitor,
+        run=run,
+        state=state,
     )
 
 
 def _export(session: Session, state) -> TrainingRecord:
     config, layout, loaded, monitor = session.config, session.layout, session.loaded, session.monitor
-    pipeline, dataset, dataset_folder = loaded.pipeline, session.dataset, session.dataset_folder
+    pipeline, dataset = loaded.pipeline, session.dataset
     out = layout.lora
     scale = config.lora_alpha / config.rank
     lora_file = save_diffusers_lora(pipeline, out, config.train_text_encoder, scale)
@@ -188,7 +212,7 @@ def _export(session: Session, state) -> TrainingRecord:
         resolution=loaded.resolution,
         lora_sha256=sha256_file(lora_file),
         kohya_file=kohya_file.relative_to(out).as_posix(),
-        dataset_sha256=dataset_sha256(dataset_folder, dataset),
+        dataset_sha256=session.dataset_sha256,
         train_text_encoder=config.train_text_encoder,
         rank=config.rank,
         lora_alpha=config.lora_alpha,
@@ -215,7 +239,7 @@ def _tail_mean(losses: list[float]) -> float | None:
     return sum(tail) / len(tail)
 
 
-def _on_step_end(state, logs, stopping: bool, run: TrainingRun, named, pipeline, monitor) -> None:
+def _on_step_end(state, logs, stopping: bool, run: TrainingRun, named, settings, monitor) -> None:
     config, accelerator = run.config, run.accelerator
     monitor.log(state.step, logs)
     due_checkpoint = config.checkpoint_steps and state.step % config.checkpoint_steps == 0
@@ -227,27 +251,37 @@ def _on_step_end(state, logs, stopping: bool, run: TrainingRun, named, pipeline,
             lora=trainable_state(named),
             optimizer=run.optimizer,
             lr_scheduler=run.lr_scheduler,
-            settings=config.result_settings(),
+            settings=settings,
             keep=config.checkpoints_keep,
         )
     due_validation = config.validation_steps and state.step % config.validation_steps == 0
     if due_validation and state.step < config.steps and accelerator.is_main_process:
-        monitor.validate(pipeline, state.step)
+        monitor.validate(state.step)
     accelerator.wait_for_everyone()
 
 
-def _resume_or_start(config, resume, named, optimizer, lr_scheduler, main, monitor):
+def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, monitor):
+    """resume: True continues the latest checkpoint (same settings required); "auto" continues
+    it when its settings match and starts over otherwise (`headshot run`); False starts over."""
     latest = ckpt.latest_checkpoint(monitor.checkpoints)
-    if resume and latest is not None:
-        checkpoint = ckpt.read_checkpoint(latest)
-        ckpt.check_same_settings(checkpoint, config.result_settings())
+    checkpoint = ckpt.read_checkpoint(latest) if resume and latest is not None else None
+    changed = ckpt.changed_settings(checkpoint, settings) if checkpoint is not None else None
+    if changed and resume is True:
+        raise HeadshotError(
+            f"{checkpoint.folder}: cannot resume with changed settings ({changed}); "
+            "use the settings of the interrupted run, or start over without --resume"
+        )
+    if changed:
+        monitor.say(f"settings changed since {checkpoint.folder} ({changed})")
+        checkpoint = None
+    if checkpoint is not None:
         load_trainable_state(named, checkpoint.lora)
         ckpt.restore_training_state(checkpoint, optimizer, lr_scheduler)
         monitor.resumed_from(checkpoint)
         return checkpoint.state
-    if resume:
-        monitor.say("no checkpoint to resume from; starting a new run")
-    elif latest is not None and main:
+    if resume and latest is None:
+        monitor.say(f"no checkpoint in {monitor.checkpoints}; starting a new run")
+    if latest is not None and main:
         monitor.say(f"starting a new run: removing the old checkpoints in {monitor.checkpoints}")
         shutil.rmtree(monitor.checkpoints, ignore_errors=True)
     return ckpt.TrainingState()

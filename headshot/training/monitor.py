@@ -18,8 +18,9 @@ console = Console(stderr=True)
 
 
 class Monitor:
-    def __init__(self, out: Path, config, dataset, *, enabled: bool):
+    def __init__(self, out: Path, config, dataset, pipeline, *, enabled: bool):
         self.out = Path(out)
+        self.pipeline = pipeline  # the one being trained: validation samples use its LoRA as it is
         self.enabled = enabled
         self.checkpoints = self.out / "checkpoints"
         self.class_images: Path | None = None
@@ -81,10 +82,10 @@ class Monitor:
             for name, value in logs.items():
                 self._writer.add_scalar(f"train/{name}", value, step)
 
-    def validate(self, pipeline, step: int, final: bool = False) -> None:
+    def validate(self, step: int, final: bool = False) -> None:
         if not self.enabled:
             return
-        scores = self.validator.run(pipeline, step)
+        scores = self.validator.run(self.pipeline, step)
         self._history = [s for s in self._history if s.step != step] + scores
         self.validator.record(self._history)
         summary = summarize(scores)
