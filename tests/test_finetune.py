@@ -118,17 +118,17 @@ def test_sdxl_with_text_encoder_lora_and_every_loss_option(tiny_sdxl, tmp_path):
     torch.testing.assert_close(_latents(pipe), with_lora, rtol=1e-4, atol=1e-4)
 
 
-def test_lora_on_all_unet_layers_loads_completely(tiny_sd15, sd15_dataset, tmp_path):
+def test_lora_on_all_unet_layers_in_bf16_loads_completely(tiny_sd15, sd15_dataset, tmp_path):
     from headshot.training.finetune import finetune_dataset
     from headshot.training.finetune_config import FinetuneConfig
 
     dataset = shutil.copytree(sd15_dataset, tmp_path / "bea" / "dataset")
     config = FinetuneConfig(
         base_model=str(tiny_sd15), cache_dir=tmp_path / "cache",
-        **fast_options(steps=2, unet_lora_layers="all", prior_preservation=False),
+        **fast_options(steps=2, unet_lora_layers="all", prior_preservation=False, mixed_precision="bf16"),
     )  # fmt: skip
     record = finetune_dataset(dataset, config)
-    assert record.num_class_images == 0
+    assert record.num_class_images == 0 and record.config["mixed_precision"] == "bf16"
     from safetensors.torch import load_file
 
     saved = load_file(dataset.parent / "lora" / record.lora_file)

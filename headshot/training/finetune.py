@@ -43,6 +43,7 @@ from headshot.training.prior import (
 from headshot.training.trainer import (
     Prompts,
     TrainingRun,
+    adam_8bit,
     make_lr_scheduler,
     make_optimizer,
     train,
@@ -117,6 +118,8 @@ def open_session(
     spec = resolve_base_model(config.base_model)
     _check_family(dataset, dataset_folder, config.base_model, spec.family or _family_on_disk(spec.source))
 
+    if config.use_8bit_adam:
+        adam_8bit()
     accelerator = _make_accelerator(config)
     try:
         main = accelerator.is_main_process

@@ -158,18 +158,23 @@ def make_optimizer(config: FinetuneConfig, unet: torch.nn.Module, text_encoders:
             {"params": trainable_parameters(text_encoders), "lr": config.text_encoder_lr or config.lr}
         )
     if config.use_8bit_adam:
-        try:
-            import bitsandbytes
-        except ImportError:
-            from headshot.errors import HeadshotError
-
-            raise HeadshotError(
-                "option 'use_8bit_adam': bitsandbytes is not installed (pip install bitsandbytes; CUDA only)"
-            ) from None
-        optimizer_class = bitsandbytes.optim.AdamW8bit
+        optimizer_class = adam_8bit()
     else:
         optimizer_class = torch.optim.AdamW
     return optimizer_class(groups, weight_decay=config.weight_decay)
+
+
+def adam_8bit():
+    """bitsandbytes' AdamW8bit, or a clear error (checked before any model is loaded)."""
+    try:
+        import bitsandbytes
+    except ImportError:
+        from headshot.errors import HeadshotError
+
+        raise HeadshotError(
+            "option 'use_8bit_adam': bitsandbytes is not installed (pip install bitsandbytes; CUDA only)"
+        ) from None
+    return bitsandbytes.optim.AdamW8bit
 
 
 def make_lr_scheduler(config: FinetuneConfig, optimizer):

@@ -7,6 +7,7 @@ scored: on the tiny random models that is every sample.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,16 +46,24 @@ class Validator:
         was_training = unet.training
         unet.eval()
         scores = []
+        # Mixed precision: frozen weights in bf16/fp16 meet float32 LoRA layers; autocast joins them.
+        frozen = pipeline.vae.dtype
+        precision = (
+            torch.autocast(pipeline.device.type, dtype=frozen)
+            if frozen != torch.float32
+            else contextlib.nullcontext()
+        )
         try:
             for seed in self.seeds:
-                image = pipeline(
-                    self.prompt,
-                    num_inference_steps=self.steps,
-                    guidance_scale=self.guidance,
-                    height=self.resolution,
-                    width=self.resolution,
-                    generator=torch.Generator(device="cpu").manual_seed(seed),
-                ).images[0]
+                with precision:
+                    image = pipeline(
+                        self.prompt,
+                        num_inference_steps=self.steps,
+                        guidance_scale=self.guidance,
+                        height=self.resolution,
+                        width=self.resolution,
+                        generator=torch.Generator(device="cpu").manual_seed(seed),
+                    ).images[0]
                 name = f"step-{step:06d}_seed-{seed}.png"
                 atomic_save_image(self.folder / name, image)
                 score = SampleScore(step=step, seed=seed, image=name, face=False)
