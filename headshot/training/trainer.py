@@ -112,7 +112,6 @@ def train(run: TrainingRun, state: TrainingState, progress) -> TrainingState:
         seed_global_rng(cfg.seed, step, acc.process_index)
         logs = {"loss": 0.0, "instance_loss": 0.0, "prior_loss": 0.0}
         for micro in range(cfg.gradient_accumulation):
-            batch = make_batch(run, step, micro)
             noise = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro, acc.process_index))
             syncing = micro == cfg.gradient_accumulation - 1  # gradients all-reduce once per step
             with contextlib.ExitStack() as stack:
@@ -120,6 +119,7 @@ def train(run: TrainingRun, state: TrainingState, progress) -> TrainingState:
                     for model in wrapped:
                         stack.enter_context(acc.no_sync(model))
                 with acc.autocast():
+                    batch = make_batch(run, step, micro)  # runs trained text encoders: inside no_sync
                     loss, instance_loss, prior_loss = dreambooth_loss(
                         run.unet, run.noise_scheduler, batch, settings, noise
                     )
