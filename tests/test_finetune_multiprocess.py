@@ -17,15 +17,20 @@ from finetune_support import fast_options, make_dataset
 from headshot.training.training_record import read_training_record
 
 
-def test_two_processes_train_one_lora_that_diffusers_loads(tiny_sd15, tmp_path):
-    dataset = make_dataset(tmp_path / "outputs", "sd15", count=4)
+def test_two_processes_train_one_lora_that_diffusers_loads(tiny_sdxl, tmp_path):
+    # SDXL with both text encoders trained and gradient accumulation: the hardest case for DDP
+    # (the first encoder's last layer is unused; no gradient sync between micro-batches).
+    dataset = make_dataset(tmp_path / "outputs", "sdxl", count=4)
     config = tmp_path / "finetune.yaml"
-    options = fast_options(steps=4, validation_steps=2, checkpoint_steps=2, tensorboard=True)
+    options = fast_options(
+        steps=4, validation_steps=2, checkpoint_steps=2, tensorboard=True, train_text_encoder=True,
+        gradient_accumulation=2,
+    )  # fmt: skip
     config.write_text(yaml.safe_dump({**options, "cache_dir": str(tmp_path / "cache")}))
     launch = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "headshot", "finetune", str(dataset), "-m", str(tiny_sd15), "--config", str(config),
+        "-m", "headshot", "finetune", str(dataset), "-m", str(tiny_sdxl), "--config", str(config),
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     result = subprocess.run(launch, env=environment, capture_output=True, text=True, timeout=300)
@@ -46,7 +51,7 @@ def test_two_processes_train_one_lora_that_diffusers_loads(tiny_sd15, tmp_path):
 
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(tiny_sd15)
+    pipe = DiffusionPipeline.from_pretrained(tiny_sdxl)
     pipe.set_progress_bar_config(disable=True)
 
     def latents():
