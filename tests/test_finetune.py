@@ -237,3 +237,21 @@ def test_run_workflow_trains_then_continues_or_restarts_when_the_dataset_changed
     assert "settings changed" in capsys.readouterr().err.replace("\n", "")
     again = read_training_record(run.layout.lora)
     assert again.num_instance_images == 2 and again.dataset_sha256 != first.dataset_sha256
+
+
+def test_validation_scores_real_faces_against_the_dataset(sd15_dataset):
+    """The likeness path the tiny models never reach: real photos of the subject and of another person."""
+    from headshot.analysis.likeness import SubjectIdentity
+    from headshot.samples import astronaut, grace_hopper
+    from headshot.training.dataset_record import read_dataset
+    from headshot.training.validation import score_sample
+
+    identity = SubjectIdentity.from_dataset(read_dataset(sd15_dataset))
+    subject = score_sample(grace_hopper(), identity)
+    assert subject.face and subject.same_person and subject.likeness_distance < 0.6
+    other = score_sample(astronaut(), identity)
+    assert other.face and not other.same_person and other.likeness_distance > subject.likeness_distance
+    from PIL import Image
+
+    blank = score_sample(Image.new("RGB", (64, 64), (128, 128, 128)), identity)
+    assert not blank.face and blank.likeness_distance is None

@@ -287,6 +287,8 @@ def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, mon
     if latest is not None and main:
         monitor.say(f"starting a new run: removing the old checkpoints in {monitor.checkpoints}")
         shutil.rmtree(monitor.checkpoints, ignore_errors=True)
+    if main:  # the replaced run's samples would read as this run's
+        shutil.rmtree(monitor.out / "samples", ignore_errors=True)
     return ckpt.TrainingState()
 
 

@@ -40,8 +40,6 @@ class Validator:
 
     @torch.no_grad()
     def run(self, pipeline, step: int) -> list[SampleScore]:
-        from headshot.analysis.faces import detect_faces
-
         unet = pipeline.unet
         was_training = unet.training
         unet.eval()
@@ -66,16 +64,8 @@ class Validator:
                     ).images[0]
                 name = f"step-{step:06d}_seed-{seed}.png"
                 atomic_save_image(self.folder / name, image)
-                score = SampleScore(step=step, seed=seed, image=name, face=False)
-                faces = detect_faces(np.asarray(image), upsample=1)
-                if faces and self.identity is not None:
-                    likeness = self.identity.score(faces[0].embedding)
-                    score.face = True
-                    score.likeness_distance = likeness.distance
-                    score.likeness_relative = likeness.relative
-                    score.same_person = likeness.same_person
-                elif faces:
-                    score.face = True
+                score = score_sample(image, self.identity)
+                score.step, score.seed, score.image = step, seed, name
                 scores.append(score)
         finally:
             unet.train(was_training)
@@ -83,6 +73,23 @@ class Validator:
 
     def record(self, history: list[SampleScore]) -> None:
         atomic_write_json(self.folder / "samples.json", [asdict(score) for score in history])
+
+
+def score_sample(image, identity) -> SampleScore:
+    """Find the largest face in a sample and score it against the subject (if there is an identity)."""
+    from headshot.analysis.faces import detect_faces
+
+    score = SampleScore(step=0, seed=0, image="", face=False)
+    faces = detect_faces(np.asarray(image.convert("RGB")), upsample=1)
+    if not faces:
+        return score
+    score.face = True
+    if identity is not None:
+        likeness = identity.score(faces[0].embedding)
+        score.likeness_distance = likeness.distance
+        score.likeness_relative = likeness.relative
+        score.same_person = likeness.same_person
+    return score
 
 
 def summarize(scores: list[SampleScore]) -> dict[str, float]:
