@@ -116,14 +116,72 @@ def finetune_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint.")] = False,
     allow_pickle: AllowPickleOption = False,
     config: ConfigOption = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps in all.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the LoRA weights.")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Subject images per step and process.")] = None,
+    gradient_accumulation: Annotated[
+        int | None, typer.Option(help="Micro-batches per optimizer step.")
+    ] = None,
+    identifier: Annotated[str | None, typer.Option(help="The rare token naming the person.")] = None,
+    class_noun: Annotated[str | None, typer.Option(help="woman, man, person...")] = None,
+    prior_loss_weight: Annotated[float | None, typer.Option(help="Weight of the class-image loss.")] = None,
+    num_class_images: Annotated[
+        int | None, typer.Option(help="Class images for prior preservation (cached).")
+    ] = None,
+    no_prior: Annotated[bool, typer.Option("--no-prior", help="Train without prior preservation.")] = False,
+    mixed_precision: Annotated[str | None, typer.Option(help="auto, no, bf16 or fp16.")] = None,
+    gradient_checkpointing: Annotated[
+        bool | None,
+        typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Save memory."),
+    ] = None,
+    use_8bit_adam: Annotated[
+        bool | None, typer.Option("--8bit-adam/--no-8bit-adam", help="bitsandbytes AdamW8bit.")
+    ] = None,
+    snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR loss weighting gamma.")] = None,
+    noise_offset: Annotated[float | None, typer.Option(help="Offset noise strength (0 = off).")] = None,
+    face_loss_weight: Annotated[
+        float | None, typer.Option(help="Loss weight inside the face mask (1 = plain loss).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of everything random in the run.")] = None,
+    checkpoint_steps: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
+    validation_steps: Annotated[int | None, typer.Option(help="Sample images every N steps.")] = None,
+    train_text_encoder: Annotated[
+        bool | None,
+        typer.Option("--train-text-encoder/--no-train-text-encoder", help="LoRA on the text encoder(s) too."),
+    ] = None,
+    stop_after_steps: Annotated[
+        int | None, typer.Option(help="Stop (checkpointed) after N steps of this run; --resume continues.")
+    ] = None,
 ) -> None:
     """DreamBooth + LoRA fine-tuning of a base model on a prepared dataset.
 
     Reads OUTPUTS/<subject>/dataset/; writes OUTPUTS/<subject>/lora/:
-    pytorch_lora_weights.safetensors (diffusers), a kohya export, training.json,
-    checkpoints/ and samples/.
+    pytorch_lora_weights.safetensors (diffusers), kohya/<subject>.safetensors, training.json,
+    checkpoints/, samples/ and logs/ (TensorBoard). Every option can also be set in the
+    --config YAML file (see configs/finetune.yaml); flags override it.
     """
-    _not_built("finetune", 4)
+    from headshot.config import load_config
+    from headshot.training.finetune import finetune_dataset
+    from headshot.training.finetune_config import FinetuneConfig
+
+    options = dict(
+        base_model=base_model, steps=steps, lr=lr, rank=rank, batch_size=batch_size,
+        gradient_accumulation=gradient_accumulation, identifier=identifier, class_noun=class_noun,
+        prior_loss_weight=prior_loss_weight, num_class_images=num_class_images,
+        prior_preservation=False if no_prior else None, mixed_precision=mixed_precision,
+        gradient_checkpointing=gradient_checkpointing, use_8bit_adam=use_8bit_adam, snr_gamma=snr_gamma,
+        noise_offset=noise_offset, face_loss_weight=face_loss_weight, seed=seed,
+        checkpoint_steps=checkpoint_steps, validation_steps=validation_steps,
+        train_text_encoder=train_text_encoder, stop_after_steps=stop_after_steps,
+    )  # fmt: skip
+    settings = load_config(FinetuneConfig, config, options)
+    record = finetune_dataset(dataset, settings, resume=resume, allow_pickle=allow_pickle)
+    if record is not None:
+        typer.echo(
+            f"trained {record.steps} steps (final loss {record.final_loss:.4f}); "
+            f"LoRA in {dataset.resolve().parent / 'lora'}"
+        )
 
 
 @app.command("generate")

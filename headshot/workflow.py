@@ -76,7 +76,14 @@ def run_prepare(config: RunConfig, layout: SubjectLayout) -> None:
 
 
 def run_finetune(config: RunConfig, layout: SubjectLayout) -> None:
-    raise HeadshotError("`headshot finetune` is not built yet (tracked in issue 4).")
+    """Train the LoRA on layout.dataset into layout.lora; a re-run with the same dataset, model
+    and settings continues from its checkpoint (or only re-exports a finished run)."""
+    from headshot.training.finetune import finetune_dataset
+    from headshot.training.finetune_config import FinetuneConfig
+
+    settings = load_config(FinetuneConfig, config.finetune_config, {"base_model": config.base_model})
+    console.rule("[bold]finetune[/]")
+    finetune_dataset(layout.dataset, settings, resume="auto", allow_pickle=config.allow_pickle)
 
 
 def run_generate(config: RunConfig, layout: SubjectLayout) -> None:

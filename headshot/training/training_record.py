@@ -35,11 +35,26 @@ class TrainingRecord(StrictModel):
     kohya_file: str | None = None
     dataset_sha256: str
     train_text_encoder: bool = False
+    rank: int | None = None
+    lora_alpha: float | None = None
     steps: int
     final_loss: float | None = None
+    mean_loss_last_10pct: float | None = None  # final_loss of one step is noisy; this is not
     wall_time_s: float | None = None
+    num_instance_images: int | None = None
+    num_class_images: int | None = None
+    num_processes: int = 1  # data-parallel processes (accelerate launch --num_processes)
+    validation: dict = Field(default_factory=dict)  # last validation: faces found, likeness
     config: dict = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
+
+
+def write_training_record(lora_folder: Path, record: TrainingRecord) -> Path:
+    from headshot.records import atomic_write_json
+
+    path = Path(lora_folder) / "training.json"
+    atomic_write_json(path, record.model_dump(mode="json"))
+    return path
 
 
 def read_training_record(lora_folder: Path) -> TrainingRecord:

@@ -1,0 +1,129 @@
+"""Dataset folder -> training tensors: images, face masks, VAE latents (cached once per run).
+
+The VAE is always frozen, so every image is encoded exactly once, before the first
+step; the training loop only ever sees latents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from headshot.errors import HeadshotError
+from headshot.records import sha256_tree
+from headshot.training.dataset_record import DatasetRecord, dataset_json, read_dataset
+
+
+@dataclass
+class ImageSet:
+    """Images at the training resolution with their per-pixel loss masks and SDXL sizes."""
+
+    pixels: torch.Tensor  # (n, 3, res, res) in [-1, 1]
+    masks: torch.Tensor  # (n, 1, res, res) in [0, 1]; 1 = face (all ones when unknown)
+    original_sizes: list[tuple[int, int]]  # (height, width) of each crop before resizing
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class LatentSet:
+    latents: torch.Tensor  # (n, 4, res/8, res/8), scaled as the UNet expects
+    masks: torch.Tensor  # (n, 1, res/8, res/8)
+    time_ids: torch.Tensor  # (n, 6): SDXL micro-conditioning (unused for SD1.5)
+
+    def __len__(self) -> int:
+        return len(self.latents)
+
+
+def read_training_dataset(folder: Path) -> DatasetRecord:
+    """The dataset record, with every listed image readable at the recorded resolution."""
+    folder = Path(folder)
+    if folder.is_dir() and not any(folder.iterdir()):
+        raise HeadshotError(f"{folder}: the dataset folder is empty (run `headshot prepare` first)")
+    record = read_dataset(folder)
+    for photo in record.accepted:
+        for relative in (photo.image, photo.mask):
+            path = folder / relative
+            try:
+                with Image.open(path) as image:
+                    image.verify()
+                with Image.open(path) as image:
+                    size = image.size
+            except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+                raise HeadshotError(f"{path}: not a readable image ({exc})") from None
+            if size != (record.resolution, record.resolution):
+                raise HeadshotError(
+                    f"{path}: is {size[0]}x{size[1]} but {dataset_json(folder)} says the dataset is "
+                    f"{record.resolution}x{record.resolution}; re-run `headshot prepare`"
+                )
+    return record
+
+
+def dataset_sha256(folder: Path, record: DatasetRecord) -> str:
+    folder = Path(folder)
+    files = [dataset_json(folder)]
+    for photo in record.accepted:
+        files += [folder / photo.image, folder / photo.mask]
+    return sha256_tree(files, folder)
+
+
+def _to_pixels(image: Image.Image) -> torch.Tensor:
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def _to_mask(image: Image.Image) -> torch.Tensor:
+    array = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array)[None]
+
+
+def load_instance_images(folder: Path, record: DatasetRecord) -> ImageSet:
+    folder = Path(folder)
+    pixels, masks, sizes, names = [], [], [], []
+    for photo in record.accepted:
+        with Image.open(folder / photo.image) as image:
+            pixels.append(_to_pixels(image))
+        with Image.open(folder / photo.mask) as mask:
+            masks.append(_to_mask(mask))
+        if photo.crop_box is not None:
+            left, top, right, bottom = photo.crop_box
+            sizes.append((bottom - top, right - left))
+        else:
+            sizes.append((record.resolution, record.resolution))
+        names.append(photo.source)
+    return ImageSet(torch.stack(pixels), torch.stack(masks), sizes, names)
+
+
+def load_class_images(paths: list[Path], resolution: int) -> ImageSet:
+    pixels = []
+    for path in paths:
+        with Image.open(path) as image:
+            pixels.append(_to_pixels(image.resize((resolution, resolution), Image.BICUBIC)))
+    stack = torch.stack(pixels)
+    masks = torch.ones(len(paths), 1, resolution, resolution)
+    return ImageSet(stack, masks, [(resolution, resolution)] * len(paths), [p.name for p in paths])
+
+
+@torch.no_grad()
+def encode_latents(vae, images: ImageSet, resolution: int, batch_size: int = 8) -> LatentSet:
+    """Encode with the frozen VAE (its distribution's mean: deterministic, cacheable)."""
+    from headshot.training.conditioning import sdxl_time_ids
+
+    device, dtype = vae.device, vae.dtype
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        batch = images.pixels[start : start + batch_size].to(device, dtype)
+        mean = vae.encode(batch).latent_dist.mean
+        chunks.append(((mean - shift) * vae.config.scaling_factor).float().cpu())
+    latents = torch.cat(chunks)
+    # Area-average the pixel mask down to the latent grid: a latent's share of face.
+    masks = torch.nn.functional.adaptive_avg_pool2d(images.masks, latents.shape[-2:])
+    time_ids = torch.stack([sdxl_time_ids(size, (0, 0), resolution) for size in images.original_sizes])
+    return LatentSet(latents, masks, time_ids)

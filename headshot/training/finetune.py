@@ -1,0 +1,375 @@
+"""`headshot finetune`: dataset folder -> lora folder. Sets up a run, trains, exports.
+
+Entry point: `finetune_dataset(dataset_folder, config, resume=, allow_pickle=)`.
+Runs alone or under `accelerate launch --num_processes N` (data parallel); only the
+main process writes files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from headshot.errors import HeadshotError
+from headshot.layout import SubjectLayout
+from headshot.pipelines.families import family_of_folder
+from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
+from headshot.records import library_versions, sha256_file
+from headshot.training import checkpoints as ckpt
+from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
+from headshot.training.conditioning import encode_prompt, text_encoders_of, tokenize
+from headshot.training.data import (
+    dataset_sha256,
+    encode_latents,
+    load_class_images,
+    load_instance_images,
+    read_training_dataset,
+)
+from headshot.training.dataset_record import DatasetRecord
+from headshot.training.export import save_diffusers_lora, save_kohya_lora
+from headshot.training.finetune_config import FinetuneConfig
+from headshot.training.monitor import Monitor
+from headshot.training.prior import (
+    class_image_folder,
+    class_image_path,
+    generate_class_images,
+    missing_class_images,
+)
+from headshot.training.trainer import (
+    Prompts,
+    TrainingRun,
+    adam_8bit,
+    make_lr_scheduler,
+    make_optimizer,
+    train,
+    trainable_parameters,
+)
+from headshot.training.training_record import TrainingRecord, write_training_record
+
+
+@dataclass
+class Session:
+    """A run set up and ready to train: what `train` needs, and what the export needs after."""
+
+    config: FinetuneConfig
+    dataset: DatasetRecord
+    dataset_sha256: str
+    layout: SubjectLayout
+    loaded: LoadedModel
+    model_sha256: str
+    accelerator: object
+    monitor: Monitor
+    run: TrainingRun
+    state: ckpt.TrainingState
+
+    def close(self) -> None:
+        self.monitor.close()
+        _release_accelerator()
+
+
+def finetune_dataset(
+    dataset_folder: Path,
+    config: FinetuneConfig,
+    *,
+    resume: bool | Literal["auto"] = False,
+    allow_pickle: bool = False,
+) -> TrainingRecord | None:
+    """Train a LoRA on a prepared dataset; returns the record written to lora/training.json.
+
+    Returns None when the run stopped early on purpose (`stop_after_steps`): the
+    checkpoint is written and `--resume` continues it.
+    """
+    started = time.perf_counter()
+    session = open_session(dataset_folder, config, resume=resume, allow_pickle=allow_pickle)
+    try:
+        carried_wall_time = session.state.wall_time_s
+        with session.monitor.progress(session.state) as progress:
+            state = train(session.run, session.state, progress)
+        session.accelerator.wait_for_everyone()
+        if state.step < config.steps:
+            session.monitor.say(f"stopped after step {state.step} of {config.steps}; continue with --resume")
+            return None
+        if not session.accelerator.is_main_process:
+            return None
+        session.monitor.validate(state.step, final=True)
+        state.wall_time_s = carried_wall_time + time.perf_counter() - started
+        state.num_processes = session.accelerator.num_processes
+        return _export(session, state)
+    finally:
+        session.close()
+
+
+def open_session(
+    dataset_folder: Path,
+    config: FinetuneConfig,
+    *,
+    resume: bool | Literal["auto"] = False,
+    allow_pickle: bool = False,
+) -> Session:
+    """Check the inputs, load the model, cache class images, latents and prompts, add LoRA, resume."""
+    dataset_folder = Path(dataset_folder)
+    dataset = read_training_dataset(dataset_folder)
+    layout = SubjectLayout.of_stage_folder(dataset_folder)
+    spec = resolve_base_model(config.base_model)
+    _check_family(dataset, dataset_folder, config.base_model, spec.family or _family_on_disk(spec.source))
+
+    if config.use_8bit_adam:
+        adam_8bit()
+    accelerator = _make_accelerator(config)
+    try:
+        main = accelerator.is_main_process
+        loaded = load_base_model(spec, dtype=_weight_dtype(accelerator), allow_pickle=allow_pickle)
+        _check_family(dataset, dataset_folder, config.base_model, loaded.family.name, loaded.resolution)
+        pipeline = loaded.pipeline
+        pipeline.to(accelerator.device)
+        model_sha256 = loaded.fingerprint()
+        data_sha256 = dataset_sha256(dataset_folder, dataset)
+        monitor = Monitor(layout.lora, config, dataset, pipeline, enabled=main)
+
+        class_latents = None
+        if config.prior_preservation:
+            paths = _class_images(loaded, config, model_sha256, accelerator, monitor)
+            class_images = load_class_images(paths, loaded.resolution)
+            class_latents = encode_latents(pipeline.vae, class_images, loaded.resolution)
+        instance_images = load_instance_images(dataset_folder, dataset)
+        instance_latents = encode_latents(pipeline.vae, instance_images, loaded.resolution)
+        instance_prompt = tokenize(pipeline, config.instance_prompt)
+        class_prompt = tokenize(pipeline, config.class_prompt)
+        if not config.train_text_encoder:  # frozen encoders: embed each prompt once
+            with torch.no_grad():
+                encoders, device = text_encoders_of(pipeline), accelerator.device
+                instance_prompt = encode_prompt(encoders, instance_prompt, device)
+                class_prompt = encode_prompt(encoders, class_prompt, device)
+
+        trained = add_lora_adapters(pipeline, config, config.seed)
+        if config.gradient_checkpointing:
+            pipeline.unet.enable_gradient_checkpointing()
+            for encoder in trained[1:]:
+                encoder.gradient_checkpointing_enable()
+        named = dict(zip(("unet", "text_encoder", "text_encoder_2"), trained))
+        optimizer = make_optimizer(config, pipeline.unet, trained[1:])
+        lr_scheduler = make_lr_scheduler(config, optimizer)
+        *prepared, optimizer = accelerator.prepare(*trained, optimizer)
+
+        settings = {
+            **config.result_settings(),
+            "dataset_sha256": data_sha256,
+            "base_model_sha256": model_sha256,
+        }
+        state = _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, monitor)
+        accelerator.wait_for_everyone()
+        run = TrainingRun(
+            config=config,
+            accelerator=accelerator,
+            unet=prepared[0],
+            trainable=trainable_parameters(trained),
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            noise_scheduler=_noise_scheduler(pipeline),
+            instances=instance_latents,
+            classes=class_latents,
+            prompts=Prompts(
+                instance_prompt, class_prompt if config.prior_preservation else None, prepared[1:]
+            ),
+            on_step_end=lambda s, logs, stop: _on_step_end(s, logs, stop, run, named, settings, monitor),
+        )
+    except BaseException:
+        _release_accelerator()
+        raise
+    return Session(
+        config=config,
+        dataset=dataset,
+        dataset_sha256=data_sha256,
+        layout=layout,
+        loaded=loaded,
+        model_sha256=model_sha256,
+        accelerator=accelerator,
+        monitor=monitor,
+        run=run,
+        state=state,
+    )
+
+
+def _export(session: Session, state) -> TrainingRecord:
+    config, layout, loaded, monitor = session.config, session.layout, session.loaded, session.monitor
+    pipeline, dataset = loaded.pipeline, session.dataset
+    out = layout.lora
+    scale = config.lora_alpha / config.rank
+    lora_file = save_diffusers_lora(pipeline, out, config.train_text_encoder, scale)
+    kohya_file = out / "kohya" / f"{layout.subject}.safetensors"
+    save_kohya_lora(pipeline, kohya_file, config.train_text_encoder, scale)
+    record = TrainingRecord(
+        subject=layout.subject,
+        identifier=config.identifier,
+        class_noun=config.class_noun,
+        instance_prompt=config.instance_prompt,
+        class_prompt=config.class_prompt,
+        base_model=config.base_model,
+        base_model_sha256=session.model_sha256,
+        family=loaded.family.name,
+        resolution=loaded.resolution,
+        lora_sha256=sha256_file(lora_file),
+        kohya_file=kohya_file.relative_to(out).as_posix(),
+        dataset_sha256=session.dataset_sha256,
+        train_text_encoder=config.train_text_encoder,
+        rank=config.rank,
+        lora_alpha=config.lora_alpha,
+        steps=state.step,
+        final_loss=state.losses[-1] if state.losses else None,
+        mean_loss_last_10pct=_tail_mean(state.losses),
+        wall_time_s=round(state.wall_time_s, 3),
+        num_instance_images=len(dataset.accepted),
+        num_class_images=config.num_class_images if config.prior_preservation else 0,
+        num_processes=state.num_processes,
+        validation=monitor.final_scores(),
+        config=config.model_dump(mode="json"),
+        versions=library_versions(),
+    )
+    write_training_record(out, record)
+    monitor.say(f"LoRA written to {lora_file} (+ {kohya_file.name} for kohya/A1111/ComfyUI)")
+    return record
+
+
+def _tail_mean(losses: list[float]) -> float | None:
+    if not losses:
+        return None
+    tail = losses[-max(1, len(losses) // 10) :]
+    return sum(tail) / len(tail)
+
+
+def _on_step_end(state, logs, stopping: bool, run: TrainingRun, named, settings, monitor) -> None:
+    config, accelerator = run.config, run.accelerator
+    monitor.log(state.step, logs)
+    due_checkpoint = config.checkpoint_steps and state.step % config.checkpoint_steps == 0
+    due_checkpoint = due_checkpoint or state.step == config.steps  # a kill during export loses nothing
+    if (due_checkpoint or stopping) and accelerator.is_main_process:
+        ckpt.save_checkpoint(
+            monitor.checkpoints,
+            state=state,
+            lora=trainable_state(named),
+            optimizer=run.optimizer,
+            lr_scheduler=run.lr_scheduler,
+            settings=settings,
+            keep=config.checkpoints_keep,
+        )
+    due_validation = config.validation_steps and state.step % config.validation_steps == 0
+    if due_validation and state.step < config.steps and accelerator.is_main_process:
+        monitor.validate(state.step)
+    accelerator.wait_for_everyone()
+
+
+def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, monitor):
+    """resume: True continues the latest checkpoint (same settings required); "auto" continues
+    it when its settings match and starts over otherwise (`headshot run`); False starts over."""
+    latest = ckpt.latest_checkpoint(monitor.checkpoints)
+    checkpoint = ckpt.read_checkpoint(latest) if resume and latest is not None else None
+    changed = ckpt.changed_settings(checkpoint, settings) if checkpoint is not None else None
+    if changed and resume is True:
+        raise HeadshotError(
+            f"{checkpoint.folder}: cannot resume with changed settings ({changed}); "
+            "use the settings of the interrupted run, or start over without --resume"
+        )
+    if changed:
+        monitor.say(f"settings changed since {checkpoint.folder} ({changed})")
+        checkpoint = None
+    if checkpoint is not None:
+        load_trainable_state(named, checkpoint.lora)
+        ckpt.restore_training_state(checkpoint, optimizer, lr_scheduler)
+        monitor.resumed_from(checkpoint)
+        return checkpoint.state
+    if resume and latest is None:
+        monitor.say(f"no checkpoint in {monitor.checkpoints}; starting a new run")
+    if latest is not None and main:
+        monitor.say(f"starting a new run: removing the old checkpoints in {monitor.checkpoints}")
+        shutil.rmtree(monitor.checkpoints, ignore_errors=True)
+    if main:  # the replaced run's samples would read as this run's
+        shutil.rmtree(monitor.out / "samples", ignore_errors=True)
+    return ckpt.TrainingState()
+
+
+def _class_images(loaded: LoadedModel, config, model_sha256, accelerator, monitor) -> list[Path]:
+    folder = class_image_folder(
+        config.cache_root,
+        model_sha256=model_sha256,
+        prompt=config.class_prompt,
+        resolution=loaded.resolution,
+        steps=config.class_inference_steps,
+        guidance=config.class_guidance_scale,
+    )
+    missing = missing_class_images(folder, config.num_class_images)
+    if missing and accelerator.is_main_process:
+        with monitor.class_image_progress(len(missing), folder) as advance:
+            generate_class_images(
+                loaded.pipeline,
+                folder,
+                missing,
+                prompt=config.class_prompt,
+                resolution=loaded.resolution,
+                steps=config.class_inference_steps,
+                guidance=config.class_guidance_scale,
+                batch_size=config.class_batch_size,
+                on_batch=advance,
+            )
+    elif accelerator.is_main_process:
+        monitor.say(f"reusing {config.num_class_images} cached class images from {folder}")
+    accelerator.wait_for_everyone()
+    monitor.class_images = folder
+    return [class_image_path(folder, index) for index in range(config.num_class_images)]
+
+
+def _noise_scheduler(pipeline):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(pipeline.scheduler.config)
+
+
+def _family_on_disk(source: str) -> str | None:
+    path = Path(source).expanduser()
+    return family_of_folder(path) if path.is_dir() else None
+
+
+def _check_family(dataset, folder: Path, model: str, family: str | None, resolution: int | None = None):
+    where = folder / "dataset.json"
+    if family is not None and family != dataset.family:
+        raise HeadshotError(
+            f"{where}: the dataset was prepared for {dataset.family} at {dataset.resolution}px, but base "
+            f"model '{model}' is {family}; prepare the photos again with -m {model}, or pick a "
+            f"{dataset.family} base model"
+        )
+    if resolution is not None and resolution != dataset.resolution:
+        raise HeadshotError(
+            f"{where}: the dataset's images are {dataset.resolution}px, but base model '{model}' "
+            f"trains at {resolution}px; prepare the photos again with -m {model}"
+        )
+
+
+def _weight_dtype(accelerator):
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+
+
+def _make_accelerator(config: FinetuneConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    precision = config.mixed_precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() else "no"
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise HeadshotError("option 'mixed_precision': fp16 needs a CUDA GPU; use bf16 or no on a CPU")
+    # SDXL's first text encoder skips its last layer's output: DDP must allow unused LoRA weights.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=config.train_text_encoder)
+    # cpu=True on a machine without CUDA: several processes then form a gloo (MULTI_CPU) group.
+    return Accelerator(mixed_precision=precision, kwargs_handlers=[ddp], cpu=not torch.cuda.is_available())
+
+
+def _release_accelerator() -> None:
+    # accelerate keeps its state in a process-wide singleton; reset it so a later run in
+    # the same process (the `run` command, tests) may choose another precision.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)

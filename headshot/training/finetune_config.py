@@ -1,0 +1,134 @@
+"""Every option of `headshot finetune`, in one typed place (configs/finetune.yaml mirrors it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from headshot.config import StrictModel
+
+# Options that change the trained weights: a resumed run must use the same values.
+RESULT_FIELDS = (
+    "base_model",
+    "identifier",
+    "class_noun",
+    "instance_prompt",
+    "class_prompt",
+    "steps",
+    "batch_size",
+    "gradient_accumulation",
+    "lr",
+    "text_encoder_lr",
+    "lr_scheduler",
+    "lr_warmup_steps",
+    "rank",
+    "alpha",
+    "lora_dropout",
+    "unet_lora_layers",
+    "train_text_encoder",
+    "prior_preservation",
+    "prior_loss_weight",
+    "num_class_images",
+    "mixed_precision",
+    "use_8bit_adam",
+    "weight_decay",
+    "max_grad_norm",
+    "snr_gamma",
+    "noise_offset",
+    "face_loss_weight",
+    "seed",
+)
+
+
+class FinetuneConfig(StrictModel):
+    """DreamBooth + LoRA options. Defaults are for SDXL on one GPU."""
+
+    base_model: str = "sdxl"  # preset, hub id, diffusers folder or .safetensors file
+    # Words: the rare identifier token means *this* person; the class noun what they are.
+    identifier: str = "sks"
+    class_noun: str = "person"
+    instance_prompt: str | None = None  # default: "a photo of {identifier} {class_noun}"
+    class_prompt: str | None = None  # default: "a photo of {class_noun}"
+
+    # Optimisation. One step = one optimizer update (batch_size x accumulation x processes images).
+    steps: int = Field(800, gt=0)
+    batch_size: int = Field(1, gt=0)
+    gradient_accumulation: int = Field(1, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    text_encoder_lr: float | None = Field(None, gt=0)  # default: lr
+    lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
+    lr_warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    use_8bit_adam: bool = False  # needs bitsandbytes (CUDA)
+
+    # LoRA on the UNet attention projections, optionally on the text encoder(s) too.
+    rank: int = Field(16, gt=0)
+    alpha: float | None = Field(None, gt=0)  # default: rank (scale 1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    # attention: to_q/k/v/out (the DreamBooth-LoRA standard); all: + feed-forward, ResNet convs.
+    unet_lora_layers: Literal["attention", "all"] = "attention"
+    train_text_encoder: bool = False
+
+    # Prior preservation: class images from the base model keep the class noun intact.
+    prior_preservation: bool = True
+    prior_loss_weight: float = Field(1.0, ge=0)
+    num_class_images: int = Field(100, gt=0)
+    class_inference_steps: int = Field(25, gt=0)
+    class_guidance_scale: float = Field(5.0, ge=0)
+    class_batch_size: int = Field(4, gt=0)
+
+    # Loss shaping.
+    snr_gamma: float | None = Field(5.0, gt=0)  # min-SNR weighting; null turns it off
+    noise_offset: float = Field(0.0, ge=0)
+    face_loss_weight: float = Field(2.0, gt=0)  # loss weight inside the face mask (1 = plain loss)
+
+    # Speed and memory.
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16 on CUDA, no on CPU
+    gradient_checkpointing: bool = False
+
+    seed: int = 0
+    checkpoint_steps: int = Field(100, ge=0)  # 0: only the final state
+    checkpoints_keep: int = Field(2, gt=0)
+    stop_after_steps: int | None = Field(None, gt=0)  # this run: stop (checkpointed) after N steps
+
+    validation_steps: int = Field(200, ge=0)  # 0: only after the last step
+    validation_prompt: str | None = None  # default: the instance prompt
+    validation_seeds: list[int] = Field(default_factory=lambda: [0, 1])
+    validation_inference_steps: int = Field(25, gt=0)
+    validation_guidance_scale: float = Field(5.0, ge=0)
+
+    cache_dir: Path | None = None  # class images; default $HEADSHOT_CACHE or ~/.cache/headshot
+    tensorboard: bool = True
+
+    @model_validator(mode="after")
+    def _fill_prompts(self) -> FinetuneConfig:
+        if not self.identifier.strip() or not self.class_noun.strip():
+            raise ValueError("identifier and class_noun must not be empty")
+        if self.instance_prompt is None:
+            self.instance_prompt = f"a photo of {self.identifier} {self.class_noun}"
+        if self.class_prompt is None:
+            self.class_prompt = f"a photo of {self.class_noun}"
+        if self.identifier not in self.instance_prompt.split():
+            raise ValueError(f"instance_prompt must contain the identifier '{self.identifier}'")
+        if self.validation_prompt is None:
+            self.validation_prompt = self.instance_prompt
+        return self
+
+    @property
+    def lora_alpha(self) -> float:
+        return self.alpha if self.alpha is not None else float(self.rank)
+
+    @property
+    def cache_root(self) -> Path:
+        if self.cache_dir is not None:
+            return Path(self.cache_dir).expanduser()
+        return Path(os.environ.get("HEADSHOT_CACHE", "~/.cache/headshot")).expanduser()
+
+    def result_settings(self) -> dict:
+        """The options a resumed run must share with the run it continues."""
+        data = self.model_dump(mode="json")
+        return {name: data[name] for name in RESULT_FIELDS}

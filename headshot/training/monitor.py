@@ -1,0 +1,121 @@
+"""What a person watching a run sees: a rich progress bar, TensorBoard logs, validation samples.
+
+Only the main process shows and writes anything; on the others every method is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from headshot.training.validation import SampleScore, Validator, summarize
+
+console = Console(stderr=True)
+
+
+class Monitor:
+    def __init__(self, out: Path, config, dataset, pipeline, *, enabled: bool):
+        self.out = Path(out)
+        self.pipeline = pipeline  # the one being trained: validation samples use its LoRA as it is
+        self.enabled = enabled
+        self.checkpoints = self.out / "checkpoints"
+        self.class_images: Path | None = None
+        self._writer = None
+        self._history: list[SampleScore] = []
+        self._total = config.steps
+        if not enabled:
+            return
+        from headshot.analysis.likeness import SubjectIdentity
+
+        embeddings = [p.embedding for p in dataset.accepted if p.embedding is not None]
+        self.validator = Validator(
+            folder=self.out / "samples",
+            prompt=config.validation_prompt,
+            seeds=config.validation_seeds,
+            steps=config.validation_inference_steps,
+            guidance=config.validation_guidance_scale,
+            resolution=dataset.resolution,
+            identity=SubjectIdentity.from_embeddings(embeddings) if embeddings else None,
+        )
+        if config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.out / "logs"))
+
+    def say(self, message: str) -> None:
+        if self.enabled:
+            console.print(message)
+
+    @contextlib.contextmanager
+    def class_image_progress(self, count: int, folder: Path):
+        with Progress(
+            TextColumn("class images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=console, disable=not self.enabled,
+        ) as bar:  # fmt: skip
+            task = bar.add_task("", total=count)
+            self.say(f"rendering {count} class images for prior preservation into {folder}")
+            yield lambda done: bar.advance(task, done)
+
+    @contextlib.contextmanager
+    def progress(self, state):
+        columns = (
+            TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        )  # fmt: skip
+        with Progress(*columns, console=console, disable=not self.enabled) as bar:
+            task = bar.add_task("", total=self._total, completed=state.step, status="")
+
+            def update(state, logs):
+                status = f"loss {logs['loss']:.4f}  lr {logs['lr']:.2e}"
+                bar.update(task, completed=state.step, status=status)
+
+            yield update
+        if self._writer is not None:
+            self._writer.flush()
+
+    def log(self, step: int, logs: dict[str, float]) -> None:
+        if self._writer is not None:
+            for name, value in logs.items():
+                self._writer.add_scalar(f"train/{name}", value, step)
+
+    def validate(self, step: int, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        scores = self.validator.run(self.pipeline, step)
+        self._history = [s for s in self._history if s.step != step] + scores
+        self.validator.record(self._history)
+        summary = summarize(scores)
+        if self._writer is not None:
+            for name, value in summary.items():
+                self._writer.add_scalar(f"validation/{name}", value, step)
+            self._writer.flush()
+        faces = sum(s.face for s in scores)
+        detail = f"{faces}/{len(scores)} with a face"
+        if "likeness_distance" in summary:
+            detail += f", likeness distance {summary['likeness_distance']:.3f}"
+        self.say(f"{'final ' if final else ''}validation at step {step}: {detail} -> {self.validator.folder}")
+
+    def resumed_from(self, checkpoint) -> None:
+        self.say(f"resuming from {checkpoint.folder} (step {checkpoint.state.step})")
+        samples = self.out / "samples" / "samples.json"
+        if self.enabled and samples.is_file():
+            try:
+                earlier = [SampleScore(**item) for item in json.loads(samples.read_text())]
+            except (ValueError, TypeError):
+                earlier = []
+            self._history = [s for s in earlier if s.step <= checkpoint.state.step]
+
+    def final_scores(self) -> dict:
+        if not self._history:
+            return {}
+        last_step = max(s.step for s in self._history)
+        final = [s for s in self._history if s.step == last_step]
+        return {"step": last_step, "samples": len(final), **summarize(final)}
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

@@ -1,0 +1,101 @@
+"""Validation samples during training, each scored for likeness against the dataset.
+
+Samples use fixed seeds, so the images of successive steps show what training
+changed. A sample in which no face is found is recorded as such ("no face"), not
+scored: on the tiny random models that is every sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from headshot.records import atomic_save_image, atomic_write_json
+
+
+@dataclass
+class SampleScore:
+    step: int
+    seed: int
+    image: str  # relative to the samples folder
+    face: bool
+    likeness_distance: float | None = None  # dlib distance to the subject's centroid
+    likeness_relative: float | None = None  # 1.0 = as far as the subject's most unusual photo
+    same_person: bool | None = None
+
+
+@dataclass
+class Validator:
+    folder: Path  # lora/samples
+    prompt: str
+    seeds: list[int]
+    steps: int
+    guidance: float
+    resolution: int
+    identity: object | None  # SubjectIdentity, or None when the dataset has no embeddings
+
+    @torch.no_grad()
+    def run(self, pipeline, step: int) -> list[SampleScore]:
+        unet = pipeline.unet
+        was_training = unet.training
+        unet.eval()
+        scores = []
+        # Mixed precision: frozen weights in bf16/fp16 meet float32 LoRA layers; autocast joins them.
+        frozen = pipeline.vae.dtype
+        precision = (
+            torch.autocast(pipeline.device.type, dtype=frozen)
+            if frozen != torch.float32
+            else contextlib.nullcontext()
+        )
+        try:
+            for seed in self.seeds:
+                with precision:
+                    image = pipeline(
+                        self.prompt,
+                        num_inference_steps=self.steps,
+                        guidance_scale=self.guidance,
+                        height=self.resolution,
+                        width=self.resolution,
+                        generator=torch.Generator(device="cpu").manual_seed(seed),
+                    ).images[0]
+                name = f"step-{step:06d}_seed-{seed}.png"
+                atomic_save_image(self.folder / name, image)
+                score = score_sample(image, self.identity)
+                score.step, score.seed, score.image = step, seed, name
+                scores.append(score)
+        finally:
+            unet.train(was_training)
+        return scores
+
+    def record(self, history: list[SampleScore]) -> None:
+        atomic_write_json(self.folder / "samples.json", [asdict(score) for score in history])
+
+
+def score_sample(image, identity) -> SampleScore:
+    """Find the largest face in a sample and score it against the subject (if there is an identity)."""
+    from headshot.analysis.faces import detect_faces
+
+    score = SampleScore(step=0, seed=0, image="", face=False)
+    faces = detect_faces(np.asarray(image.convert("RGB")), upsample=1)
+    if not faces:
+        return score
+    score.face = True
+    if identity is not None:
+        likeness = identity.score(faces[0].embedding)
+        score.likeness_distance = likeness.distance
+        score.likeness_relative = likeness.relative
+        score.same_person = likeness.same_person
+    return score
+
+
+def summarize(scores: list[SampleScore]) -> dict[str, float]:
+    """Numbers for the log: share of samples with a face and their mean likeness."""
+    summary = {"faces_found": sum(s.face for s in scores) / max(len(scores), 1)}
+    distances = [s.likeness_distance for s in scores if s.likeness_distance is not None]
+    if distances:
+        summary["likeness_distance"] = float(np.mean(distances))
+    return summary
