@@ -113,27 +113,3 @@ def fast_options(**overrides) -> dict:
     )
     options.update(overrides)
     return options
-
-
-def calibrate_latent_scale(model: Path) -> float:
-    """Set the tiny VAE's scaling_factor so the subject's latents have unit variance.
-
-    That is how Stable Diffusion's own factor (0.18215) was chosen; the tiny random VAE's
-    latents are ~0.3 in scale, so with the real factor every image encodes to almost
-    the same near-zero latent and no prompt can be told apart from another in training.
-    """
-    import json
-
-    import torch
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL.from_pretrained(model / "vae")
-    arrays = [np.asarray(crop, dtype=np.float32) / 127.5 - 1 for _, crop, _, _ in _crops()]
-    pixels = torch.stack([torch.from_numpy(array).permute(2, 0, 1) for array in arrays])
-    with torch.no_grad():
-        scale = 1.0 / float(vae.encode(pixels).latent_dist.mean.std())
-    config_file = model / "vae" / "config.json"
-    config = json.loads(config_file.read_text())
-    config["scaling_factor"] = scale
-    config_file.write_text(json.dumps(config, indent=2))
-    return scale

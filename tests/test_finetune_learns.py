@@ -2,10 +2,9 @@
 preservation keeps class-prompt images anchored to the base model's own class renders.
 
 Measured in latent space (the VAE of the tiny model is random, so decoding and
-re-encoding is not an identity; latents are where the UNet learns). The tiny VAE's
-latent scale is calibrated to unit variance, as Stable Diffusion's own factor was,
-so that the subject's latents differ from the class renders' at all (see
-`calibrate_latent_scale`).
+re-encoding is not an identity; latents are where the UNet learns). The tiny model's
+VAE latent scale is calibrated to unit variance when it is built, as Stable Diffusion's
+own factor was, so that the subject's latents differ from the class renders' at all.
 
 Limit, measured: the tiny random UNet barely attends to its prompt (swapping "a photo
 of sks person" for "a photo of person" changes its output by ~2%), so it cannot learn
@@ -20,7 +19,7 @@ import shutil
 
 import pytest
 import torch
-from finetune_support import calibrate_latent_scale, fast_options, make_dataset
+from finetune_support import fast_options, make_dataset
 
 from headshot.pipelines.tiny import save_tiny_model
 from headshot.training.data import encode_latents, load_class_images, load_instance_images
@@ -58,7 +57,6 @@ def test_instance_prompt_learns_the_subject_and_prior_keeps_the_class(tmp_path):
     from diffusers import DiffusionPipeline
 
     model = save_tiny_model("sd15", tmp_path / "model")
-    calibrate_latent_scale(model)
     dataset = make_dataset(tmp_path / "with-prior", "sd15")
     control = shutil.copytree(dataset, tmp_path / "no-prior" / "ada" / "dataset")
     options = fast_options(

@@ -98,6 +98,31 @@ def _vae():
     )
 
 
+def _calibrate_latent_scale(vae) -> None:
+    """Set the VAE's scaling_factor so portrait latents have unit variance.
+
+    That is how Stable Diffusion's own factor (0.18215) was chosen. The random tiny VAE's
+    latents are far smaller than the real one's, and with the real factor every image
+    would encode to nearly the same near-zero latent: nothing could be learned from them.
+    """
+    import numpy as np
+    import torch
+
+    from headshot.samples import astronaut, grace_hopper
+
+    portraits = []
+    for photo in (grace_hopper(), astronaut()):
+        side = min(photo.size)
+        for box in ((0, 0, side, side), (photo.width - side, photo.height - side, photo.width, photo.height)):
+            tile = photo.crop(box).resize((64, 64))
+            portraits.append(
+                torch.from_numpy(np.asarray(tile, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+            )
+    with torch.no_grad():
+        spread = float(vae.encode(torch.stack(portraits)).latent_dist.mean.std())
+    vae.register_to_config(scaling_factor=1.0 / spread)
+
+
 def _unet(family: FamilyName, cross_attention_dim: int, pooled_dim: int):
     from diffusers import UNet2DConditionModel
 
@@ -138,12 +163,14 @@ def build_tiny_pipeline(family: FamilyName, seed: int = 0):
     )
 
     torch.manual_seed(seed)
+    vae = _vae()
+    _calibrate_latent_scale(vae)
     tokenizer = build_tiny_tokenizer()
     vocab_size = len(tokenizer)
     schedule = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     if family == "sd15":
         return StableDiffusionPipeline(
-            vae=_vae(),
+            vae=vae,
             text_encoder=_text_encoder(vocab_size, with_projection=False),
             tokenizer=tokenizer,
             unet=_unet("sd15", cross_attention_dim=32, pooled_dim=0),
@@ -154,7 +181,7 @@ def build_tiny_pipeline(family: FamilyName, seed: int = 0):
         )
     if family == "sdxl":
         return StableDiffusionXLPipeline(
-            vae=_vae(),
+            vae=vae,
             text_encoder=_text_encoder(vocab_size, with_projection=False),
             text_encoder_2=_text_encoder(vocab_size, with_projection=True),
             tokenizer=tokenizer,
