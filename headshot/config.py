@@ -98,6 +98,22 @@ def validate(
         raise HeadshotError(describe_validation_error(exc, source, command_line)) from None
 
 
+def read_json_record(path: Path, model_cls: type[Model], what: str = "a JSON object") -> Model:
+    """Read a JSON file holding one object and validate it; errors name the file."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise HeadshotError(f"{path}: file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HeadshotError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise HeadshotError(f"{path}: expected {what}")
+    return validate(model_cls, data, str(path))
+
+
 def load_config(
     model_cls: type[Model],
     path: Path | None = None,

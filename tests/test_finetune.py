@@ -14,15 +14,6 @@ from finetune_support import fast_options, make_dataset
 from headshot.training.training_record import read_training_record
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The test machine's cores are shared; one thread per process avoids spin-wait stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sd15_dataset(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("outputs"), "sd15")

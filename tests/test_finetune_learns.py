@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
 import torch
 from finetune_support import fast_options, make_dataset
 
@@ -27,14 +26,6 @@ from headshot.training.finetune import finetune_dataset
 from headshot.training.finetune_config import FinetuneConfig
 
 SEEDS = range(4)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _generate(pipe, prompt: str) -> torch.Tensor:

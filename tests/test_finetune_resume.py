@@ -10,21 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from finetune_support import fast_options, make_dataset
 from safetensors.torch import load_file
 
 STEPS = 40
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the killed subprocess runs with OMP_NUM_THREADS=1 too
-    yield
-    torch.set_num_threads(threads)
 
 
 def _config(tmp_path: Path, **overrides) -> Path:

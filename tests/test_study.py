@@ -17,18 +17,6 @@ TOKENS = ["sks", "earrings", "glasses", "hair"]
 GENERIC = ("high_frequency_energy", "rms_contrast")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads; on a busy 2-core machine two threads spin
-    against each other and a 64x64 render takes 40x longer (measured: 7.3 s vs 0.18 s)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sd15_study(tiny_sd15, tmp_path_factory):
     """A study of a LoRA (with one earlier checkpoint) on the tiny SD1.5 model, full grid."""

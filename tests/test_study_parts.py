@@ -24,14 +24,6 @@ from headshot.samples import grace_hopper
 PROMPT = "a professional headshot photo of sks person with hair, earrings and glasses"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see test_study.py: threads only contend on tiny models
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def sd15_model(tiny_sd15):
     return load_study_model(None, str(tiny_sd15))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from headshot.config import validate
+from headshot.config import read_json_record
 from headshot.errors import HeadshotError
 from headshot.signing.config import SigningConfig
 from headshot.signing.credentials import DEV_NOTICE, create_dev_credentials
@@ -27,15 +27,7 @@ def destination_for(source: Path, out: Path | None, image_format: str | None, co
 
 
 def read_generation_info(path: Path) -> GenerationInfo:
-    if not path.is_file():
-        raise HeadshotError(f"{path}: generation info file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HeadshotError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise HeadshotError(f"{path}: expected a JSON object of generation fields")
-    return validate(GenerationInfo, data, str(path))
+    return read_json_record(path, GenerationInfo, "a JSON object of generation fields")
 
 
 def run_sign(

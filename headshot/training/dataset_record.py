@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from headshot.config import StrictModel, validate
+from headshot.config import StrictModel, read_json_record
 from headshot.errors import HeadshotError
 
 DATASET_FORMAT = 1
@@ -59,20 +59,12 @@ def dataset_json(folder: Path) -> Path:
 
 def read_dataset(folder: Path) -> DatasetRecord:
     """Read and check a dataset folder; errors name the folder and what is wrong."""
-    import json
-
     path = dataset_json(folder)
     if not Path(folder).is_dir():
         raise HeadshotError(f"{folder}: dataset folder not found (run `headshot prepare` first)")
     if not path.is_file():
         raise HeadshotError(f"{folder}: no dataset.json; is this a folder written by `headshot prepare`?")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HeadshotError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise HeadshotError(f"{path}: expected a JSON object")
-    record = validate(DatasetRecord, data, str(path))
+    record = read_json_record(path, DatasetRecord)
     for photo in record.accepted:
         for relative in (photo.image, photo.mask):
             if relative is None or not (Path(folder) / relative).is_file():

@@ -6,13 +6,12 @@ base model from it, so renders always use the words the LoRA was trained on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from headshot.config import StrictModel, validate
+from headshot.config import StrictModel, read_json_record
 from headshot.errors import HeadshotError
 
 TRAINING_FORMAT = 1
@@ -63,13 +62,7 @@ def read_training_record(lora_folder: Path) -> TrainingRecord:
         raise HeadshotError(
             f"{lora_folder}: no training.json; is this a folder written by `headshot finetune`?"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HeadshotError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise HeadshotError(f"{path}: expected a JSON object")
-    record = validate(TrainingRecord, data, str(path))
+    record = read_json_record(path, TrainingRecord)
     if not (Path(lora_folder) / record.lora_file).is_file():
         raise HeadshotError(f"{path}: the LoRA file {record.lora_file} it names is missing")
     return record
