@@ -105,12 +105,12 @@ def make_subject(root: Path, model: Path, family: str, name: str = "ada") -> Sub
     return layout
 
 
-def write_template(folder: Path, name: str, **fields) -> Path:
-    """A small valid template file (tiny-model settings), with fields overridden."""
+def write_template(folder: Path, stem: str, **fields) -> Path:
+    """A small valid template file `<stem>.yaml` (tiny-model settings), with fields overridden."""
     import yaml
 
     data = {
-        "name": name,
+        "name": stem,
         "description": "test scene",
         "prompt": {"framing": "photo of {identifier} {class_noun}", "wardrobe": "wearing a {colour} shirt"},
         "negative_prompt": "plastic skin",
@@ -120,7 +120,7 @@ def write_template(folder: Path, name: str, **fields) -> Path:
         "variations": {"colour": ["navy", "white"]},
     }
     data.update(fields)
-    path = Path(folder) / f"{name}.yaml"
+    path = Path(folder) / f"{stem}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -30,6 +30,7 @@ console = Console(stderr=True)
 def generate(lora_folder: Path, config: GenerateConfig, keys_folder: Path | None = None) -> Path | None:
     """Render, rank and deliver; returns headshots/index.json (None on non-main processes
     and when max_images stopped the rendering before the grid was complete)."""
+    import torch
     from accelerate import PartialState
 
     lora_folder = Path(lora_folder)
@@ -43,17 +44,20 @@ def generate(lora_folder: Path, config: GenerateConfig, keys_folder: Path | None
     templates = load_templates(config.templates or shipped_template_names())
     jobs = expand_grid(templates, config.seed_list())
 
-    state = PartialState()
+    # On a machine without CUDA, processes started by `accelerate launch --multi_gpu` (or
+    # torchrun) must be told to join a CPU (gloo) group; accelerate does not infer it.
+    state = PartialState(cpu=config.performance.device == "cpu" or not torch.cuda.is_available())
     device = str(state.device) if config.performance.device == "auto" else config.performance.device
     if state.is_main_process:
         _remove_interrupted_writes(layout.renders)
     state.wait_for_everyone()  # no process writes before leftovers are cleaned
     mine = jobs[state.process_index :: state.num_processes]
     renderer = load_renderer(lora_folder, record, config, device)
+    renderer.process_index = state.process_index
     if state.is_main_process:
         console.print(
             f"generate: {len(templates)} templates, {len(jobs)} candidates"
-            + (f", {len(mine)} on each of {state.num_processes} processes" if state.num_processes > 1 else "")
+            + (f", split over {state.num_processes} processes" if state.num_processes > 1 else "")
         )
     summary = render_jobs(
         renderer,

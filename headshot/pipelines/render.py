@@ -62,6 +62,7 @@ class Renderer:
     dtype_name: str
     steps_override: int | None = None
     size_override: int | None = None
+    process_index: int = 0  # which accelerate process rendered it, for the run record
     _schedulers: dict = field(default_factory=dict)
     _scale: float | None = None
 
@@ -273,7 +274,8 @@ def render_jobs(
             images = renderer.render(batch)
             per_image = (time.perf_counter() - batch_started) / len(batch)
             for job, image in zip(batch, images):
-                _write_candidate(renders, job, image, renderer.settings(job), per_image, len(batch))
+                settings = {**renderer.settings(job), "process": renderer.process_index}
+                _write_candidate(renders, job, image, settings, per_image, len(batch))
             summary.rendered += len(batch)
             progress.advance(task, len(batch))
     summary.seconds = time.perf_counter() - started
