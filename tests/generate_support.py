@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import ImageOps
 
 from headshot.layout import SubjectLayout
@@ -131,3 +132,47 @@ def pixels(path: Path) -> np.ndarray:
 
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"), dtype=np.int16)
+
+
+_PRISTINE: dict[str, Path] = {}
+
+
+def subject_copy(tmp_path: Path, pristine_root: Path, model: Path, family: str) -> SubjectLayout:
+    """A fresh copy of a subject folder built once per session (building takes seconds)."""
+    import shutil
+
+    if family not in _PRISTINE:
+        _PRISTINE[family] = make_subject(pristine_root / family, model, family).root
+    target = tmp_path / "outputs" / "ada"
+    shutil.copytree(_PRISTINE[family], target)
+    return SubjectLayout(target)
+
+
+def generate_args(layout: SubjectLayout, *templates: Path, **options) -> list[str]:
+    """`headshot generate` arguments for a test run on the given template files."""
+    args = ["generate", str(layout.lora)]
+    for template in templates:
+        args += ["--template", str(template)]
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread; on a busy 2-core machine, torch's default
+    of one spinning thread per core makes each image ~20x slower. Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for a `python -m headshot` child: this worktree's code, one thread."""
+    import os
+
+    paths = [str(Path(__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1"}

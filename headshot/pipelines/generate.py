@@ -24,7 +24,7 @@ from headshot.records import library_versions
 from headshot.training.dataset_record import read_dataset
 from headshot.training.training_record import read_training_record
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def generate(lora_folder: Path, config: GenerateConfig, keys_folder: Path | None = None) -> Path | None:
@@ -36,13 +36,13 @@ def generate(lora_folder: Path, config: GenerateConfig, keys_folder: Path | None
     lora_folder = Path(lora_folder)
     if not lora_folder.is_dir():
         raise HeadshotError(f"{lora_folder}: lora folder not found (run `headshot finetune` first)")
+    templates = load_templates(config.templates or shipped_template_names())
+    jobs = expand_grid(templates, config.seed_list())
     record = read_training_record(lora_folder)
     layout = SubjectLayout.of_stage_folder(lora_folder)
     dataset_folder = Path(config.dataset) if config.dataset else layout.dataset
     dataset = read_dataset(dataset_folder)
     identity = _subject_identity(dataset, dataset_folder)
-    templates = load_templates(config.templates or shipped_template_names())
-    jobs = expand_grid(templates, config.seed_list())
 
     # On a machine without CUDA, processes started by `accelerate launch --multi_gpu` (or
     # torchrun) must be told to join a CPU (gloo) group; accelerate does not infer it.

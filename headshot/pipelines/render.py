@@ -32,7 +32,7 @@ from headshot.pipelines.templates import SAMPLERS, RenderJob
 from headshot.records import atomic_save_image, atomic_write_json, sha256_file
 from headshot.training.training_record import TrainingRecord
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 ADAPTER = "subject"
 # Sidecar fields that must match for an existing candidate to be reused.
 _REUSE_KEYS = (
