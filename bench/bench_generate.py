@@ -92,24 +92,27 @@ def compare(family: str, model: Path, work: Path, args) -> None:
     bare_render(bare, settings[: args.batch_size])
     render_jobs(renderer, jobs[: args.batch_size], work / "warmup" / family, batch_size=args.batch_size)
     stage_times, bare_times, stage_peaks = [], [], []
+    stage_cpu, bare_cpu = [], []
     bare_images: list = []
 
     def run_bare(_renders: Path) -> None:
         sync(args.device)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         bare_images.clear()
         for start in range(0, len(settings), args.batch_size):
             bare_images.extend(bare_render(bare, settings[start : start + args.batch_size]))
         sync(args.device)
         bare_times.append((time.perf_counter() - started) / len(settings))
+        bare_cpu.append((time.process_time() - cpu_started) / len(settings))
 
     def run_stage(renders: Path) -> None:
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         render_jobs(renderer, jobs, renders, batch_size=args.batch_size, show_progress=False)
         sync(args.device)
         stage_times.append((time.perf_counter() - started) / len(jobs))
+        stage_cpu.append((time.process_time() - cpu_started) / len(jobs))
         if args.device.startswith("cuda"):
             # Both pipelines sit on the GPU; the bare one's weights are not the stage's memory.
             stage_peaks.append(torch.cuda.max_memory_allocated() - weight_bytes(bare))
@@ -132,12 +135,16 @@ def compare(family: str, model: Path, work: Path, args) -> None:
     # Each round times both sides back to back; the median of the per-round ratios
     # cancels slow drifts in machine load better than a ratio of medians.
     ratio = statistics.median(s / b for s, b in zip(stage_times, bare_times))
+    # CPU seconds of this process (all threads, the writer's included): on a shared
+    # machine, far less disturbed by other processes than wall time.
+    cpu_ratio = statistics.median(s / b for s, b in zip(stage_cpu, bare_cpu))
     size = settings[0]["size"]
     print(
         f"{family}: {len(jobs)} images {size}x{size}, {args.steps} steps, batch {args.batch_size}, "
         f"{args.rounds} rounds: generate {stage * 1000:.1f} ms/image, bare diffusers {floor * 1000:.1f} "
         f"ms/image, ratio {ratio:.3f} (median of paired rounds; goal <= 1.05); "
-        f"largest pixel difference {worst}/255; "
+        f"CPU-time ratio {cpu_ratio:.3f} ({statistics.median(stage_cpu) * 1000:.1f} vs "
+        f"{statistics.median(bare_cpu) * 1000:.1f} ms/image); largest pixel difference {worst}/255; "
         f"ranking (separate) {ranking_per_image * 1000:.1f} ms/image"
     )
     if stage_peaks:

@@ -201,3 +201,28 @@ def test_two_processes_split_the_grid_without_overlap(tmp_path, tmp_path_factory
     assert by_process == {stem: number % 2 for number, stem in enumerate(grid)}
     assert result.stderr.count("ranked 9 candidates") == 1  # ranking and delivery once, on the main process
     assert json.loads((layout.headshots / "index.json").read_text())["counts"]["candidates"] == 9
+
+
+def test_headshot_run_stage_uses_the_demo_generate_config(tmp_path, tmp_path_factory, tiny_sd15):
+    from headshot.config import configs_root
+    from headshot.workflow import RunConfig, run_generate
+
+    layout = subject_copy(tmp_path, tmp_path_factory.getbasetemp() / "pristine", tiny_sd15, "sd15")
+    config = RunConfig(
+        photos=tmp_path,
+        subject="ada",
+        base_model=str(tiny_sd15),
+        outputs=layout.root.parent,
+        generate_config=configs_root() / "demo" / "generate.yaml",
+    )
+    run_generate(config, layout)
+    index = _check_nothing_unsigned(layout)
+    assert index["counts"]["candidates"] == 4 * 3  # four demo templates x three variations x one seed
+    assert {c["template"] for c in index["candidates"]} == {
+        "studio-grey",
+        "office-window",
+        "outdoor-bokeh",
+        "actor-tight",
+    }
+    winners = [c for c in index["candidates"] if c["rank"] == 1]
+    assert len(winners) == 4 and all(c["delivered"] or c["dropped"] == "signing_failed" for c in winners)
