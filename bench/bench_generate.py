@@ -177,6 +177,11 @@ def time_ranking(layout, renders: Path, jobs) -> float:
 
 
 def save_full_size_sdxl(out: Path, dtype) -> Path:
+    build_full_size_sdxl().to(dtype).save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def build_full_size_sdxl():
     """A random-weight SDXL pipeline with the real model's component configs (2.6B UNet)."""
     from diffusers import (
         AutoencoderKL,
@@ -213,7 +218,7 @@ def save_full_size_sdxl(out: Path, dtype) -> Path:
         block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
         sample_size=1024, scaling_factor=0.13025,
     )  # fmt: skip
-    pipeline = StableDiffusionXLPipeline(
+    return StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=encoder(768, 12, 12, projection=False),
         text_encoder_2=encoder(1280, 32, 20, projection=True),
@@ -228,8 +233,6 @@ def save_full_size_sdxl(out: Path, dtype) -> Path:
             steps_offset=1,
         ),  # fmt: skip
     )
-    pipeline.to(dtype).save_pretrained(out, safe_serialization=True)
-    return out
 
 
 def main() -> None:
