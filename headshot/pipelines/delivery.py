@@ -25,25 +25,30 @@ INDEX_FILE = "index.json"
 Signer = Callable[[Image.Image, Path, GenerationInfo], object]
 
 
-def load_signer(signing_config: Path | None, keys_folder: Path) -> Signer:
+def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
     """The signing stage's `sign_image`, bound to a signing config.
 
-    Without a config, development credentials are created (once) in `keys_folder`,
-    so a first run and the demo still deliver signed, verifiable images.
+    Without a config file, development credentials are created (once) in
+    OUTPUTS/keys and the manifest store is OUTPUTS/manifest-store, so a first run and
+    the demo still deliver signed, verifiable images.
     """
     try:
-        from headshot.signing.api import ensure_dev_credentials, sign_image
-        from headshot.signing.config import load_signing_config
+        from headshot.signing.api import ensure_dev_credentials, load_signing_config, sign_image
     except ImportError as exc:
         raise HeadshotError(
             f"the signing stage is not installed in this build ({exc.name} is missing), "
             "and unsigned images are never delivered"
         ) from None
     if signing_config is None:
-        ensure_dev_credentials(keys_folder)
-        config = load_signing_config(None)
+        keys = Path(outputs_root) / "keys"
+        config = load_signing_config(
+            None, {"dev_credentials": keys, "manifest_store": Path(outputs_root) / "manifest-store"}
+        )
+        ensure_dev_credentials(keys)
     else:
-        config = load_signing_config(signing_config)
+        config = load_signing_config(Path(signing_config))
+        if config.cert_chain is None and config.signer_callback is None:
+            ensure_dev_credentials(config.dev_credentials)
     return lambda image, destination, info: sign_image(image, destination, info, config)
 
 
@@ -63,6 +68,9 @@ def generation_info(candidate: Candidate, subject_photo_sha256: list[str]) -> Ge
         template=candidate.template,
         seed=candidate.seed,
         family=sidecar.get("family"),
+        # The signing config decides whether prompts enter the manifest (opt-in).
+        prompt=sidecar.get("prompt"),
+        negative_prompt=sidecar.get("negative_prompt"),
         subject_photo_sha256=subject_photo_sha256,
     )
 

@@ -27,7 +27,7 @@ from headshot.training.training_record import read_training_record
 console = Console(stderr=True, soft_wrap=True)
 
 
-def generate(lora_folder: Path, config: GenerateConfig, keys_folder: Path | None = None) -> Path | None:
+def generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
     """Render, rank and deliver; returns headshots/index.json (None on non-main processes
     and when max_images stopped the rendering before the grid was complete)."""
     import torch
@@ -77,7 +77,7 @@ def generate(lora_folder: Path, config: GenerateConfig, keys_folder: Path | None
             "left: run the same command again to continue. Nothing ranked or delivered yet."
         )
         return None
-    return _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config, keys_folder, summary)
+    return _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config, summary)
 
 
 def _subject_identity(dataset, dataset_folder: Path) -> SubjectIdentity:
@@ -97,7 +97,7 @@ def _remove_interrupted_writes(renders: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config, keys_folder, render_summary):
+def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config, render_summary):
     options = config.ranking
     started = time.perf_counter()
     candidates = [_candidate(job, renderer, layout) for job in jobs]
@@ -110,7 +110,8 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
     signer, signer_error = None, None
     if any(c.selected for c in candidates):
         try:
-            signer = delivery.load_signer(config.signing_config, keys_folder or layout.root.parent / "keys")
+            # The outputs root: OUTPUTS/<subject>/.. holds keys/ and manifest-store/.
+            signer = delivery.load_signer(config.signing_config, layout.root.parent)
         except HeadshotError as exc:
             signer_error = str(exc)
     photo_hashes = sorted(p.sha256 for p in dataset.accepted)
