@@ -168,6 +168,12 @@ def _report(candidates, delivered, signer_error, index: Path) -> None:
     )
     if signer_error:
         console.print(f"[yellow]nothing delivered[/]: {signer_error}")
+    unsigned = [c for c in candidates if c.dropped == "signing_failed"]
+    if unsigned and not signer_error:
+        console.print(
+            f"[yellow]{len(unsigned)} chosen candidates could not be signed and stay in renders/[/]: "
+            f"{unsigned[0].detail}"
+        )
     copies = [c.key for c in candidates if c.copy_suspect]
     if copies:
         console.print(f"[yellow]possible copies of a training photo[/]: {', '.join(copies)}")
