@@ -226,3 +226,26 @@ def test_headshot_run_stage_uses_the_demo_generate_config(tmp_path, tmp_path_fac
     }
     winners = [c for c in index["candidates"] if c["rank"] == 1]
     assert len(winners) == 4 and all(c["delivered"] or c["dropped"] == "signing_failed" for c in winners)
+
+
+def test_a_real_signing_failure_delivers_nothing_and_keeps_the_render(
+    tmp_path, tmp_path_factory, tiny_sd15, run_cli
+):
+    pytest.importorskip("headshot.signing.api", reason="the signing stage (issue 6) is not merged yet")
+    layout = subject_copy(tmp_path, tmp_path_factory.getbasetemp() / "pristine", tiny_sd15, "sd15")
+    template = write_template(tmp_path, "scene")
+    signing = tmp_path / "signing.yaml"
+    signing.write_text(
+        f"cert_chain: {tmp_path / 'missing-chain.pem'}\nprivate_key: {tmp_path / 'missing.key'}\n"
+    )
+    relaxed = tmp_path / "relaxed.yaml"
+    relaxed.write_text(
+        f"signing_config: {signing}\nranking: {{top_k: 1, require_face: false, max_relative_distance: null}}\n"
+    )
+    result = run_cli(*generate_args(layout, template, seeds=1, config=relaxed))
+    assert result.code == 0, result.err
+    assert [p.name for p in layout.headshots.iterdir()] == ["index.json"]
+    index = json.loads((layout.headshots / "index.json").read_text())
+    (best,) = [c for c in index["candidates"] if c["rank"] == 1]
+    assert best["dropped"] == "signing_failed" and "missing-chain.pem" in best["reason"]
+    assert (layout.root / best["render"]).is_file() and "could not be signed" in result.err
