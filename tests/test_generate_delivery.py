@@ -239,9 +239,8 @@ def test_a_real_signing_failure_delivers_nothing_and_keeps_the_render(
         f"cert_chain: {tmp_path / 'missing-chain.pem'}\nprivate_key: {tmp_path / 'missing.key'}\n"
     )
     relaxed = tmp_path / "relaxed.yaml"
-    relaxed.write_text(
-        f"signing_config: {signing}\nranking: {{top_k: 1, require_face: false, max_relative_distance: null}}\n"
-    )
+    ranking = "ranking: {top_k: 1, require_face: false, max_relative_distance: null}\n"
+    relaxed.write_text(f"signing_config: {signing}\n{ranking}")
     result = run_cli(*generate_args(layout, template, seeds=1, config=relaxed))
     assert result.code == 0, result.err
     assert [p.name for p in layout.headshots.iterdir()] == ["index.json"]
