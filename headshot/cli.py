@@ -6,6 +6,7 @@ Nothing here does the work; stages never import this module. Exit codes: 0 succe
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -64,18 +65,48 @@ def _root(
 
 @app.command("prepare")
 def prepare_command(
-    photos: Annotated[Path, typer.Argument(help="Folder of the subject's photos (JPEG, PNG, WebP, TIFF).")],
+    photos: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of the subject's photos (JPEG, PNG, WebP, TIFF, BMP, HEIC)."),
+    ] = None,
     subject: SubjectOption = None,
     base_model: BaseModelOption = None,
     outputs: OutputsOption = None,
+    resolution: Annotated[
+        int | None,
+        typer.Option("--resolution", help="Crop size in pixels (default: the base model's own)."),
+    ] = None,
+    min_photos: Annotated[
+        int | None, typer.Option("--min-photos", help="Fewer accepted photos than this is an error (5).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Photos analysed in parallel processes (2).")
+    ] = None,
+    detector: Annotated[
+        str | None, typer.Option("--detector", help="Face detector: hog (fast, default) or cnn.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Check and crop selfies into a training set.
 
     Reads PHOTOS; writes OUTPUTS/<subject>/dataset/: images/*.png, masks/*.png and
-    dataset.json with a verdict and reason for every source photo.
+    dataset.json with a verdict and reason for every source photo. Thresholds: see
+    configs/prepare.yaml.
     """
-    _not_built("prepare", 3)
+    from headshot.config import load_config
+    from headshot.training.intake import PrepareConfig, prepare_dataset
+
+    options = dict(
+        photos=photos,
+        subject=subject,
+        base_model=base_model,
+        outputs=outputs,
+        resolution=resolution,
+        min_photos=min_photos,
+        workers=workers,
+        detector=detector,
+    )
+    prepare_dataset(load_config(PrepareConfig, config, options))
 
 
 @app.command("finetune")
@@ -140,19 +171,71 @@ def generate_command(
 
 @app.command("sign")
 def sign_command(
-    images: Annotated[list[Path], typer.Argument(help="Images to sign.")],
+    images: Annotated[list[Path], typer.Argument(help="Images to sign (any format Pillow reads).")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder for the signed copies (default: next to each image, NAME.signed.EXT)."
+        ),
+    ] = None,
+    image_format: Annotated[
+        str | None, typer.Option("--format", "-f", help="jpg, png or webp (default: the source's, else jpg).")
+    ] = None,
+    info: Annotated[
+        Path | None,
+        typer.Option("--info", help="JSON with the generation record (base_model, template, seed, ...)."),
+    ] = None,
+    cert_chain: Annotated[
+        Path | None,
+        typer.Option("--cert-chain", help="PEM chain: signing certificate first, then intermediates."),
+    ] = None,
+    private_key: Annotated[
+        Path | None, typer.Option("--private-key", help="PEM private key of the certificate.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Sign images with a C2PA manifest declaring them AI-generated (+ XMP, watermark)."""
-    _not_built("sign", 6)
+    """Sign images with a C2PA manifest declaring them AI-generated, plus IPTC XMP and a watermark.
+
+    Each image is re-encoded from its pixels (no EXIF survives), watermarked with a short
+    identifier, declared in XMP (Iptc4xmpExt:DigitalSourceType) and signed; the signed copy
+    is written atomically. The manifest store (configs/signing.yaml: manifest_store) keeps
+    each manifest under its watermark identifier. Without --cert-chain or a configured
+    certificate, development credentials are used (created in outputs/keys/ if missing).
+    """
+    from headshot.signing.commands import run_sign
+    from headshot.signing.config import load_signing_config
+
+    if image_format is not None and image_format not in ("jpg", "png", "webp"):
+        raise typer.BadParameter("expected jpg, png or webp", param_hint="--format")
+    signing = load_signing_config(config, {"cert_chain": cert_chain, "private_key": private_key})
+    run_sign(images, signing, out=out, image_format=image_format, info_file=info)
 
 
 @app.command("verify")
 def verify_command(
-    files: Annotated[list[Path], typer.Argument(help="Images to check.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Images to check (signed by headshot or any C2PA tool).")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON list instead of one line per file.")
+    ] = False,
+    trust_anchors: Annotated[
+        list[Path] | None,
+        typer.Option("--trust-anchors", help="PEM file of root certificates to trust (repeatable)."),
+    ] = None,
+    config: ConfigOption = None,
 ) -> None:
-    """Read any image's C2PA manifest, XMP and watermark; say if it is declared AI-generated."""
-    _not_built("verify", 6)
+    """Read any image's C2PA manifest, XMP and watermark; say if it is declared AI-generated.
+
+    Per file: validation state (Trusted / Valid / Invalid, or no manifest), whether it is
+    declared AI-generated and by what (c2pa, xmp, watermark), the signer, the watermark
+    identifier and what the local manifest store knows about it. Exit code 1 when any
+    file is invalid or not declared AI-generated.
+    """
+    from headshot.signing.commands import run_verify
+    from headshot.signing.config import load_signing_config
+
+    run_verify(files, load_signing_config(config), as_json, list(trust_anchors or []))
 
 
 @app.command("audit")
@@ -188,9 +271,21 @@ app.add_typer(keys_app, name="keys")
 
 
 @keys_app.command("init")
-def keys_init_command() -> None:
-    """Create development credentials (a local CA and an ES256 signing certificate)."""
-    _not_built("keys init", 6)
+def keys_init_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the credentials.")] = Path(
+        "outputs/keys"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Replace existing development credentials.")] = False,
+) -> None:
+    """Create development credentials: a local CA and an ES256 signing certificate.
+
+    Writes dev-ca.pem, dev-signer-chain.pem and dev-signer-key.pem (mode 0600). They are
+    for development only and on no public trust list: signed images verify as Valid, and
+    as Trusted only with --trust-anchors OUT/dev-ca.pem.
+    """
+    from headshot.signing.commands import run_keys_init
+
+    run_keys_init(out, force)
 
 
 @app.command("run")
@@ -240,6 +335,11 @@ def demo_command(
 
 
 def main() -> None:
+    # The libraries' own notices (e.g. transformers' note that torchvision is absent)
+    # are noise to a user of this tool; errors still show.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app(prog_name="headshot")
     except HeadshotError as exc:

@@ -61,7 +61,14 @@ def run_all(config: RunConfig) -> SubjectLayout:
 
 
 def run_prepare(config: RunConfig, layout: SubjectLayout) -> None:
-    raise HeadshotError("`headshot prepare` is not built yet (tracked in issue 3).")
+    """photos -> dataset/: the run's photos, subject, model and outputs win over the stage's YAML."""
+    from headshot.training.intake import PrepareConfig, prepare_dataset
+
+    console.rule("[bold]prepare[/]")
+    options = dict(
+        photos=config.photos, subject=layout.subject, base_model=config.base_model, outputs=layout.root.parent
+    )
+    prepare_dataset(load_config(PrepareConfig, config.prepare_config, options))
 
 
 def run_finetune(config: RunConfig, layout: SubjectLayout) -> None:

@@ -34,7 +34,9 @@ class PhotoRecord(StrictModel):
     image: str | None = None  # images/<name>.png, for accepted photos
     mask: str | None = None  # masks/<name>.png, white = face region
     embedding: list[float] | None = None  # 128-d dlib identity embedding
-    metrics: dict[str, float] = Field(default_factory=dict)  # focus, exposure, yaw...
+    # prepare writes: faces (count), face_score, focus, relative_focus, brightness, clipped,
+    # yaw (degrees), upscale, identity_distance, duplicate_difference (see configs/prepare.yaml)
+    metrics: dict[str, float] = Field(default_factory=dict)
 
 
 class DatasetRecord(StrictModel):

@@ -1,0 +1,119 @@
+"""Entry functions of `headshot sign`, `headshot verify` and `headshot keys init`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from headshot.config import validate
+from headshot.errors import HeadshotError
+from headshot.signing.config import SigningConfig
+from headshot.signing.credentials import DEV_NOTICE, create_dev_credentials
+from headshot.signing.generation_info import GenerationInfo
+from headshot.signing.sign import SignedImage, sign_file
+from headshot.signing.verify import Verification, verify_file
+
+SIGNABLE = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".webp": "webp"}
+
+
+def destination_for(source: Path, out: Path | None, image_format: str | None, config: SigningConfig) -> Path:
+    """OUT/<name>.<ext>; next to the source (and never over it) as <name>.signed.<ext>."""
+    extension = image_format or SIGNABLE.get(source.suffix.lower(), config.output_format)
+    if out is None or Path(out).resolve() == source.parent.resolve():
+        return source.parent / f"{source.stem}.signed.{extension}"
+    return Path(out) / f"{source.stem}.{extension}"
+
+
+def read_generation_info(path: Path) -> GenerationInfo:
+    if not path.is_file():
+        raise HeadshotError(f"{path}: generation info file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HeadshotError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise HeadshotError(f"{path}: expected a JSON object of generation fields")
+    return validate(GenerationInfo, data, str(path))
+
+
+def run_sign(
+    images: list[Path],
+    config: SigningConfig,
+    out: Path | None = None,
+    image_format: str | None = None,
+    info_file: Path | None = None,
+) -> list[SignedImage]:
+    info = read_generation_info(info_file) if info_file is not None else None
+    signed = []
+    for source in images:
+        result = sign_file(source, destination_for(source, out, image_format, config), info, config)
+        mark = f", watermark {result.watermark_id}" if result.watermark_id else ""
+        typer.echo(f"{source} -> {result.path} (signed by {result.signer}{mark})")
+        signed.append(result)
+    return signed
+
+
+def describe(result: Verification) -> str:
+    """One line per file: state, disclosure and by what, signer, watermark, store lookup."""
+    state = "no C2PA manifest" if result.state == "Absent" else result.state
+    if result.ai_generated:
+        disclosure = f"AI-generated ({', '.join(result.disclosed_by)})"
+    else:
+        disclosure = "NOT declared AI-generated"
+    parts = [f"{result.file}: {state}", disclosure]
+    if result.signer:
+        parts.append(f"signer: {result.signer}")
+    if result.claim_generator:
+        parts.append(f"made with: {result.claim_generator}")
+    if result.watermark.found:
+        parts.append(f"watermark {result.watermark.identifier}")
+    else:
+        parts.append("no watermark")
+    lookup = result.manifest_store
+    if lookup is not None:
+        if lookup.found and lookup.summary:
+            summary = lookup.summary
+            generation = summary.get("generation") or {}
+            template = f", template {generation['template']}" if generation.get("template") else ""
+            parts.append(
+                f"manifest store: {summary.get('title')} signed {summary.get('signed_at')} "
+                f"by {summary.get('claim_generator')}{template}"
+            )
+        else:
+            parts.append("not in the local manifest store")
+    line = " | ".join(parts)
+    if result.errors:
+        line += "\n  " + "\n  ".join(result.errors)
+    return line
+
+
+def run_verify(files: list[Path], config: SigningConfig, as_json: bool, trust_anchors: list[Path]) -> None:
+    """Print per file; raise (exit 1) when any file is invalid or not declared AI-generated."""
+    results = [verify_file(path, config, trust_anchors) for path in files]
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    else:
+        for result in results:
+            typer.echo(describe(result))
+    failed = [r for r in results if not r.passed]
+    if failed:
+        reasons = ", ".join(
+            f"{r.file} ({'invalid' if r.state == 'Invalid' else 'not declared AI-generated'})" for r in failed
+        )
+        raise HeadshotError(f"{len(failed)} of {len(results)} files failed verification: {reasons}")
+
+
+def run_keys_init(out: Path, force: bool) -> None:
+    existing = [name for name in ("dev-signer-chain.pem", "dev-signer-key.pem") if (out / name).exists()]
+    if existing and not force:
+        raise HeadshotError(
+            f"{out}: development credentials already exist ({', '.join(existing)}); "
+            "pass --force to replace them (images signed before stay verifiable as Valid)"
+        )
+    paths = create_dev_credentials(out)
+    typer.echo(f"development credentials ({DEV_NOTICE}) written to {out}:")
+    typer.echo(f"  certificate chain  {paths.cert_chain}")
+    typer.echo(f"  private key        {paths.private_key} (mode 0600)")
+    typer.echo(f"  CA certificate     {paths.ca_certificate}  (trust it with: --trust-anchors)")

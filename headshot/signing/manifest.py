@@ -1,0 +1,97 @@
+"""The C2PA manifest definition of a delivered headshot.
+
+Only what the user chose to disclose enters it: no local paths, no user names, no EXIF
+(the image is re-encoded from its pixels), prompts only on opt-in, and the subject's
+photos only as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from headshot import __version__
+from headshot.signing import watermark
+from headshot.signing.config import SigningConfig
+from headshot.signing.generation_info import GenerationInfo
+from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA
+
+TOOL = {"name": "headshot", "version": __version__}
+GENERATION_LABEL = "org.headshot.generation"
+SOFT_BINDING_LABEL = "c2pa.soft-binding"
+MIME_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
+_TRAINING_USES = ("cawg.ai_generative_training", "cawg.ai_training", "cawg.ai_inference", "cawg.data_mining")
+
+
+def public_model_name(base_model: str) -> str:
+    """A hub id stays as is; a local folder or file is reduced to its name (no local paths)."""
+    path = Path(base_model).expanduser()
+    if path.is_absolute() or base_model.startswith((".", "~")) or path.exists():
+        return path.name
+    return base_model
+
+
+def generation_record(info: GenerationInfo, include_prompts: bool) -> dict[str, Any]:
+    record = info.model_dump(exclude={"prompt", "negative_prompt", "subject_photo_sha256"}, exclude_none=True)
+    record["base_model"] = public_model_name(info.base_model)
+    if include_prompts:
+        record.update(info.model_dump(include={"prompt", "negative_prompt"}, exclude_none=True))
+    return record
+
+
+def manifest_definition(
+    title: str,
+    mime_type: str,
+    info: GenerationInfo | None,
+    config: SigningConfig,
+    watermark_id: str | None,
+) -> dict[str, Any]:
+    """The manifest JSON that c2pa's Builder signs. `title` is a file name, never a path."""
+    actions: list[dict[str, Any]] = [
+        {"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA, "softwareAgent": TOOL}
+    ]
+    assertions: list[dict[str, Any]] = []
+    if watermark_id is not None:
+        actions.append(
+            {
+                "action": "c2pa.watermarked",
+                "softwareAgent": TOOL,
+                "parameters": {
+                    "description": f"invisible watermark {watermark.ALGORITHM}, id {watermark_id}"
+                },
+            }
+        )
+        assertions.append(
+            {
+                "label": SOFT_BINDING_LABEL,
+                "data": {"alg": watermark.ALGORITHM, "blocks": [{"scope": {}, "value": watermark_id}]},
+            }
+        )
+    assertions.insert(0, {"label": "c2pa.actions", "data": {"actions": actions}})
+    assertions.append(
+        {
+            "label": "cawg.training-mining",
+            "data": {"entries": {use: {"use": config.training_mining} for use in _TRAINING_USES}},
+        }
+    )
+    definition: dict[str, Any] = {
+        "claim_generator_info": [TOOL],
+        "title": title,
+        "format": mime_type,
+        "assertions": assertions,
+    }
+    if info is not None:
+        assertions.append(
+            {"label": GENERATION_LABEL, "data": generation_record(info, config.include_prompts)}
+        )
+        if config.subject_photo_hashes and info.subject_photo_sha256:
+            definition["ingredients"] = [
+                {
+                    "title": f"subject photo {number}",
+                    "relationship": "inputTo",
+                    "instance_id": f"sha256:{digest}",
+                }
+                for number, digest in enumerate(info.subject_photo_sha256, start=1)
+            ]
+    return definition

@@ -1,0 +1,225 @@
+"""`headshot prepare`: a folder of selfies -> a clean, framed training set.
+
+`prepare_dataset(config)` reads every photo in the folder (sorted by name), judges it
+(`quality`), crops the accepted ones to the base model's training resolution
+(`cropping`) and writes OUTPUTS/<subject>/dataset/:
+
+    images/<name>.png   square headshot crops, re-encoded, no metadata
+    masks/<name>.png    white = face region, same size
+    dataset.json        a verdict for every source photo (see dataset_record.py)
+    prepare_run.json    timings of this run (kept apart so dataset.json is reproducible)
+
+dataset.json is byte-identical when the same folder is prepared again: no times, no
+absolute paths, and nothing from the photos' EXIF (GPS, device, names).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from headshot.analysis.faces import Detector
+from headshot.analysis.image_io import DEFAULT_MAX_PIXELS, is_photo_name
+from headshot.config import StrictModel
+from headshot.errors import HeadshotError
+from headshot.layout import SubjectLayout
+from headshot.records import atomic_write_bytes, atomic_write_json, library_versions
+from headshot.training.dataset_record import DatasetRecord, PhotoRecord, dataset_json
+from headshot.training.intake_summary import print_summary, too_few_message
+from headshot.training.photo_analysis import AnalysisSettings, PhotoAnalysis, analyse_photo
+from headshot.training.quality import Candidate, QualityThresholds, judge_against_set
+from headshot.training.resolution import training_size
+
+
+class PrepareConfig(StrictModel):
+    """Options of `headshot prepare`; documented in configs/prepare.yaml."""
+
+    photos: Path
+    subject: str
+    base_model: str = "sdxl"
+    outputs: Path = Path("outputs")
+    resolution: int | None = Field(None, ge=8, le=4096)
+    family: Literal["sd15", "sdxl"] | None = None
+    detector: Detector = "hog"
+    upsample: int = Field(1, ge=0, le=3)
+    detect_max_side: int = Field(800, ge=100)
+    face_fraction: float = Field(0.45, gt=0.05, le=1.0)
+    face_center_y: float = Field(0.55, gt=0, lt=1)
+    min_photos: int = Field(5, ge=1)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    workers: int = Field(2, ge=1)
+    quality: QualityThresholds = Field(default_factory=QualityThresholds)
+
+    @property
+    def layout(self) -> SubjectLayout:
+        return SubjectLayout.for_subject(self.outputs, self.subject)
+
+
+def prepare_dataset(config: PrepareConfig, *, show_summary: bool = True) -> DatasetRecord:
+    """Judge and crop every photo in `config.photos`; write and return the dataset record.
+
+    Raises HeadshotError (after writing dataset.json) when fewer than `min_photos` pass.
+    """
+    started = time.perf_counter()
+    layout = config.layout
+    paths = list_photos(config.photos)
+    family, resolution = training_size(config.base_model, config.family)
+    resolution = config.resolution or resolution
+    settings = AnalysisSettings(
+        resolution=resolution,
+        detector=config.detector,
+        upsample=config.upsample,
+        detect_max_side=config.detect_max_side,
+        face_fraction=config.face_fraction,
+        face_center_y=config.face_center_y,
+        max_pixels=config.max_pixels,
+        thresholds=config.quality,
+    )
+    analyses = _analyse_all(paths, settings, config.workers)
+    _judge_set(analyses, config.quality)
+    record = _write_dataset(layout.dataset, config, family, resolution, analyses)
+    _write_run_record(layout.dataset, analyses, config.workers, time.perf_counter() - started)
+    if show_summary:
+        print_summary(record, layout.dataset)
+    if len(record.accepted) < config.min_photos:
+        raise HeadshotError(too_few_message(record, config.min_photos, config.photos))
+    return record
+
+
+def list_photos(folder: Path) -> list[Path]:
+    """The photo files in `folder` (by suffix, not recursive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "folder not found"
+        raise HeadshotError(f"{folder}: photo {what}")
+    paths = sorted((p for p in folder.iterdir() if p.is_file() and is_photo_name(p)), key=lambda p: p.name)
+    if not paths:
+        raise HeadshotError(f"{folder}: no photos found (JPEG, PNG, WebP, TIFF, BMP or HEIC files)")
+    return paths
+
+
+def _analyse_all(paths: list[Path], settings: AnalysisSettings, workers: int) -> list[PhotoAnalysis]:
+    workers = min(workers, len(paths), os.cpu_count() or 1)
+    if workers <= 1:
+        return [analyse_photo(path, settings) for path in paths]
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(analyse_photo, paths, [settings] * len(paths)))
+    except BrokenProcessPool:
+        raise HeadshotError(
+            f"{paths[0].parent}: a worker process died while analysing the photos (out of memory?); "
+            "try again with --workers 1 or a lower 'max_pixels'"
+        ) from None
+
+
+def _judge_set(analyses: list[PhotoAnalysis], thresholds: QualityThresholds) -> None:
+    candidates = []
+    for analysis in analyses:
+        if analysis.verdict.accepted and analysis.face is not None and analysis.thumbnail is not None:
+            candidates.append(
+                Candidate(
+                    name=analysis.name,
+                    metrics=analysis.metrics,
+                    embedding=analysis.face.embedding,
+                    thumbnail=analysis.thumbnail,
+                    aspect=analysis.width / analysis.height,
+                )
+            )
+    judge_against_set(candidates, thresholds)
+    by_name = {candidate.name: candidate for candidate in candidates}
+    for analysis in analyses:
+        if analysis.name in by_name:
+            analysis.verdict = by_name[analysis.name].verdict
+
+
+def _output_names(analyses: list[PhotoAnalysis]) -> dict[str, str]:
+    """images/ and masks/ file names: the source's stem, or stem_suffix where stems clash."""
+    stems = [Path(a.name).stem for a in analyses]
+    names = {}
+    for analysis, stem in zip(analyses, stems):
+        suffix = Path(analysis.name).suffix.lstrip(".").lower()
+        names[analysis.name] = f"{stem}_{suffix}.png" if stems.count(stem) > 1 else f"{stem}.png"
+    return names
+
+
+def _write_dataset(
+    folder: Path,
+    config: PrepareConfig,
+    family: str,
+    resolution: int,
+    analyses: list[PhotoAnalysis],
+) -> DatasetRecord:
+    names = _output_names(analyses)
+    photos = []
+    for analysis in analyses:
+        accepted = analysis.verdict.accepted
+        if accepted:
+            atomic_write_bytes(folder / "images" / names[analysis.name], analysis.crop_png)
+            atomic_write_bytes(folder / "masks" / names[analysis.name], analysis.mask_png)
+        photos.append(_photo_record(analysis, names[analysis.name] if accepted else None))
+    record = DatasetRecord(
+        subject=config.subject,
+        family=family,
+        resolution=resolution,
+        config=_recorded_config(config),
+        versions=library_versions(),
+        photos=photos,
+    )
+    atomic_write_json(dataset_json(folder), record.model_dump(mode="json"))
+    _remove_stale_crops(folder, {names[p.name] for p in analyses if p.verdict.accepted})
+    return record
+
+
+def _photo_record(analysis: PhotoAnalysis, output_name: str | None) -> PhotoRecord:
+    face = analysis.face
+    return PhotoRecord(
+        source=analysis.name,
+        sha256=analysis.sha256,
+        verdict="accepted" if analysis.verdict.accepted else "rejected",
+        reason_code=analysis.verdict.reason_code,
+        reason=analysis.verdict.reason,
+        width=analysis.width,
+        height=analysis.height,
+        face_box=list(face.box) if face is not None else None,
+        landmarks5=[[round(float(v), 2) for v in point] for point in face.landmarks5] if face else None,
+        crop_box=list(analysis.crop_box) if analysis.crop_box is not None else None,
+        image=f"images/{output_name}" if output_name else None,
+        mask=f"masks/{output_name}" if output_name else None,
+        embedding=[round(float(v), 6) for v in face.embedding] if face is not None else None,
+        metrics=dict(sorted(analysis.metrics.items())),
+    )
+
+
+def _recorded_config(config: PrepareConfig) -> dict:
+    """The options that shaped the dataset, without folders (no absolute paths in the record)."""
+    recorded = config.model_dump(mode="json", exclude={"photos", "outputs", "workers"})
+    base = Path(config.base_model)
+    recorded["base_model"] = base.name if base.expanduser().exists() else config.base_model
+    return recorded
+
+
+def _remove_stale_crops(folder: Path, keep: set[str]) -> None:
+    """Crops from an earlier run whose photo is no longer accepted (or no longer there)."""
+    for sub in ("images", "masks"):
+        for path in sorted((folder / sub).glob("*.png")):
+            if path.name not in keep:
+                path.unlink()
+
+
+def _write_run_record(folder: Path, analyses: list[PhotoAnalysis], workers: int, seconds: float) -> None:
+    atomic_write_json(
+        folder / "prepare_run.json",
+        {
+            "seconds": round(seconds, 3),
+            "workers": workers,
+            "photos": len(analyses),
+            "photos_per_second": round(len(analyses) / seconds, 3) if seconds > 0 else None,
+            "seconds_per_photo": {a.name: a.seconds for a in analyses},
+        },
+    )
