@@ -17,6 +17,7 @@ from headshot.pipelines import delivery, ranking
 from headshot.pipelines.generate_config import RankingOptions
 from headshot.records import atomic_save_image
 from headshot.samples import astronaut, grace_hopper
+from headshot.signing.api import verify_file
 from tests.generate_support import (  # noqa: F401 (one_torch_thread is an autouse fixture)
     generate_args,
     hopper_photos,
@@ -25,14 +26,6 @@ from tests.generate_support import (  # noqa: F401 (one_torch_thread is an autou
     subprocess_env,
     write_template,
 )
-
-
-def signing_available() -> bool:
-    try:
-        import headshot.signing.api  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +127,9 @@ def _check_nothing_unsigned(layout) -> dict:
     files = {p.name for p in layout.headshots.iterdir()} - {"index.json"}
     delivered = {Path(c["delivered"]).name for c in index["candidates"] if c["delivered"]}
     assert files == delivered  # headshots/ holds exactly what index.json says was signed
-    if signing_available():
-        from headshot.signing.api import verify_file
-
-        for name in files:
-            verification = verify_file(layout.headshots / name)
-            assert str(verification.state) in ("Valid", "Trusted") and verification.ai_generated
-    else:
-        assert not files
+    for name in files:
+        verification = verify_file(layout.headshots / name)
+        assert str(verification.state) in ("Valid", "Trusted") and verification.ai_generated
     return index
 
 
@@ -161,17 +149,21 @@ def test_demo_relaxation_delivers_only_signed_files(tmp_path, tmp_path_factory, 
     template = write_template(tmp_path, "scene")
     relaxed = tmp_path / "relaxed.yaml"
     relaxed.write_text("ranking: {top_k: 1, require_face: false, max_relative_distance: null}\n")
+    result = run_cli(*generate_args(layout, template, seeds=2, top_k=2, config=relaxed))
+    assert result.code == 0, result.err
+    assert _check_nothing_unsigned(layout)["counts"]["delivered"] == 2
+    assert (tmp_path / "outputs" / "keys").is_dir()  # development credentials under the outputs root
+
+    # A re-run that delivers fewer removes the headshot no longer chosen (and nothing else).
+    (layout.headshots / "notes.txt").write_text("mine")
     result = run_cli(*generate_args(layout, template, seeds=2, config=relaxed))
     assert result.code == 0, result.err
+    (layout.headshots / "notes.txt").unlink()
     index = _check_nothing_unsigned(layout)
     assert index["counts"]["candidates"] == 4 and all(not c["face_found"] for c in index["candidates"])
     assert {c["rank"] for c in index["candidates"]} == {1, 2, 3, 4}
     best = next(c for c in index["candidates"] if c["rank"] == 1)
-    if signing_available():
-        assert best["delivered"] == "headshots/scene-navy-0.jpg" and index["counts"]["delivered"] == 1
-    else:
-        assert best["dropped"] == "signing_failed" and "not installed" in best["reason"]
-        assert "nothing delivered" in result.err
+    assert best["delivered"] == "headshots/scene-navy-0.jpg" and index["counts"]["delivered"] == 1
 
 
 def test_two_processes_split_the_grid_without_overlap(tmp_path, tmp_path_factory, tiny_sd15):
@@ -225,13 +217,12 @@ def test_headshot_run_stage_uses_the_demo_generate_config(tmp_path, tmp_path_fac
         "actor-tight",
     }
     winners = [c for c in index["candidates"] if c["rank"] == 1]
-    assert len(winners) == 4 and all(c["delivered"] or c["dropped"] == "signing_failed" for c in winners)
+    assert len(winners) == 4 and all(c["delivered"] for c in winners) and index["counts"]["delivered"] == 4
 
 
 def test_a_real_signing_failure_delivers_nothing_and_keeps_the_render(
     tmp_path, tmp_path_factory, tiny_sd15, run_cli
 ):
-    pytest.importorskip("headshot.signing.api", reason="the signing stage (issue 6) is not merged yet")
     layout = subject_copy(tmp_path, tmp_path_factory.getbasetemp() / "pristine", tiny_sd15, "sd15")
     template = write_template(tmp_path, "scene")
     signing = tmp_path / "signing.yaml"
