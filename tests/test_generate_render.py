@@ -169,3 +169,21 @@ def test_bad_inputs_are_clear_errors(sd15_subject, tmp_path, run_cli):
     with pytest.raises(HeadshotError, match="fp16 needs a CUDA GPU"):
         config = GenerateConfig.model_validate({"performance": {"dtype": "fp16"}})
         load_renderer(sd15_subject.lora, read_training_record(sd15_subject.lora), config, "cpu")
+
+
+def test_memory_options_keep_the_picture(sd15_subject, tmp_path):
+    """Sliced attention and VAE tiling change how memory is used, not what is drawn;
+    bf16 renders too; CPU offload without a GPU is a clear error."""
+    template = write_template(tmp_path, "scene", variations={"colour": ["navy"]})
+    record = read_training_record(sd15_subject.lora)
+    jobs = expand_grid(load_templates([str(template)]), [4])
+
+    def render(**performance):
+        config = GenerateConfig.model_validate({"performance": performance})
+        return _arrays(load_renderer(sd15_subject.lora, record, config, "cpu").render(jobs))[0]
+
+    default = render()
+    assert np.abs(render(attention="sliced", vae_tiling=True) - default).max() <= 1
+    assert render(dtype="bf16").shape == default.shape
+    with pytest.raises(HeadshotError, match="cpu_offload: needs a CUDA GPU"):
+        render(cpu_offload="model")

@@ -143,7 +143,7 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
             "versions": library_versions(),
         },
     )
-    _report(candidates, delivered, signer_error, index)
+    _report(candidates, delivered, signer_error, index, options)
     return index
 
 
@@ -160,8 +160,13 @@ def _candidate(job: RenderJob, renderer, layout: SubjectLayout) -> ranking.Candi
     )
 
 
-def _report(candidates, delivered, signer_error, index: Path) -> None:
+def _report(candidates, delivered, signer_error, index: Path, options) -> None:
     faces = sum(1 for c in candidates if c.faces)
+    if not options.require_face or options.max_relative_distance is None:
+        console.print(
+            "[yellow]relaxed ranking[/] (require_face: false or max_relative_distance: null): "
+            "candidates may be delivered without a face or a likeness check - a demo setting"
+        )
     console.print(
         f"ranked {len(candidates)} candidates ({faces} with a face); delivered {len(delivered)} "
         f"signed headshots; details in {index}"

@@ -203,7 +203,7 @@ def _apply_performance(loaded: LoadedModel, options: PerformanceOptions, device:
     else:
         pipeline.to(device)
     if options.compile:
-        pipeline.unet.compile(mode="max-autotune-no-cudagraphs")
+        pipeline.unet.compile()
 
 
 def candidate_paths(renders: Path, job: RenderJob) -> tuple[Path, Path]:
