@@ -134,7 +134,9 @@ def generate_command(
         list[str] | None,
         typer.Option("--template", "-t", help="Template name or YAML file (repeat); default: all shipped."),
     ] = None,
-    seeds: Annotated[int | None, typer.Option("--seeds", help="Seeds per template and variation.")] = None,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", help="Seeds per template and variation (seed_start..+N).")
+    ] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="Headshots delivered per template.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per pipeline call.")] = None,
     max_images: Annotated[
@@ -166,7 +168,10 @@ def generate_command(
         allow_pickle=allow_pickle or None,
         ranking={"top_k": top_k} if top_k is not None else None,
     )
-    generate(lora, load_config(GenerateConfig, config, overrides))
+    options = load_config(GenerateConfig, config, overrides)
+    if seeds is not None:  # --seeds N wins over a `seeds:` list in the config file
+        options = options.model_copy(update={"seeds": None})
+    generate(lora, options)
 
 
 @app.command("sign")
