@@ -88,7 +88,8 @@ def test_rerun_skips_finished_candidates_and_redoes_damaged_or_changed_ones(sd15
     assert run_cli(*args).code == 0
     redone = {p.name for p in scene.iterdir() if stamps.get(p.name) != p.stat().st_mtime_ns}
     assert redone == {"navy-0.png", "navy-0.json", "white-1.png", "white-1.json"}
-    assert np.array_equal(pixels(scene / "navy-0.png"), first_pixels)
+    # Re-rendered in a batch of two instead of three: the same picture up to float rounding.
+    assert np.abs(pixels(scene / "navy-0.png") - first_pixels).max() <= 1
 
     edited = write_template(tmp_path, "scene", steps=2)  # a changed template is rendered anew
     assert run_cli(*generate_args(layout, edited, seeds=2)).code == 0
