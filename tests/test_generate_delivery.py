@@ -100,12 +100,13 @@ def test_a_failed_signing_leaves_the_candidate_in_renders_and_says_why(scored):
     root, _ = scored
     chosen = _choose(scored, top_k=2)
 
-    def failing_signer(image, destination, info):
+    def refuse(image, destination, info):
         assert info.base_model == "tiny" and info.template == "scene"  # a path becomes its folder name
         raise HeadshotError("signing key unreadable")
 
     headshots = root / "headshots"
-    delivered = delivery.deliver(list(chosen.values()), root, headshots, failing_signer, None, ["a" * 64])
+    failing = delivery.Signer(sign=refuse, verify=verify_file)
+    delivered = delivery.deliver(list(chosen.values()), root, headshots, failing, None, ["a" * 64])
     index = delivery.write_index(headshots, list(chosen.values()), {"format": 1})
     assert delivered == [] and [p.name for p in headshots.iterdir()] == ["index.json"]
     records = {c["key"]: c for c in json.loads(index.read_text())["candidates"]}
@@ -120,6 +121,22 @@ def test_a_failed_signing_leaves_the_candidate_in_renders_and_says_why(scored):
         "no_face": 1,
         "rank_beyond_top_k": 1,
     }
+
+
+def test_a_signer_that_writes_an_unsigned_file_is_caught(scored):
+    """Belt and braces: every signed file is read back, and one that does not verify
+    as AI-generated is removed from headshots/ before index.json is written."""
+    root, _ = scored
+    chosen = _choose(scored, top_k=1)
+
+    def write_unsigned(image, destination, info):
+        atomic_save_image(destination, image)  # a JPEG with no manifest, XMP or watermark
+
+    headshots = root / "unsigned-headshots"
+    broken = delivery.Signer(sign=write_unsigned, verify=verify_file)
+    assert delivery.deliver(list(chosen.values()), root, headshots, broken, None, []) == []
+    assert list(headshots.iterdir()) == []
+    assert chosen["copy"].dropped == "signing_failed" and "did not verify" in chosen["copy"].detail
 
 
 def _check_nothing_unsigned(layout) -> dict:
@@ -164,6 +181,7 @@ def test_demo_relaxation_delivers_only_signed_files(tmp_path, tmp_path_factory, 
     assert {c["rank"] for c in index["candidates"]} == {1, 2, 3, 4}
     best = next(c for c in index["candidates"] if c["rank"] == 1)
     assert best["delivered"] == "headshots/scene-navy-0.jpg" and index["counts"]["delivered"] == 1
+    assert best["signature"]["verification"] in ("Valid", "Trusted") and best["signature"]["watermark_id"]
 
 
 def test_two_processes_split_the_grid_without_overlap(tmp_path, tmp_path_factory, tiny_sd15):

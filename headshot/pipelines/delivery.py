@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -21,19 +22,26 @@ from headshot.signing.generation_info import GenerationInfo
 
 INDEX_FILE = "index.json"
 
-# sign(image, destination, info) -> anything; raises HeadshotError when it cannot sign.
-Signer = Callable[[Image.Image, Path, GenerationInfo], object]
+
+@dataclass(frozen=True)
+class Signer:
+    """The signing stage bound to one signing config."""
+
+    # sign(image, destination, info) -> SignedImage; raises HeadshotError when it cannot sign.
+    sign: Callable[[Image.Image, Path, GenerationInfo], object]
+    # verify(path) -> Verification (.state Absent/Invalid/Valid/Trusted, .ai_generated).
+    verify: Callable[[Path], object]
 
 
 def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
-    """The signing stage's `sign_image`, bound to a signing config.
+    """The signing stage's `sign_image` and `verify_file`, bound to a signing config.
 
     Without a config file, development credentials are created (once) in
     OUTPUTS/keys and the manifest store is OUTPUTS/manifest-store, so a first run and
     the demo still deliver signed, verifiable images.
     """
     try:
-        from headshot.signing.api import ensure_dev_credentials, load_signing_config, sign_image
+        from headshot.signing.api import ensure_dev_credentials, load_signing_config, sign_image, verify_file
     except ImportError as exc:
         raise HeadshotError(
             f"the signing stage is not installed in this build ({exc.name} is missing), "
@@ -49,7 +57,10 @@ def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
         config = load_signing_config(Path(signing_config))
         if config.cert_chain is None and config.signer_callback is None:
             ensure_dev_credentials(config.dev_credentials)
-    return lambda image, destination, info: sign_image(image, destination, info, config)
+    return Signer(
+        sign=lambda image, destination, info: sign_image(image, destination, info, config),
+        verify=lambda path: verify_file(path, config),
+    )
 
 
 def headshot_name(candidate: Candidate) -> str:
@@ -95,7 +106,9 @@ def deliver(
             continue
         try:
             with Image.open(subject_root / candidate.render) as image:
-                signer(image.convert("RGB"), destination, generation_info(candidate, subject_photo_sha256))
+                info = generation_info(candidate, subject_photo_sha256)
+                signed = signer.sign(image.convert("RGB"), destination, info)
+            candidate.signature = _checked_signature(signer, destination, signed)
         except HeadshotError as exc:
             candidate.dropped, candidate.detail = "signing_failed", str(exc)
             continue
@@ -103,6 +116,22 @@ def deliver(
         delivered.append(candidate)
     _remove_stale(headshots, {Path(c.delivered).name for c in delivered})
     return delivered
+
+
+def _checked_signature(signer: Signer, destination: Path, signed) -> dict:
+    """Read the signed file back; one that does not verify as AI-generated is removed."""
+    verification = signer.verify(destination)
+    state = str(getattr(verification, "state", "Absent"))
+    if state not in ("Valid", "Trusted") or not getattr(verification, "ai_generated", False):
+        destination.unlink(missing_ok=True)
+        raise HeadshotError(f"the signed file did not verify as AI-generated (state {state}); removed")
+    return {
+        "verification": state,
+        "sha256": getattr(signed, "sha256", None),
+        "manifest_label": getattr(signed, "manifest_label", None),
+        "watermark_id": getattr(signed, "watermark_id", None),
+        "signer": getattr(signed, "signer", None),
+    }
 
 
 def _remove_stale(headshots: Path, keep: set[str]) -> None:

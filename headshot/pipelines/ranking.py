@@ -44,6 +44,7 @@ class Candidate:
     dropped: str | None = None  # a DROP_REASONS code
     detail: str | None = None  # extra words, e.g. the signing error
     delivered: str | None = None  # headshots/<file>, only when signed
+    signature: dict | None = None  # verification state, manifest label, watermark id, signer
 
     def as_record(self) -> dict:
         record = {
@@ -59,6 +60,7 @@ class Candidate:
             "copy_suspect": self.copy_suspect,
             "rank": self.rank,
             "delivered": self.delivered,
+            "signature": self.signature,
             "dropped": self.dropped,
             "reason": None,
         }
