@@ -269,7 +269,7 @@ def main() -> None:
             return
         from headshot.pipelines.tiny import save_tiny_model
 
-        args.steps, args.size, args.dtype = args.steps or 8, None, "fp32"
+        args.steps, args.size, args.dtype = args.steps or 30, None, "fp32"  # the templates' steps
         for family in ("sd15", "sdxl"):
             compare(family, save_tiny_model(family, work / f"tiny-{family}"), work, args)
 
