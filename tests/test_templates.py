@@ -51,6 +51,17 @@ def test_shipped_templates_cover_the_professional_scenes_and_aim_at_natural_phot
         assert template.variations, f"{item.source}: offers no variations"
 
 
+def test_shipped_prompts_fit_clips_77_token_window():
+    """CLIP truncates after 77 tokens, silently dropping the last prompt parts (the lens
+    and skin texture). Words and punctuation marks are counted, with 15 tokens kept free
+    for words the real BPE splits in two (softbox, catchlights, bokeh) and BOS/EOS."""
+    for item in load_templates(shipped_template_names()):
+        for job in expand_grid([item], [0]):
+            for text in job.prompts("sks", "woman"):
+                pieces = re.findall(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]", text)
+                assert len(pieces) <= 60, f"{item.source}: {len(pieces)} pieces in {text!r}"
+
+
 def test_grid_is_the_cartesian_product_of_variations_times_seeds(tmp_path):
     path = write_template(
         tmp_path,
