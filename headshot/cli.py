@@ -246,13 +246,43 @@ def verify_command(
 @app.command("audit")
 def audit_command(
     images: Annotated[Path, typer.Argument(help="Folder of images to score (headshots or any photos).")],
+    dataset: Annotated[
+        Path | None,
+        typer.Option("--dataset", "-d", help="The subject's dataset folder (written by `headshot prepare`)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for the audit (default: the dataset's sibling audit/)."),
+    ] = None,
+    photos: Annotated[
+        Path | None,
+        typer.Option(
+            "--photos", "-p", help="The subject's source photos, for dataset crops too small to measure."
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Measure likeness and known AI-headshot artifacts against the subject's real photos.
 
-    Writes OUTPUTS/<subject>/audit/: metrics.csv, report.html and plots/.
+    Scores every image in IMAGES against the accepted photos of DATASET and writes
+    metrics.csv, report.html and plots/ into the audit folder. Images without a face or
+    that cannot be read get a row saying so.
     """
-    _not_built("audit", 7)
+    from headshot.analysis.audit import AuditConfig, audit_folder
+    from headshot.config import load_config
+
+    options = load_config(AuditConfig, config, {"dataset": dataset, "out": out, "photos": photos})
+    if options.dataset is None:
+        raise HeadshotError(
+            "audit needs the subject's dataset: give --dataset DIR (or 'dataset:' in --config)"
+        )
+    result = audit_folder(images, options.dataset, options.out, options)
+    if not result.rows:
+        typer.echo(f"{images}: no images (jpg, png, webp, tiff, bmp, heic) to audit")
+    for row in result.rows:
+        detail = ", ".join(row.flags) if row.status == "ok" else row.reason
+        typer.echo(f"{row.name}: {row.status}" + (f" - {detail}" if detail else " - no flags"))
+    typer.echo(f"wrote {result.csv_path} and {result.report_path}")
 
 
 @app.command("study")
@@ -260,13 +290,58 @@ def study_command(
     lora: Annotated[
         Path | None, typer.Argument(help="A lora folder (optional: the base model alone).")
     ] = None,
+    base_model: BaseModelOption = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", "-p", help="Prompt; {identifier} and {class_noun} come from the LoRA."),
+    ] = None,
+    tokens: Annotated[
+        str | None,
+        typer.Option("--tokens", "-t", help="Comma-separated prompt words to map attention for."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the studied render.")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Denoising steps of the studied render.")
+    ] = None,
+    guidance_scale: Annotated[
+        float | None, typer.Option("--guidance", help="Guidance scale of the studied render.")
+    ] = None,
+    no_sweep: Annotated[bool, typer.Option("--no-sweep", help="Skip the parameter sweep.")] = False,
+    subject: SubjectOption = None,
+    outputs: OutputsOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder to write to (default OUTPUTS/<subject>/audit/study)."),
+    ] = None,
+    allow_pickle: AllowPickleOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Research the generation process: x0 trajectory, cross-attention maps, parameter sweeps.
 
-    Writes OUTPUTS/<subject>/audit/study/ and its section of report.html.
+    Writes OUTPUTS/<subject>/audit/study/ (the subject of the LoRA folder, or --subject):
+    trajectory.png, attention/*.png + attention.npz, sweep.png, plots/*.png, study.json and
+    a self-contained report.html. Options also come from --config (see configs/study.yaml).
     """
-    _not_built("study", 7)
+    from headshot.analysis.study.config import load_study_config
+    from headshot.analysis.study.run import run_study
+
+    options = dict(
+        lora=lora,
+        base_model=base_model,
+        prompt=prompt,
+        tokens=[word for word in tokens.split(",") if word.strip()] if tokens is not None else None,
+        seed=seed,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        subject=subject,
+        outputs=outputs,
+        out=out,
+        allow_pickle=allow_pickle or None,
+        sweep={"enabled": False} if no_sweep else None,
+    )
+    study_config = load_study_config(config, **options)
+    folder = run_study(study_config, source=str(config) if config else "config")
+    typer.echo(f"study written to {folder}")
 
 
 keys_app = typer.Typer(

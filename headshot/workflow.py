@@ -16,7 +16,7 @@ from headshot.layout import SubjectLayout
 
 console = Console(stderr=True)
 
-STAGES = ("prepare", "finetune", "generate", "audit")
+STAGES = ("prepare", "finetune", "generate", "audit", "study")
 
 
 class RunConfig(StrictModel):
@@ -32,6 +32,8 @@ class RunConfig(StrictModel):
     finetune_config: Path | None = None
     generate_config: Path | None = None
     audit_config: Path | None = None
+    # The study is research, not delivery: it runs after the audit only when configured.
+    study_config: Path | None = None
 
     @classmethod
     def from_cli(cls, config_file: Path | None, **options) -> RunConfig:
@@ -56,6 +58,8 @@ def run_all(config: RunConfig) -> SubjectLayout:
     run_finetune(config, layout)
     run_generate(config, layout)
     run_audit(config, layout)
+    if config.study_config is not None:
+        run_study(config, layout)
     console.rule(f"[bold green]done[/]: {layout.root}")
     return layout
 
@@ -86,7 +90,37 @@ def run_generate(config: RunConfig, layout: SubjectLayout) -> None:
 
 
 def run_audit(config: RunConfig, layout: SubjectLayout) -> None:
-    raise HeadshotError("`headshot audit` is not built yet (tracked in issue 7).")
+    """Audit the delivered headshots against the subject's dataset into audit/."""
+    from headshot.analysis.audit import AuditConfig, audit_folder
+
+    # the run's source photos stand in for dataset crops too small to measure (tiny models)
+    audit_config = load_config(AuditConfig, config.audit_config, {"photos": config.photos})
+    if not layout.headshots.is_dir():
+        raise HeadshotError(
+            f"{layout.headshots}: no delivered headshots to audit (run `headshot generate` first)"
+        )
+    result = audit_folder(layout.headshots, layout.dataset, audit_config.out or layout.audit, audit_config)
+    no_face = sum(row.status == "no_face" for row in result.rows)
+    flagged = sum(bool(row.flags) for row in result.rows)
+    console.print(
+        f"audit: {len(result.rows)} headshots, {flagged} flagged, {no_face} without a face"
+        f" -> {result.report_path}"
+    )
+
+
+def run_study(config: RunConfig, layout: SubjectLayout) -> None:
+    """x0 trajectory, cross-attention maps and sweeps on the trained LoRA, into audit/study/."""
+    from headshot.analysis.study.config import load_study_config
+    from headshot.analysis.study.run import run_study as study
+
+    study_config = load_study_config(
+        config.study_config,
+        lora=layout.lora,
+        outputs=config.outputs,
+        allow_pickle=config.allow_pickle or None,
+    )
+    folder = study(study_config, source=str(config.study_config))
+    console.print(f"study: trajectory, attention maps and sweeps -> {folder / 'report.html'}")
 
 
 def run_demo(family: str = "sd15", outputs: Path = Path("outputs")) -> SubjectLayout:

@@ -12,6 +12,13 @@ import pytest
 # Tests never reach a model hub; real loading code runs against local folders.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `make test` runs two pytest workers on two cores: one torch thread each (and in the
+# subprocesses they start) avoids oversubscription, which slows tiny models 10x or more.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402  (after the thread settings above)
+
+torch.set_num_threads(1)
 
 
 @dataclass

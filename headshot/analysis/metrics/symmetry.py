@@ -1,0 +1,106 @@
+"""Symmetry errors: do paired features (earlobes/earrings, the glasses frame) match?
+
+Landmark symmetry says nothing about an earring present on one ear only or a glasses
+frame that changes shape between the eyes. Each pair of regions is compared as
+mirror images: gradient magnitude of log luma (so one-sided lighting matters little),
+blurred by 2 px (so a pixel of misalignment matters little), then
+asymmetry = sum |G_left - mirror(G_right)| / sum (G_left + mirror(G_right)).
+Unit: dimensionless, 0 (mirror images) to 1 (nothing in common).
+
+The earlobe regions are placed from the jaw points of the 68-point model
+(non-commercial licence); the glasses regions from the eye centres.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from headshot.analysis.metrics.filters import blur, gradient_magnitude, hessian
+from headshot.analysis.metrics.normalise import EYE_LEFT, EYE_RIGHT, NormalisedFace
+from headshot.analysis.metrics.regions import D
+
+EAR_BOX = (round(0.4 * D), round(0.6 * D))  # width, height
+GLASSES_BOX = (round(1.1 * D), round(0.75 * D))
+BLOB_SIGMAS = (2.0, 3.5, 5.5)
+EAR_BASELINE = 0.1
+
+
+def _patch(image: np.ndarray, centre: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """A patch around a (sub-pixel) centre; outside the image reads as zero."""
+    width, height = size
+    shift = np.array([[1, 0, width / 2 - centre[0]], [0, 1, height / 2 - centre[1]]], np.float32)
+    return cv2.warpAffine(image, shift, size, flags=cv2.INTER_LINEAR, borderValue=0)
+
+
+def _mirror_asymmetry(left: np.ndarray, right: np.ndarray) -> float:
+    mirrored = right[:, ::-1]
+    total = float((left + mirrored).sum())
+    if total <= 1e-6:
+        return float("nan")
+    return float(np.abs(left - mirrored).sum() / total)
+
+
+def earlobe_centres(face: NormalisedFace) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Just outside the jaw line at earlobe height (68-point jaw points 3 and 15)."""
+    points = face.landmarks68
+    left = points[2] + np.array([-0.1 * D, 0.0])
+    right = points[14] + np.array([0.1 * D, 0.0])
+    return (float(left[0]), float(left[1])), (float(right[0]), float(right[1]))
+
+
+def _eye_hole(face: NormalisedFace) -> np.ndarray:
+    """The eyes themselves (dilated), left out of the glasses comparison: a glance to
+    one side is a gaze matter, not a frame asymmetry."""
+    mask = np.zeros(face.valid.shape, np.uint8)
+    for eye in (face.landmarks68[36:42], face.landmarks68[42:48]):
+        cv2.fillPoly(mask, [np.round(eye).astype(np.int32)], 255)
+    return cv2.dilate(mask, np.ones((7, 7), np.uint8)) > 0
+
+
+def _spots(log_luma: np.ndarray) -> np.ndarray:
+    """Scale-normalised blob response at earring sizes (radius ~2-6 canonical px):
+    sigma^2 * sqrt(det Hessian), positive where both eigenvalues share a sign (a spot
+    brighter or darker than all around it: studs, pearls, gems, their highlights) and
+    zero on edges and lines, which an ear's outline and hair are full of."""
+    responses = []
+    for sigma in BLOB_SIGMAS:
+        hxx, hxy, hyy = hessian(log_luma, sigma)
+        det = hxx * hyy - hxy * hxy
+        responses.append(sigma**2 * np.sqrt(np.clip(det, 0, None)))
+    return np.max(responses, axis=0)
+
+
+def _side_contrast(left: float, right: float) -> float:
+    """|L - R| / (L + R + EAR_BASELINE): 0 when alike; the baseline keeps two faint
+    responses (no earrings at all) from reading as a large relative difference."""
+    return abs(left - right) / (left + right + EAR_BASELINE)
+
+
+def earring_strength(face: NormalisedFace, centre: tuple[float, float]) -> float:
+    """The strongest colour spot (CIELAB a* or b*, /50) in the box at an earlobe.
+
+    Chroma, not luma: a gold stud has about the luma of skin, and the natural luma
+    structure of an ear (canal shadow, rim highlight) varies far more between photos
+    than its colour does."""
+    from skimage.color import rgb2lab
+
+    margin = 2 * round(3 * BLOB_SIGMAS[-1])
+    size = (EAR_BOX[0] + margin, EAR_BOX[1] + margin)
+    lab = rgb2lab(np.clip(_patch(face.rgb, centre, size), 0, 1)).astype(np.float32)
+    inside = _patch(face.valid.astype(np.float32), centre, size) > 0.5
+    half = margin // 2
+    strongest = 0.0
+    for channel in (lab[..., 1], lab[..., 2]):
+        spots = (_spots(channel / 50.0) * inside)[half:-half, half:-half]
+        strongest = max(strongest, float(spots.max()))
+    return strongest
+
+
+def paired_asymmetry(face: NormalisedFace) -> dict[str, float]:
+    ear_left, ear_right = earlobe_centres(face)
+    ears = _side_contrast(earring_strength(face, ear_left), earring_strength(face, ear_right))
+    edges = blur(gradient_magnitude(face.log_luma, 1.0), 2.0) * face.valid
+    frame = edges * ~_eye_hole(face)
+    glasses = _mirror_asymmetry(_patch(frame, EYE_LEFT, GLASSES_BOX), _patch(frame, EYE_RIGHT, GLASSES_BOX))
+    return {"ear_asymmetry": ears, "glasses_asymmetry": glasses}
