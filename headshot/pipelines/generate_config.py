@@ -34,6 +34,7 @@ class RankingOptions(StrictModel):
     drop_copies: bool = False
     detector: Literal["hog", "cnn"] = "hog"
     upsample: int = Field(1, ge=0, le=3)
+    detect_size: int = Field(640, ge=64)  # larger renders are scaled down to this side first
 
 
 class GenerateConfig(StrictModel):
