@@ -188,13 +188,48 @@ def finetune_command(
 def generate_command(
     lora: Annotated[Path, typer.Argument(help="A lora folder written by `headshot finetune`.")],
     config: ConfigOption = None,
+    templates: Annotated[
+        list[str] | None,
+        typer.Option("--template", "-t", help="Template name or YAML file (repeat); default: all shipped."),
+    ] = None,
+    seeds: Annotated[
+        int | None, typer.Option("--seeds", help="Seeds per template and variation (seed_start..+N).")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Headshots delivered per template.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images per pipeline call.")] = None,
+    max_images: Annotated[
+        int | None, typer.Option("--max-images", help="Render at most this many new images, then stop.")
+    ] = None,
+    base_model: BaseModelOption = None,
+    signing_config: Annotated[
+        Path | None, typer.Option("--signing-config", help="Signing YAML; default: development keys.")
+    ] = None,
+    allow_pickle: AllowPickleOption = False,
 ) -> None:
     """Render scene templates with the subject's LoRA, rank and deliver signed headshots.
 
-    Reads OUTPUTS/<subject>/lora/ and dataset/; writes renders/<template>/<seed>.png
-    (+ .json) and signed headshots/*.jpg with index.json.
+    Reads OUTPUTS/<subject>/lora/ and dataset/; writes renders/<template>/[<variant>-]<seed>.png
+    (+ .json) and signed headshots/*.jpg with index.json. Re-running skips finished renders.
+    Under `accelerate launch --num_processes N -m headshot generate ...` the grid is split.
     """
-    _not_built("generate", 5)
+    from headshot.config import load_config
+    from headshot.pipelines.generate import generate
+    from headshot.pipelines.generate_config import GenerateConfig
+
+    overrides = dict(
+        templates=templates or None,
+        seeds_per_template=seeds,
+        batch_size=batch_size,
+        max_images=max_images,
+        base_model=base_model,
+        signing_config=signing_config,
+        allow_pickle=allow_pickle or None,
+        ranking={"top_k": top_k} if top_k is not None else None,
+    )
+    options = load_config(GenerateConfig, config, overrides)
+    if seeds is not None:  # --seeds N wins over a `seeds:` list in the config file
+        options = options.model_copy(update={"seeds": None})
+    generate(lora, options)
 
 
 @app.command("sign")

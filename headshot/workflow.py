@@ -87,7 +87,13 @@ def run_finetune(config: RunConfig, layout: SubjectLayout) -> None:
 
 
 def run_generate(config: RunConfig, layout: SubjectLayout) -> None:
-    raise HeadshotError("`headshot generate` is not built yet (tracked in issue 5).")
+    """Render the templates with the subject's LoRA, rank, and deliver signed headshots."""
+    from headshot.pipelines.generate import generate
+    from headshot.pipelines.generate_config import GenerateConfig
+
+    console.rule("[bold]generate[/]")
+    options = {"allow_pickle": config.allow_pickle or None}
+    generate(layout.lora, load_config(GenerateConfig, config.generate_config, options))
 
 
 def run_audit(config: RunConfig, layout: SubjectLayout) -> None:

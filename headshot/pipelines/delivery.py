@@ -1,0 +1,161 @@
+"""Deliver the chosen candidates: sign each into headshots/, and write index.json.
+
+`headshots/` only ever receives files written by the signing stage's `sign_image`,
+which writes its destination atomically, fully signed or not at all. When signing
+a candidate fails, it stays in renders/ (unsigned candidates are never delivered)
+and index.json says why. index.json lists every candidate, delivered or not.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from headshot.errors import HeadshotError
+from headshot.pipelines.ranking import Candidate
+from headshot.records import atomic_write_json
+from headshot.signing.generation_info import GenerationInfo
+
+INDEX_FILE = "index.json"
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The signing stage bound to one signing config."""
+
+    # sign(image, destination, info) -> SignedImage; raises HeadshotError when it cannot sign.
+    sign: Callable[[Image.Image, Path, GenerationInfo], object]
+    # verify(path) -> Verification (.state Absent/Invalid/Valid/Trusted, .ai_generated).
+    verify: Callable[[Path], object]
+
+
+def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
+    """The signing stage's `sign_image` and `verify_file`, bound to a signing config.
+
+    Without a config file, development credentials are created (once) in
+    OUTPUTS/keys and the manifest store is OUTPUTS/manifest-store, so a first run and
+    the demo still deliver signed, verifiable images.
+    """
+    try:
+        from headshot.signing.api import ensure_dev_credentials, load_signing_config, sign_image, verify_file
+    except ImportError as exc:
+        raise HeadshotError(
+            f"the signing stage is not installed in this build ({exc.name} is missing), "
+            "and unsigned images are never delivered"
+        ) from None
+    if signing_config is None:
+        keys = Path(outputs_root) / "keys"
+        config = load_signing_config(
+            None, {"dev_credentials": keys, "manifest_store": Path(outputs_root) / "manifest-store"}
+        )
+        ensure_dev_credentials(keys)
+    else:
+        config = load_signing_config(Path(signing_config))
+        if config.cert_chain is None and config.signer_callback is None:
+            ensure_dev_credentials(config.dev_credentials)
+    return Signer(
+        sign=lambda image, destination, info: sign_image(image, destination, info, config),
+        verify=lambda path: verify_file(path, config),
+    )
+
+
+def headshot_name(candidate: Candidate) -> str:
+    return f"{candidate.template}-{candidate.key.split('/', 1)[1]}.jpg"
+
+
+def generation_info(candidate: Candidate, subject_photo_sha256: list[str]) -> GenerationInfo:
+    sidecar = candidate.sidecar
+    base_model = sidecar["base_model"]
+    if Path(base_model).expanduser().exists() or base_model.startswith(("/", ".", "~")):
+        base_model = Path(base_model).name  # a local path: its folder name only, never the path
+    return GenerationInfo(
+        base_model=base_model,
+        base_model_sha256=sidecar["base_model_sha256"],
+        lora_sha256=sidecar["lora_sha256"],
+        template=candidate.template,
+        seed=candidate.seed,
+        family=sidecar.get("family"),
+        # The signing config decides whether prompts enter the manifest (opt-in).
+        prompt=sidecar.get("prompt"),
+        negative_prompt=sidecar.get("negative_prompt"),
+        subject_photo_sha256=subject_photo_sha256,
+    )
+
+
+def deliver(
+    candidates: list[Candidate],
+    subject_root: Path,
+    headshots: Path,
+    signer: Signer | None,
+    signer_error: str | None,
+    subject_photo_sha256: list[str],
+) -> list[Candidate]:
+    """Sign every selected candidate into headshots/; returns those delivered."""
+    headshots.mkdir(parents=True, exist_ok=True)
+    delivered = []
+    for candidate in candidates:
+        if not candidate.selected:
+            continue
+        destination = headshots / headshot_name(candidate)
+        if signer is None:
+            candidate.dropped, candidate.detail = "signing_failed", signer_error
+            continue
+        try:
+            with Image.open(subject_root / candidate.render) as image:
+                info = generation_info(candidate, subject_photo_sha256)
+                signed = signer.sign(image.convert("RGB"), destination, info)
+            candidate.signature = _checked_signature(signer, destination, signed)
+        except HeadshotError as exc:
+            candidate.dropped, candidate.detail = "signing_failed", str(exc)
+            continue
+        candidate.delivered = destination.relative_to(subject_root).as_posix()
+        delivered.append(candidate)
+    _remove_stale(headshots, {Path(c.delivered).name for c in delivered})
+    return delivered
+
+
+def _checked_signature(signer: Signer, destination: Path, signed) -> dict:
+    """Read the signed file back; one that does not verify as AI-generated is removed."""
+    verification = signer.verify(destination)
+    state = str(getattr(verification, "state", "Absent"))
+    if state not in ("Valid", "Trusted") or not getattr(verification, "ai_generated", False):
+        destination.unlink(missing_ok=True)
+        raise HeadshotError(f"the signed file did not verify as AI-generated (state {state}); removed")
+    return {
+        "verification": state,
+        "sha256": getattr(signed, "sha256", None),
+        "manifest_label": getattr(signed, "manifest_label", None),
+        "watermark_id": getattr(signed, "watermark_id", None),
+        "signer": getattr(signed, "signer", None),
+    }
+
+
+def _remove_stale(headshots: Path, keep: set[str]) -> None:
+    """Remove headshots a previous run delivered that this ranking no longer chose.
+
+    Only files the previous index.json lists as delivered are touched, never others.
+    """
+    try:
+        previous = json.loads((headshots / INDEX_FILE).read_text(encoding="utf-8"))
+        listed = {Path(c["delivered"]).name for c in previous.get("candidates", []) if c.get("delivered")}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return
+    for name in listed - keep:
+        (headshots / name).unlink(missing_ok=True)
+
+
+def write_index(headshots: Path, candidates: list[Candidate], summary: dict) -> Path:
+    path = headshots / INDEX_FILE
+    counts: dict[str, int] = {"candidates": len(candidates), "delivered": 0}
+    for candidate in candidates:
+        if candidate.delivered:
+            counts["delivered"] += 1
+        elif candidate.dropped:
+            counts[candidate.dropped] = counts.get(candidate.dropped, 0) + 1
+    ordered = sorted(candidates, key=lambda c: (c.template, c.rank is None, c.rank or 0, c.key))
+    atomic_write_json(path, {**summary, "counts": counts, "candidates": [c.as_record() for c in ordered]})
+    return path

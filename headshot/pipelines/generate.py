@@ -1,0 +1,184 @@
+"""`headshot generate`: render the template grid, rank the candidates, deliver signed headshots.
+
+Under `accelerate launch --num_processes N` every process renders the grid entries
+whose index modulo N is its rank (no overlap, no gaps, the same split on every
+re-run); the main process then ranks and delivers once all renders exist.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PIL import Image
+from rich.console import Console
+
+from headshot.analysis.likeness import SubjectIdentity
+from headshot.errors import HeadshotError
+from headshot.layout import SubjectLayout
+from headshot.pipelines import delivery, ranking
+from headshot.pipelines.generate_config import GenerateConfig
+from headshot.pipelines.render import load_renderer, read_finished, render_jobs
+from headshot.pipelines.templates import RenderJob, expand_grid, load_templates, shipped_template_names
+from headshot.records import library_versions
+from headshot.training.dataset_record import read_dataset
+from headshot.training.training_record import read_training_record
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
+    """Render, rank and deliver; returns headshots/index.json (None on non-main processes
+    and when max_images stopped the rendering before the grid was complete)."""
+    import torch
+    from accelerate import PartialState
+
+    lora_folder = Path(lora_folder)
+    if not lora_folder.is_dir():
+        raise HeadshotError(f"{lora_folder}: lora folder not found (run `headshot finetune` first)")
+    templates = load_templates(config.templates or shipped_template_names())
+    jobs = expand_grid(templates, config.seed_list())
+    record = read_training_record(lora_folder)
+    layout = SubjectLayout.of_stage_folder(lora_folder)
+    dataset_folder = Path(config.dataset) if config.dataset else layout.dataset
+    dataset = read_dataset(dataset_folder)
+    identity = _subject_identity(dataset, dataset_folder)
+
+    # On a machine without CUDA, processes started by `accelerate launch --multi_gpu` (or
+    # torchrun) must be told to join a CPU (gloo) group; accelerate does not infer it.
+    state = PartialState(cpu=config.performance.device == "cpu" or not torch.cuda.is_available())
+    device = str(state.device) if config.performance.device == "auto" else config.performance.device
+    if state.is_main_process:
+        _remove_interrupted_writes(layout.renders)
+    state.wait_for_everyone()  # no process writes before leftovers are cleaned
+    mine = jobs[state.process_index :: state.num_processes]
+    renderer = load_renderer(lora_folder, record, config, device)
+    renderer.process_index = state.process_index
+    if state.is_main_process:
+        console.print(
+            f"generate: {len(templates)} templates, {len(jobs)} candidates"
+            + (f", split over {state.num_processes} processes" if state.num_processes > 1 else "")
+        )
+    summary = render_jobs(
+        renderer,
+        mine,
+        layout.renders,
+        batch_size=config.batch_size,
+        max_images=config.max_images,
+        show_progress=state.is_main_process,
+    )
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    missing = [job for job in jobs if read_finished(layout.renders, job, renderer.settings(job)) is None]
+    if missing:
+        console.print(
+            f"rendered {summary.rendered} (max_images {config.max_images}); {len(missing)} candidates "
+            "left: run the same command again to continue. Nothing ranked or delivered yet."
+        )
+        return None
+    return _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config, summary)
+
+
+def _subject_identity(dataset, dataset_folder: Path) -> SubjectIdentity:
+    with_embeddings = [p for p in dataset.accepted if p.embedding is not None]
+    if not with_embeddings:
+        raise HeadshotError(
+            f"{dataset_folder / 'dataset.json'}: no accepted photo has an identity embedding, "
+            "so likeness cannot be judged; re-run `headshot prepare`"
+        )
+    return SubjectIdentity.from_dataset(dataset)
+
+
+def _remove_interrupted_writes(renders: Path) -> None:
+    """Temporary files a killed run left behind (atomic writes rename them when complete)."""
+    if renders.is_dir():
+        for leftover in renders.glob("*/.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config, render_summary):
+    options = config.ranking
+    started = time.perf_counter()
+    candidates = [_candidate(job, renderer, layout) for job in jobs]
+    for candidate in candidates:
+        with Image.open(layout.root / candidate.render) as image:
+            ranking.score_candidate(candidate, image, identity, options)
+    ranking.choose(candidates, options)
+    ranking_seconds = time.perf_counter() - started
+
+    signer, signer_error = None, None
+    if any(c.selected for c in candidates):
+        try:
+            # The outputs root: OUTPUTS/<subject>/.. holds keys/ and manifest-store/.
+            signer = delivery.load_signer(config.signing_config, layout.root.parent)
+        except HeadshotError as exc:
+            signer_error = str(exc)
+    photo_hashes = sorted(p.sha256 for p in dataset.accepted)
+    delivered = delivery.deliver(
+        candidates, layout.root, layout.headshots, signer, signer_error, photo_hashes
+    )
+    index = delivery.write_index(
+        layout.headshots,
+        candidates,
+        {
+            "format": 1,
+            "subject": record.subject,
+            "base_model": record.base_model,
+            "base_model_sha256": renderer.base_model_sha256,
+            "lora_sha256": renderer.lora_sha256,
+            "identity": {
+                "photos": len(identity.embeddings),
+                "spread_mean": round(identity.spread_mean, 4),
+                "spread_max": round(identity.spread_max, 4),
+            },
+            "ranking": options.model_dump(),
+            "config": config.model_dump(mode="json"),
+            "timings": {
+                "render_s": round(render_summary.seconds, 3),
+                "rendered": render_summary.rendered,
+                "reused": render_summary.skipped,
+                "ranking_s": round(ranking_seconds, 3),
+            },
+            "versions": library_versions(),
+        },
+    )
+    _report(candidates, delivered, signer_error, index, options)
+    return index
+
+
+def _candidate(job: RenderJob, renderer, layout: SubjectLayout) -> ranking.Candidate:
+    sidecar = read_finished(layout.renders, job, renderer.settings(job))
+    png = layout.renders / job.template.name / f"{job.stem}.png"
+    return ranking.Candidate(
+        key=job.key,
+        template=job.template.name,
+        variant=dict(job.variant),
+        seed=job.seed,
+        render=png.relative_to(layout.root).as_posix(),
+        sidecar=sidecar or {},
+    )
+
+
+def _report(candidates, delivered, signer_error, index: Path, options) -> None:
+    faces = sum(1 for c in candidates if c.faces)
+    if not options.require_face or options.max_relative_distance is None:
+        console.print(
+            "[yellow]relaxed ranking[/] (require_face: false or max_relative_distance: null): "
+            "candidates may be delivered without a face or a likeness check - a demo setting"
+        )
+    console.print(
+        f"ranked {len(candidates)} candidates ({faces} with a face); delivered {len(delivered)} "
+        f"signed headshots; details in {index}"
+    )
+    if signer_error:
+        console.print(f"[yellow]nothing delivered[/]: {signer_error}")
+    unsigned = [c for c in candidates if c.dropped == "signing_failed"]
+    if unsigned and not signer_error:
+        console.print(
+            f"[yellow]{len(unsigned)} chosen candidates could not be signed and stay in renders/[/]: "
+            f"{unsigned[0].detail}"
+        )
+    copies = [c.key for c in candidates if c.copy_suspect]
+    if copies:
+        console.print(f"[yellow]possible copies of a training photo[/]: {', '.join(copies)}")

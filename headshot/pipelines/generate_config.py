@@ -1,0 +1,71 @@
+"""Options of `headshot generate` (configs/generate.yaml documents each one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from headshot.config import StrictModel
+
+
+class PerformanceOptions(StrictModel):
+    """Memory/speed switches for the GPU box; the README says when to use each."""
+
+    device: str = "auto"  # auto: cuda when present (per accelerate process), else cpu
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 on cuda, fp32 on cpu
+    attention: Literal["sdpa", "sliced"] = "sdpa"
+    vae_tiling: bool = False
+    cpu_offload: Literal["none", "model", "sequential"] = "none"
+    compile: bool = False
+
+
+class RankingOptions(StrictModel):
+    top_k: int = Field(2, ge=0)  # delivered per template
+    require_face: bool = True
+    # Drop candidates farther from the subject than this many times the spread of
+    # the subject's own photos (1.0 = as far as their most unusual real photo).
+    # null switches the check off (only sensible for the tiny demo models).
+    max_relative_distance: float | None = Field(1.5, gt=0)
+    # Flag a candidate whose embedding is nearer than this to one single training
+    # photo (dlib units; two photos of one person are typically 0.3-0.5 apart).
+    copy_distance: float = Field(0.2, ge=0)
+    drop_copies: bool = False
+    detector: Literal["hog", "cnn"] = "hog"
+    upsample: int = Field(1, ge=0, le=3)
+    detect_size: int = Field(640, ge=64)  # larger renders are scaled down to this side first
+
+
+class GenerateConfig(StrictModel):
+    # Shipped template names or paths to template YAML files; empty = every shipped template.
+    templates: list[str] = Field(default_factory=list)
+    seeds: list[int] | None = None  # explicit seeds; otherwise seed_start .. + seeds_per_template
+    seeds_per_template: int = Field(4, ge=1)
+    seed_start: int = Field(0, ge=0)
+    batch_size: int = Field(4, ge=1)
+    steps: int | None = Field(None, ge=1)  # overrides every template's steps (quick previews)
+    size: int | None = Field(None, ge=64)  # overrides every template's size
+    # Stop after rendering this many new images (a budget); a re-run continues.
+    max_images: int | None = Field(None, ge=0)
+    base_model: str | None = None  # default: the base model named in training.json
+    # What to do when the base model's fingerprint differs from training.json's.
+    base_model_mismatch: Literal["refuse", "warn"] = "refuse"
+    dataset: Path | None = None  # default: the lora folder's sibling dataset/
+    signing_config: Path | None = None  # default: development credentials under the outputs root
+    allow_pickle: bool = False
+    performance: PerformanceOptions = Field(default_factory=PerformanceOptions)
+    ranking: RankingOptions = Field(default_factory=RankingOptions)
+
+    @model_validator(mode="after")
+    def _unique_seeds(self) -> GenerateConfig:
+        if self.seeds is not None and len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("'seeds' repeats a seed")
+        if self.size is not None and self.size % 8:
+            raise ValueError("'size' must be a multiple of 8")
+        return self
+
+    def seed_list(self) -> list[int]:
+        if self.seeds is not None:
+            return list(self.seeds)
+        return list(range(self.seed_start, self.seed_start + self.seeds_per_template))

@@ -1,0 +1,230 @@
+"""Scene templates: one YAML file per professional scene, expanded into a render grid.
+
+A template names the scene's prompt parts (framing, wardrobe, background, lighting,
+lens), its sampler settings and the variations it allows. Each variation is a list
+of values; the grid is their cartesian product times the seeds. Prompts say
+`{identifier} {class_noun}` where the subject goes; both come from `training.json`,
+so renders always use the words the LoRA was trained on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from headshot.config import StrictModel, configs_root, read_yaml, validate
+from headshot.errors import HeadshotError
+from headshot.layout import check_safe_name
+
+# Sampler names a template may use, and the diffusers scheduler class each one means.
+SAMPLERS: dict[str, str] = {
+    "euler": "EulerDiscreteScheduler",
+    "euler_a": "EulerAncestralDiscreteScheduler",
+    "dpmpp_2m": "DPMSolverMultistepScheduler",
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "unipc": "UniPCMultistepScheduler",
+}
+SamplerName = Literal["euler", "euler_a", "dpmpp_2m", "ddim", "pndm", "unipc"]
+
+SUBJECT_FIELDS = ("identifier", "class_noun")
+PROMPT_PARTS = ("framing", "wardrobe", "background", "lighting", "lens")
+
+
+class PromptParts(StrictModel):
+    """The pieces of a photographer's brief, joined in this order into the prompt."""
+
+    framing: str
+    wardrobe: str = ""
+    background: str = ""
+    lighting: str = ""
+    lens: str = ""
+
+    def joined(self) -> str:
+        return ", ".join(
+            part.strip() for part in (getattr(self, name) for name in PROMPT_PARTS) if part.strip()
+        )
+
+
+class SceneTemplate(StrictModel):
+    name: str
+    description: str
+    prompt: PromptParts
+    negative_prompt: str = ""
+    sampler: SamplerName = "dpmpp_2m"
+    steps: int = Field(30, ge=1, le=500)
+    guidance: float = Field(5.0, ge=0.0, le=30.0)
+    # Square image side in pixels; None means the base model's native resolution.
+    size: int | None = Field(None, ge=64, le=4096)
+    lora_scale: float = Field(1.0, ge=0.0, le=2.0)
+    variations: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("size")
+    @classmethod
+    def _multiple_of_8(cls, value: int | None) -> int | None:
+        if value is not None and value % 8:
+            raise ValueError(f"must be a multiple of 8 (the VAE's downscale), got {value}")
+        return value
+
+    @field_validator("variations")
+    @classmethod
+    def _non_empty_lists(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, values in value.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+                raise ValueError(f"variation name '{key}' must be lower-case letters, digits and '_'")
+            if not values:
+                raise ValueError(f"variation '{key}' lists no values")
+        return value
+
+
+@dataclass(frozen=True)
+class LoadedTemplate:
+    template: SceneTemplate
+    source: Path  # the YAML file, for error messages and the run record
+
+    @property
+    def name(self) -> str:
+        return self.template.name
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One candidate to render: a template, one combination of its variations, a seed."""
+
+    template: SceneTemplate
+    variant: tuple[tuple[str, str], ...]  # (variation name, value) in the template's order
+    seed: int
+
+    @property
+    def variant_label(self) -> str:
+        return "-".join(_slug(value) for _, value in self.variant)
+
+    @property
+    def stem(self) -> str:
+        """File name without suffix: `<seed>` or `<variant>-<seed>`."""
+        label = self.variant_label
+        return f"{label}-{self.seed}" if label else str(self.seed)
+
+    @property
+    def key(self) -> str:
+        """Unique within a run: `<template>/<stem>`, also the candidate's path under renders/."""
+        return f"{self.template.name}/{self.stem}"
+
+    def prompts(self, identifier: str, class_noun: str) -> tuple[str, str]:
+        values = {"identifier": identifier, "class_noun": class_noun, **dict(self.variant)}
+        return (
+            self.template.prompt.joined().format_map(values),
+            self.template.negative_prompt.format_map(values),
+        )
+
+
+def _slug(value: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")
+
+
+def shipped_templates_folder() -> Path:
+    return configs_root() / "templates"
+
+
+def shipped_template_names() -> list[str]:
+    return sorted(path.stem for path in shipped_templates_folder().glob("*.yaml"))
+
+
+def resolve_template_path(value: str) -> Path:
+    """A shipped template's name (`studio-grey`) or a path to a template YAML file."""
+    if value.endswith((".yaml", ".yml")) or "/" in value:
+        return Path(value)
+    path = shipped_templates_folder() / f"{value}.yaml"
+    if not path.is_file():
+        raise HeadshotError(
+            f"template '{value}': no such shipped template (have: {', '.join(shipped_template_names())}); "
+            "or give a path to a .yaml file"
+        )
+    return path
+
+
+def load_template(path: Path) -> LoadedTemplate:
+    """Read and check one template file; every error names the file and the field."""
+    path = Path(path)
+    template = validate(SceneTemplate, read_yaml(path), str(path))
+    try:
+        check_safe_name(template.name, "template name")
+    except HeadshotError as exc:
+        raise HeadshotError(f"{path}: field 'name': {exc}") from None
+    _check_placeholders(template, path)
+    _check_variant_labels(template, path)
+    return LoadedTemplate(template, path)
+
+
+def load_templates(values: list[str]) -> list[LoadedTemplate]:
+    loaded = [load_template(resolve_template_path(value)) for value in values]
+    seen: dict[str, Path] = {}
+    for item in loaded:
+        if item.name in seen:
+            raise HeadshotError(
+                f"{item.source}: field 'name': template name '{item.name}' is also used by {seen[item.name]}"
+            )
+        seen[item.name] = item.source
+    return loaded
+
+
+def _check_placeholders(template: SceneTemplate, path: Path) -> None:
+    allowed = set(SUBJECT_FIELDS) | set(template.variations)
+    fields = {f"prompt.{name}": getattr(template.prompt, name) for name in PROMPT_PARTS}
+    fields["negative_prompt"] = template.negative_prompt
+    used: set[str] = set()
+    for field, text in fields.items():
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        except ValueError as exc:
+            raise HeadshotError(f"{path}: field '{field}': bad placeholder braces ({exc})") from None
+        unknown = names - allowed
+        if unknown:
+            raise HeadshotError(
+                f"{path}: field '{field}': unknown placeholder {{{sorted(unknown)[0]}}} "
+                f"(allowed: {', '.join('{' + n + '}' for n in sorted(allowed))})"
+            )
+        used |= names
+    for name in SUBJECT_FIELDS:
+        if name not in used:
+            raise HeadshotError(
+                f"{path}: field 'prompt': the prompt must name the subject as "
+                "'{identifier} {class_noun}' (missing {" + name + "})"
+            )
+    for name in template.variations:
+        if name not in used:
+            raise HeadshotError(
+                f"{path}: field 'variations.{name}': no prompt part uses {{{name}}}, so its values "
+                "would render identical images"
+            )
+
+
+def _check_variant_labels(template: SceneTemplate, path: Path) -> None:
+    for name, values in template.variations.items():
+        slugs = [_slug(value) for value in values]
+        for value, slug in zip(values, slugs):
+            if not slug:
+                raise HeadshotError(
+                    f"{path}: field 'variations.{name}': value {value!r} has no letters or digits"
+                )
+        if len(set(slugs)) != len(slugs):
+            raise HeadshotError(
+                f"{path}: field 'variations.{name}': values repeat (file names would collide)"
+            )
+
+
+def expand_grid(templates: list[LoadedTemplate], seeds: list[int]) -> list[RenderJob]:
+    """Templates x (cartesian product of each template's variations) x seeds, in a fixed order."""
+    jobs = []
+    for item in templates:
+        names = list(item.template.variations)
+        for values in itertools.product(*(item.template.variations[n] for n in names)):
+            variant = tuple(zip(names, values))
+            jobs.extend(RenderJob(item.template, variant, seed) for seed in seeds)
+    return jobs
