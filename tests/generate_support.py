@@ -12,7 +12,6 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import ImageOps
 
 from headshot.layout import SubjectLayout
@@ -156,18 +155,6 @@ def generate_args(layout: SubjectLayout, *templates: Path, **options) -> list[st
     for name, value in options.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
     return args
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy 2-core machine, torch's default
-    of one spinning thread per core makes each image ~20x slower. Restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def subprocess_env() -> dict[str, str]:

@@ -18,10 +18,9 @@ from headshot.pipelines.generate_config import RankingOptions
 from headshot.records import atomic_save_image
 from headshot.samples import astronaut, grace_hopper
 from headshot.signing.api import verify_file
-from tests.generate_support import (  # noqa: F401 (one_torch_thread is an autouse fixture)
+from tests.generate_support import (
     generate_args,
     hopper_photos,
-    one_torch_thread,
     subject_copy,
     subprocess_env,
     write_template,

@@ -10,15 +10,15 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from headshot.errors import HeadshotError
 from headshot.pipelines.generate_config import GenerateConfig
 from headshot.pipelines.render import load_renderer
 from headshot.pipelines.templates import expand_grid, load_templates
 from headshot.training.training_record import read_training_record
-from tests.generate_support import (  # noqa: F401 (one_torch_thread is an autouse fixture)
+from tests.generate_support import (
     generate_args,
-    one_torch_thread,
     pixels,
     subject_copy,
     subprocess_env,
@@ -61,6 +61,7 @@ def test_pixels_depend_only_on_seed_and_template_not_on_the_batch(family, reques
     (base_only,) = _arrays(renderer.render(expand_grid(load_templates([str(no_lora)]), [5])))
     assert np.abs(alone - base_only).mean() > 1  # the subject's LoRA changes the image
     assert alone.shape == (64, 64, 3)  # the model's native size when the template names none
+    assert torch.is_grad_enabled(), "rendering must not switch autograd off for the whole process"
 
 
 def test_rerun_skips_finished_candidates_and_redoes_damaged_or_changed_ones(sd15_subject, tmp_path, run_cli):

@@ -134,7 +134,6 @@ class Renderer:
 
 def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateConfig, device: str) -> Renderer:
     """Load the base model named in training.json (or the override) and the LoRA, once."""
-    import torch
 
     dtype_name, dtype = _resolve_dtype(config.performance, device)
     spec = resolve_base_model(config.base_model or record.base_model)
@@ -170,7 +169,6 @@ def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateCon
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         raise HeadshotError(f"{lora_file}: could not load the LoRA into {spec.source}: {exc}") from None
     _apply_performance(loaded, config.performance, device)
-    torch.set_grad_enabled(False)
     return Renderer(loaded, record, base_sha, lora_sha, device, dtype_name, config.steps, config.size)
 
 
