@@ -286,6 +286,10 @@ def verify_command(
         list[Path] | None,
         typer.Option("--trust-anchors", help="PEM file of root certificates to trust (repeatable)."),
     ] = None,
+    manifest_store: Annotated[
+        Path | None,
+        typer.Option("--manifest-store", help="Folder of manifests kept by `sign` (default: the config's)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Read any image's C2PA manifest, XMP and watermark; say if it is declared AI-generated.
@@ -298,7 +302,8 @@ def verify_command(
     from headshot.signing.commands import run_verify
     from headshot.signing.config import load_signing_config
 
-    run_verify(files, load_signing_config(config), as_json, list(trust_anchors or []))
+    settings = load_signing_config(config, {"manifest_store": manifest_store})
+    run_verify(files, settings, as_json, list(trust_anchors or []))
 
 
 @app.command("audit")

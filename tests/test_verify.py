@@ -112,6 +112,11 @@ def test_verify_cli_reports_each_file_and_fails_on_any_undisclosed_one(
     assert "NOT declared AI-generated" in lines[2] and "no watermark" in lines[2]
     assert "1 of 3 files failed verification" in mixed.err and "photo.png" in mixed.err
 
+    # The same lookup with the store named on the command line instead of a config file.
+    flagged = run_cli("verify", stripped, "--manifest-store", signing_config.manifest_store)
+    assert flagged.code == 0, flagged.err
+    assert "manifest store: studio.jpg signed" in flagged.out
+
 
 def test_verify_input_errors_name_the_file(tmp_path, run_cli):
     missing = run_cli("verify", tmp_path / "nope.jpg")
