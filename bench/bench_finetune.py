@@ -107,21 +107,14 @@ def bench_gpu_sdxl(steps: int = 20) -> None:
     if not torch.cuda.is_available():
         print("--gpu-sdxl: no CUDA device here; nothing measured")
         return
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import DDPMScheduler
+    from sdxl_full_size import full_size_sdxl_unet
 
     from headshot.training.adapters import UNET_ATTENTION
     from headshot.training.conditioning import PromptEmbeddings
     from headshot.training.loss import Batch, LossSettings, dreambooth_loss
 
-    unet = UNet2DConditionModel(
-        sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
-        cross_attention_dim=2048, use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
-    ).to("cuda", torch.bfloat16)  # fmt: skip
+    unet = full_size_sdxl_unet().to("cuda", torch.bfloat16)
     from peft import LoraConfig
 
     unet.requires_grad_(False)

@@ -28,6 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sdxl_full_size import full_size_sdxl_unet  # noqa: E402  (bench/ is the script's folder)
+
 from headshot.pipelines.generate_config import GenerateConfig  # noqa: E402
 from headshot.pipelines.render import load_renderer, render_jobs  # noqa: E402
 from headshot.pipelines.templates import expand_grid, load_templates  # noqa: E402
@@ -187,7 +189,6 @@ def build_full_size_sdxl():
         AutoencoderKL,
         EulerDiscreteScheduler,
         StableDiffusionXLPipeline,
-        UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -204,15 +205,7 @@ def build_full_size_sdxl():
         )  # fmt: skip
         return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
 
-    unet = UNet2DConditionModel(
-        sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20),
-        cross_attention_dim=2048, use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=256, projection_class_embeddings_input_dim=2816,
-    )  # fmt: skip
+    unet = full_size_sdxl_unet()
     vae = AutoencoderKL(
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
