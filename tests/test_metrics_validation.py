@@ -155,3 +155,18 @@ def test_ear_asymmetry_rises_monotonically_on_either_ear(reference, base):
         z = [_ear_z(reference, photo, face, s, manipulation) for s in STRENGTHS]
         assert all(b >= a - STEP_TOLERANCE for a, b in zip(z, z[1:])), (manipulation, z)
         assert z[0] < FLAG_LIMIT < z[-1], (manipulation, z)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (docs/metrics.md): the image-right stud sits against blue sky, the left one on skin",
+)
+def test_matching_earrings_on_both_ears_are_not_asymmetric(reference, base):
+    """The same stud on both earlobes is a pair, not an asymmetry. It fails on the sample
+    portrait: a colour spot is measured against what surrounds it, and the gold stud
+    against blue sky gives about twice the response of the same stud against skin."""
+    photo, face = base
+    one_ear = manipulated(photo, "earring", 1.0, face)
+    both_ears = manipulated(one_ear, "earring_right", 1.0, face)
+    values = reference.metric_values(measure_image(both_ears))
+    assert reference.z_score("ear_asymmetry", values["ear_asymmetry"]) < FLAG_LIMIT, values

@@ -1,11 +1,13 @@
 """Symmetry errors: do paired features (earlobes/earrings, the glasses frame) match?
 
 Landmark symmetry says nothing about an earring present on one ear only or a glasses
-frame that changes shape between the eyes. Each pair of regions is compared as
+frame that changes shape between the eyes. The glasses surrounds are compared as
 mirror images: gradient magnitude of log luma (so one-sided lighting matters little),
 blurred by 2 px (so a pixel of misalignment matters little), then
 asymmetry = sum |G_left - mirror(G_right)| / sum (G_left + mirror(G_right)).
-Unit: dimensionless, 0 (mirror images) to 1 (nothing in common).
+The earlobes are compared by their strongest colour spot, beyond the subject's natural
+one (`ear_asymmetry`, scored in headshot.analysis.reference).
+Unit: dimensionless, 0 (alike) to 1 (nothing in common).
 
 The earlobe regions are placed from the jaw points of the 68-point model
 (non-commercial licence); the glasses regions from the eye centres.
