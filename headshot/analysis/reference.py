@@ -17,6 +17,7 @@ import numpy as np
 from headshot.analysis.likeness import SubjectIdentity
 from headshot.analysis.metrics import METRICS, METRICS_BY_NAME, measure_features, normalise_face
 from headshot.analysis.metrics.identity import linear_to_lab
+from headshot.analysis.metrics.symmetry import ear_asymmetry, typical_ear_spot
 from headshot.errors import HeadshotError
 
 # Below this eye distance (source px) the canonical crop is upsampled 2x or more and fine
@@ -55,6 +56,7 @@ class ReferenceProfile:
     tone_chromaticity: np.ndarray  # mean cheek linear-RGB chromaticity (r, g, b sum to 1)
     tone_ita: float
     gaze: tuple[float, float]  # mean (h, v) iris position
+    ear_spot: float  # mean earlobe colour spot over both ears
     values: dict[str, list[float]] = field(default_factory=dict)  # metric -> value per photo
     spread_floor: dict[str, float] = field(default_factory=dict)
 
@@ -82,6 +84,7 @@ class ReferenceProfile:
                 float(np.nanmean([f["gaze_h"] for f in feats])),
                 float(np.nanmean([f["gaze_v"] for f in feats])),
             ),
+            ear_spot=typical_ear_spot([f[k] for f in feats for k in ("ear_spot_left", "ear_spot_right")]),
             spread_floor={spec.name: spec.min_spread for spec in METRICS} | dict(spread_floor or {}),
         )
         scored = [profile.metric_values(m) for m in measurements]
@@ -105,6 +108,7 @@ class ReferenceProfile:
             )
         else:
             values["skin_tone_delta_e"] = float("nan")
+        values["ear_asymmetry"] = ear_asymmetry(f["ear_spot_left"], f["ear_spot_right"], self.ear_spot)
         values["ita_shift"] = float(f["tone_ita"] - self.tone_ita)
         if measurement.embedding is not None:
             likeness = self.identity.score(measurement.embedding)

@@ -1,11 +1,13 @@
 """Symmetry errors: do paired features (earlobes/earrings, the glasses frame) match?
 
 Landmark symmetry says nothing about an earring present on one ear only or a glasses
-frame that changes shape between the eyes. Each pair of regions is compared as
+frame that changes shape between the eyes. The glasses surrounds are compared as
 mirror images: gradient magnitude of log luma (so one-sided lighting matters little),
 blurred by 2 px (so a pixel of misalignment matters little), then
 asymmetry = sum |G_left - mirror(G_right)| / sum (G_left + mirror(G_right)).
-Unit: dimensionless, 0 (mirror images) to 1 (nothing in common).
+The earlobes are compared by their strongest colour spot, beyond the subject's natural
+one (`ear_asymmetry`, scored in headshot.analysis.reference).
+Unit: dimensionless, 0 (alike) to 1 (nothing in common).
 
 The earlobe regions are placed from the jaw points of the 68-point model
 (non-commercial licence); the glasses regions from the eye centres.
@@ -71,10 +73,26 @@ def _spots(log_luma: np.ndarray) -> np.ndarray:
     return np.max(responses, axis=0)
 
 
-def _side_contrast(left: float, right: float) -> float:
-    """|L - R| / (L + R + EAR_BASELINE): 0 when alike; the baseline keeps two faint
-    responses (no earrings at all) from reading as a large relative difference."""
-    return abs(left - right) / (left + right + EAR_BASELINE)
+def typical_ear_spot(spots: list[float]) -> float:
+    """The subject's natural earlobe colour spot: the mean over both ears of their own
+    photos (mirrored selfies swap the sides, so one value serves both ears)."""
+    finite = [s for s in spots if np.isfinite(s)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def ear_asymmetry(left: float, right: float, typical: float) -> float:
+    """|excess(L) - excess(R)| / (L + R + EAR_BASELINE), excess = max(0, spot - typical).
+
+    Only what an ear shows beyond the subject's natural spot counts: comparing the raw
+    spots, an earring on the ear with the weaker natural spot first cancels the natural
+    difference (the metric dipped before it rose). The denominator is the raw total, as
+    before: relative to the excess alone, small natural changes of a spot just above the
+    typical level (hair blurred over an ear, a tone cast) read as large asymmetries; the
+    baseline keeps two faint responses from reading as a large relative difference."""
+    if not (np.isfinite(left) and np.isfinite(right) and np.isfinite(typical)):
+        return float("nan")
+    excess_left, excess_right = max(0.0, left - typical), max(0.0, right - typical)
+    return abs(excess_left - excess_right) / (left + right + EAR_BASELINE)
 
 
 def earring_strength(face: NormalisedFace, centre: tuple[float, float]) -> float:
@@ -98,9 +116,14 @@ def earring_strength(face: NormalisedFace, centre: tuple[float, float]) -> float
 
 
 def paired_asymmetry(face: NormalisedFace) -> dict[str, float]:
+    """Raw features: each earlobe's colour spot (`ear_asymmetry` compares them relative to
+    the subject's own photos, in headshot.analysis.reference) and the glasses asymmetry."""
     ear_left, ear_right = earlobe_centres(face)
-    ears = _side_contrast(earring_strength(face, ear_left), earring_strength(face, ear_right))
     edges = blur(gradient_magnitude(face.log_luma, 1.0), 2.0) * face.valid
     frame = edges * ~_eye_hole(face)
     glasses = _mirror_asymmetry(_patch(frame, EYE_LEFT, GLASSES_BOX), _patch(frame, EYE_RIGHT, GLASSES_BOX))
-    return {"ear_asymmetry": ears, "glasses_asymmetry": glasses}
+    return {
+        "ear_spot_left": earring_strength(face, ear_left),
+        "ear_spot_right": earring_strength(face, ear_right),
+        "glasses_asymmetry": glasses,
+    }

@@ -2,8 +2,9 @@
 
 With the subject's dataset, every audited metric is measured as `headshot audit` does
 (`audit_image` against the subject's own photos: identity, skin tone and gaze are distances
-to them); without one, the metrics that need no reference. Each image is measured once for
-all of them (one face normalisation); an image without a face reads None.
+to them, ear asymmetry counts only what exceeds their natural earlobe colour); without one,
+the metrics that need no reference. Each image is measured once for all of them (one face
+normalisation); an image without a face reads None.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from headshot.analysis.study.measures import ImageMetric, metrics_from_features
 
 # Distances to the subject's own photos: only measurable with their dataset.
-NEEDS_REFERENCE = ("gaze_offset", "identity_relative", "skin_tone_delta_e")
+NEEDS_REFERENCE = ("ear_asymmetry", "gaze_offset", "identity_relative", "skin_tone_delta_e")
 
 
 def artifact_metrics(dataset: Path | None) -> dict[str, ImageMetric]:
