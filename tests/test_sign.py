@@ -176,6 +176,17 @@ def test_sign_file_refuses_to_overwrite_its_source(tmp_path, portrait, signing_c
         sign_file(tmp_path / "missing.png", tmp_path / "b.jpg", None, signing_config)
 
 
+def test_sign_file_keeps_an_exif_rotated_photo_upright(tmp_path, portrait, signing_config):  # noqa: F811
+    from intake_support import save_with_exif_rotation_and_gps
+
+    source = tmp_path / "sideways.jpg"
+    save_with_exif_rotation_and_gps(portrait, source)
+    assert Image.open(source).size == (portrait.height, portrait.width), "stored sideways"
+    signed = sign_file(source, tmp_path / "signed.jpg", None, signing_config)
+    # EXIF is not carried into the signed copy, so its orientation must be applied first.
+    assert Image.open(signed.path).size == portrait.size
+
+
 def test_sign_cli_signs_copies_with_a_generation_record(tmp_path, run_cli, portrait, generation_info):  # noqa: F811
     source = tmp_path / "render.png"
     portrait.save(source)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import c2pa
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from headshot import __version__
+from headshot.analysis.image_io import read_photo
 from headshot.errors import HeadshotError
 from headshot.records import atomic_write_bytes, sha256_bytes
 from headshot.signing import store, watermark
@@ -143,18 +144,6 @@ def sign_image(
     )
 
 
-def open_image(path: Path) -> Image.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise HeadshotError(f"{path}: image not found")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise HeadshotError(f"{path}: not a readable image ({exc})") from None
-
-
 def sign_file(
     source: Path, destination: Path, info: GenerationInfo | None, config: SigningConfig
 ) -> SignedImage:
@@ -163,4 +152,8 @@ def sign_file(
     _check_destination(destination)
     if source.resolve() == destination.resolve():
         raise HeadshotError(f"{destination}: would overwrite the source image; choose another name")
-    return sign_image(open_image(source), destination, info, config)
+    if not source.is_file():
+        raise HeadshotError(f"{source}: image not found")
+    # The shared reader applies EXIF orientation before the metadata is dropped, converts
+    # CMYK/16-bit/alpha to RGB and refuses decompression bombs.
+    return sign_image(read_photo(source), destination, info, config)
