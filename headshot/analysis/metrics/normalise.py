@@ -100,25 +100,16 @@ def apply_transform(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ transform[:, :2].T + transform[:, 2]
 
 
-def find_face(pixels: np.ndarray, detect_max_side: int = 640) -> tuple[list[Face], float]:
-    """Faces (largest first) found on a copy downscaled to `detect_max_side`, with all
-    coordinates mapped back to `pixels`. Upsamples once only if nothing was found."""
-    height, width = pixels.shape[:2]
-    factor = min(1.0, detect_max_side / max(height, width))
-    small = pixels
-    if factor < 1.0:
-        small = cv2.resize(
-            pixels, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA
+def find_face(pixels: np.ndarray, detect_max_side: int = 640) -> list[Face]:
+    """Faces (largest first) found on a copy downscaled to `detect_max_side`, in the
+    coordinates of `pixels`. Upsamples once only if nothing was found."""
+    for upsample in (0, 1):
+        faces = detect_faces(
+            pixels, upsample=upsample, embeddings=True, landmarks68=True, max_side=detect_max_side
         )
-    faces = detect_faces(small, upsample=0, embeddings=True, landmarks68=True)
-    if not faces:
-        faces = detect_faces(small, upsample=1, embeddings=True, landmarks68=True)
-    for face in faces:
-        face.box = tuple(int(round(v / factor)) for v in face.box)  # type: ignore[assignment]
-        face.landmarks5 = face.landmarks5 / factor
-        if face.landmarks68 is not None:
-            face.landmarks68 = face.landmarks68 / factor
-    return faces, factor
+        if faces:
+            return faces
+    return []
 
 
 def _warp_to_canonical(pixels: np.ndarray, transform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +134,7 @@ def normalise_face(image, detect_max_side: int = 640) -> NormalisedFace | None:
     """The largest face of an RGB image (PIL or uint8 array) in the canonical frame,
     or None when no face is found."""
     pixels = np.ascontiguousarray(np.asarray(image.convert("RGB") if hasattr(image, "convert") else image))
-    faces, _ = find_face(pixels, detect_max_side)
+    faces = find_face(pixels, detect_max_side)
     if not faces:
         return None
     face = faces[0]
