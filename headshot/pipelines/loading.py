@@ -76,7 +76,7 @@ def resolve_base_model(value: str) -> BaseModelSpec:
     return BaseModelSpec(source=value)
 
 
-def _is_hub_id(source: str) -> bool:
+def is_hub_id(source: str) -> bool:
     """`owner/name`, as the Hugging Face hub spells repositories; anything else is a path."""
     parts = source.split("/")
     return (
@@ -116,7 +116,7 @@ def check_base_model(spec: BaseModelSpec, *, allow_pickle: bool = False) -> Path
         )
     if path.exists():
         return path
-    if spec.tiny or not _is_hub_id(source):
+    if spec.tiny or not is_hub_id(source):
         raise _missing_model_error(spec, f"no file or folder at {path.resolve()}")
     return None
 
@@ -148,13 +148,41 @@ def load_base_model(
     return loaded
 
 
-def _load_folder(spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool) -> LoadedModel:
+def folder_family(spec: BaseModelSpec, folder: Path) -> FamilyName:
+    """The family of a diffusers folder: the spec's, else its model_index.json's."""
     family_name = spec.family or family_of_folder(folder)
     if family_name is None:
         raise HeadshotError(
             f"{folder}: not a diffusers model folder (no model_index.json naming a Stable Diffusion pipeline)"
         )
-    family = FAMILIES[family_name]
+    return family_name
+
+
+def single_file_family(spec: BaseModelSpec, path: Path) -> FamilyName:
+    """The family of a single-file checkpoint: the spec's, else read from its tensor names
+    (the safetensors header only, no weights)."""
+    family_name = spec.family
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                keys = set(handle.keys())
+        except (SafetensorError, OSError) as exc:
+            raise HeadshotError(f"{path}: not a readable .safetensors file: {exc}") from None
+        family_name = family_name or family_of_checkpoint_keys(keys)
+    elif path.suffix.lower() not in PICKLE_SUFFIXES:
+        raise HeadshotError(f"{path}: expected a .safetensors checkpoint or a diffusers folder")
+    if family_name is None:
+        raise HeadshotError(
+            f"{path}: cannot tell whether this is an SD1.5 or SDXL checkpoint; "
+            "set 'family' in a model YAML file"
+        )
+    return family_name
+
+
+def _load_folder(spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool) -> LoadedModel:
+    family = FAMILIES[folder_family(spec, folder)]
     has_safetensors = any(folder.rglob("*.safetensors"))
     if not has_safetensors and not allow_pickle:
         raise HeadshotError(
@@ -175,24 +203,7 @@ def _load_folder(spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool) -
 
 
 def _load_single_file(spec: BaseModelSpec, path: Path, dtype, allow_pickle: bool) -> LoadedModel:
-    family_name = spec.family
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                keys = set(handle.keys())
-        except (SafetensorError, OSError) as exc:
-            raise HeadshotError(f"{path}: not a readable .safetensors file: {exc}") from None
-        family_name = family_name or family_of_checkpoint_keys(keys)
-    elif path.suffix.lower() not in PICKLE_SUFFIXES:
-        raise HeadshotError(f"{path}: expected a .safetensors checkpoint or a diffusers folder")
-    if family_name is None:
-        raise HeadshotError(
-            f"{path}: cannot tell whether this is an SD1.5 or SDXL checkpoint; "
-            "set 'family' in a model YAML file"
-        )
-    family = FAMILIES[family_name]
+    family = FAMILIES[single_file_family(spec, path)]
     try:
         pipeline = family.pipeline_class.from_single_file(
             str(path), config=spec.single_file_config, dtype=dtype

@@ -12,8 +12,14 @@ import json
 from pathlib import Path
 
 from headshot.errors import HeadshotError
-from headshot.pipelines.families import FamilyName, family_of_checkpoint_keys, family_of_folder
-from headshot.pipelines.loading import BaseModelSpec, _is_hub_id, resolve_base_model
+from headshot.pipelines.families import FamilyName
+from headshot.pipelines.loading import (
+    BaseModelSpec,
+    folder_family,
+    is_hub_id,
+    resolve_base_model,
+    single_file_family,
+)
 
 FAMILY_RESOLUTION: dict[str, int] = {"sd15": 512, "sdxl": 1024}
 TINY_RESOLUTION = 64
@@ -26,11 +32,11 @@ def training_size(base_model: str, family: FamilyName | None = None) -> tuple[Fa
     if source.is_dir():
         return _from_folder(spec, source, family)
     if source.is_file():
-        found = family or spec.family or _family_of_single_file(source)
+        found = family or single_file_family(spec, source)
         return found, FAMILY_RESOLUTION[found]
     if spec.tiny:
         return family or spec.family or "sd15", TINY_RESOLUTION
-    if _is_hub_id(spec.source):
+    if is_hub_id(spec.source):
         cached = _cached_hub_folder(spec)
         if cached is not None:
             return _from_folder(spec, cached, family)
@@ -44,11 +50,7 @@ def training_size(base_model: str, family: FamilyName | None = None) -> tuple[Fa
 
 
 def _from_folder(spec: BaseModelSpec, folder: Path, family: FamilyName | None) -> tuple[FamilyName, int]:
-    found = family or spec.family or family_of_folder(folder)
-    if found is None:
-        raise HeadshotError(
-            f"{folder}: not a diffusers model folder (no model_index.json naming a Stable Diffusion pipeline)"
-        )
+    found = family or folder_family(spec, folder)
     try:
         unet = json.loads((folder / "unet" / "config.json").read_text())
         vae = json.loads((folder / "vae" / "config.json").read_text())
@@ -56,21 +58,6 @@ def _from_folder(spec: BaseModelSpec, folder: Path, family: FamilyName | None) -
         return found, int(unet["sample_size"]) * factor
     except (OSError, ValueError, KeyError, TypeError):
         return found, FAMILY_RESOLUTION[found]  # configs unreadable: the family's native size
-
-
-def _family_of_single_file(path: Path) -> FamilyName:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:  # reads the header only
-            found = family_of_checkpoint_keys(set(handle.keys()))
-    except (SafetensorError, OSError) as exc:
-        raise HeadshotError(f"{path}: not a readable .safetensors file: {exc}") from None
-    if found is None:
-        raise HeadshotError(
-            f"{path}: cannot tell whether this is an SD1.5 or SDXL checkpoint; set 'family' in the config"
-        )
-    return found
 
 
 def _cached_hub_folder(spec: BaseModelSpec) -> Path | None:
