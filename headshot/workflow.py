@@ -126,8 +126,7 @@ def run_study(config: RunConfig, layout: SubjectLayout) -> None:
         outputs=config.outputs,
         allow_pickle=config.allow_pickle or None,
     )
-    folder = study(study_config, source=str(config.study_config))
-    console.print(f"study: trajectory, attention maps and sweeps -> {folder / 'report.html'}")
+    study(study_config, source=str(config.study_config))  # it reports where it wrote
 
 
 def run_demo(family: str = "sd15", outputs: Path = Path("outputs")) -> SubjectLayout:
