@@ -34,6 +34,13 @@ def configs_root() -> Path:
     return Path(__file__).resolve().parent.parent / "configs"
 
 
+def cache_root() -> Path:
+    """Where caches that outlive a run live (class images, weight hashes): $HEADSHOT_CACHE."""
+    import os
+
+    return Path(os.environ.get("HEADSHOT_CACHE", "~/.cache/headshot")).expanduser()
+
+
 _FRIENDLY = {
     "float_parsing": "expected a number",
     "float_type": "expected a number",

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from headshot.config import StrictModel, configs_root, read_yaml, validate
+from headshot.config import StrictModel, cache_root, configs_root, read_yaml, validate
 from headshot.errors import HeadshotError
 from headshot.pipelines.families import (
     FAMILIES,
@@ -259,7 +259,7 @@ def _swap_fp16_vae(loaded: LoadedModel, dtype) -> None:
 
 def fingerprint_path(path: Path) -> str:
     """SHA-256 over a weight file or a model folder's files, cached by size and mtime."""
-    cache_file = Path(os.environ.get("HEADSHOT_CACHE", "~/.cache/headshot")).expanduser() / "hashes.json"
+    cache_file = cache_root() / "hashes.json"
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     stamp = [
         [str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, p.stat().st_mtime_ns]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from headshot.config import StrictModel
+from headshot.config import cache_root as default_cache_root
 
 # Options that change the trained weights: a resumed run must use the same values.
 RESULT_FIELDS = (
@@ -126,7 +126,7 @@ class FinetuneConfig(StrictModel):
     def cache_root(self) -> Path:
         if self.cache_dir is not None:
             return Path(self.cache_dir).expanduser()
-        return Path(os.environ.get("HEADSHOT_CACHE", "~/.cache/headshot")).expanduser()
+        return default_cache_root()
 
     def result_settings(self) -> dict:
         """The options a resumed run must share with the run it continues."""
