@@ -1,0 +1,40 @@
+"""`headshot demo`: every stage, chained folder to folder in one process, as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from headshot.signing.api import verify_file
+
+
+def test_demo_runs_every_stage_and_delivers_disclosed_headshots(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADSHOT_CACHE", str(tmp_path / "cache"))  # class images, weight hashes
+    outputs = tmp_path / "outputs"
+    result = run_cli("demo", "--outputs", outputs)
+    assert result.code == 0, result.err
+    subject = outputs / "demo"
+
+    dataset = json.loads((subject / "dataset" / "dataset.json").read_text())
+    verdicts = {photo["source"]: photo["reason_code"] for photo in dataset["photos"]}
+    assert sum(code is None for code in verdicts.values()) == 8
+    assert verdicts["hopper_blurred.jpg"] == "blurred"
+    assert verdicts["other_person_astronaut.jpg"] == "many_faces"
+
+    assert list((tmp_path / "cache" / "class_images").glob("*/*.png")), "prior images cached there"
+    training = json.loads((subject / "lora" / "training.json").read_text())
+    assert (subject / "lora" / training["lora_file"]).is_file() and training["steps"] > 0
+
+    index = json.loads((subject / "headshots" / "index.json").read_text())
+    delivered = sorted(subject / c["delivered"] for c in index["candidates"] if c["delivered"])
+    assert delivered and delivered == sorted((subject / "headshots").glob("*.jpg"))
+    anchors = [outputs / "keys" / "dev-ca.pem"]
+    for headshot in delivered:
+        verification = verify_file(headshot, trust_anchors=anchors)
+        assert verification.state == "Trusted" and verification.ai_generated, headshot
+
+    with open(subject / "audit" / "metrics.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(delivered)
+    assert "<img" in (subject / "audit" / "report.html").read_text()
+    study = json.loads((subject / "audit" / "study" / "study.json").read_text())
+    assert study and "<img" in (subject / "audit" / "study" / "report.html").read_text()
