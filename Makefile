@@ -5,28 +5,49 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # On a machine without an NVIDIA GPU, install the CPU build of torch first so that
-# nothing pulls the multi-GB CUDA build. On a GPU box, the default torch wheel is used.
+# nothing pulls the multi-GB CUDA build. On a GPU box, the default (CUDA) wheel of the locked
+# torch release is used.
 # Elsewhere (no local CPU wheel), e.g.: make setup TORCH_ARGS="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
-TORCH_ARGS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch>=2.4,torch==2.13.0)
+TORCH_ARGS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
 
-.PHONY: setup demo test lint bench clean
+# Every install goes through the lock (requirements.lock): the exact set the tests pass on.
+LOCK   := requirements.lock
+
+.PHONY: setup demo test check-env lint bench lock clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml $(LOCK) Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS))
-	$(BIN)/python -m pip install --quiet -e ".[dev,heic]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS))
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,heic]"
+	$(BIN)/python tools/check_env.py
 	touch $@
+
+# A fresh resolve of pyproject.toml's ranges into a new lock. Commit it only after `make test`
+# passes on it (`make lock && make clean test`).
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS))
+	.venv-lock/bin/python -m pip install --quiet -e ".[dev,heic]"
+	.venv-lock/bin/python -m pip check
+	{ sed -n '/^#/p' $(LOCK); .venv-lock/bin/python -m pip freeze --exclude-editable \
+	  | grep -v '^#' | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
 
 demo: setup
 	$(BIN)/headshot demo
 
 lint: setup
-	$(BIN)/ruff check headshot tests bench
-	$(BIN)/ruff format --check headshot tests bench
+	$(BIN)/ruff check headshot tests bench tools
+	$(BIN)/ruff format --check headshot tests bench tools
 
-test: lint
+check-env: setup
+	$(BIN)/python tools/check_env.py
+
+test: check-env lint
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: setup
