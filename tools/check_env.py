@@ -1,8 +1,9 @@
 """Fail fast, before any test, when the virtual environment is not the locked, consistent set.
 
-Run by `make test` (`python tools/check_env.py [LOCK]`): `pip check` catches broken requirements (a package whose dependency is
-missing or at a version it refuses); the comparison with requirements.lock catches a package
-upgraded or downgraded by hand. Either prints what is wrong and how to repair it.
+Run by `make test` (`python tools/check_env.py [LOCK]`): `pip check` catches broken
+requirements (a package whose dependency is missing or at a version it refuses); the comparison with
+requirements.lock catches a package upgraded or downgraded by hand.
+Either prints what is wrong and how to repair it.
 """
 
 from __future__ import annotations
