@@ -277,7 +277,8 @@ def sign_command(
 @app.command("verify")
 def verify_command(
     files: Annotated[
-        list[Path], typer.Argument(help="Images to check (signed by headshot or any C2PA tool).")
+        list[Path],
+        typer.Argument(help="Images to check (signed by headshot or any C2PA tool); a folder: its images."),
     ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list instead of one line per file.")
@@ -290,6 +291,9 @@ def verify_command(
         Path | None,
         typer.Option("--manifest-store", help="Folder of manifests kept by `sign` (default: the config's)."),
     ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="For a folder, also check the images in its subfolders.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Read any image's C2PA manifest, XMP and watermark; say if it is declared AI-generated.
@@ -303,7 +307,7 @@ def verify_command(
     from headshot.signing.config import load_signing_config
 
     settings = load_signing_config(config, {"manifest_store": manifest_store})
-    run_verify(files, settings, as_json, list(trust_anchors or []))
+    run_verify(files, settings, as_json, list(trust_anchors or []), recursive=recursive)
 
 
 @app.command("audit")

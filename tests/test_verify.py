@@ -132,3 +132,34 @@ def test_verify_input_errors_name_the_file(tmp_path, run_cli):
     anchors.write_text("hello")
     bad = run_cli("verify", text, "--trust-anchors", anchors)
     assert bad.code == 1 and "anchors.pem: not a PEM certificate file" in bad.err
+
+
+def test_verify_a_folder_checks_every_image_in_it_and_subfolders_with_recursive(
+    tmp_path,
+    run_cli,
+    portrait,  # noqa: F811
+    signing_config,  # noqa: F811
+):
+    folder = tmp_path / "delivered"
+    nested = folder / "older"
+    nested.mkdir(parents=True)
+    sign_image(portrait, folder / "a.jpg", None, signing_config)
+    sign_image(portrait, nested / "b.png", None, signing_config)
+    (folder / "index.json").write_text("{}")  # not an image: a folder's other files are skipped
+    config = tmp_path / "signing.yaml"
+    config.write_text(f"manifest_store: {signing_config.manifest_store}\n")
+
+    flat = run_cli("verify", folder, "--config", config)
+    assert flat.code == 0, flat.err
+    lines = flat.out.strip().splitlines()
+    assert len(lines) == 1 and "a.jpg: Valid | AI-generated" in lines[0]
+
+    deep = run_cli("verify", folder, "--recursive", "--config", config)
+    assert deep.code == 0, deep.err
+    lines = deep.out.strip().splitlines()
+    assert len(lines) == 2 and "b.png: Valid | AI-generated" in lines[1]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = run_cli("verify", empty)
+    assert none.code == 1 and "empty: no images in this folder" in none.err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from headshot.analysis.image_io import is_photo_name
 from headshot.config import read_json_record
 from headshot.errors import HeadshotError
 from headshot.signing.config import SigningConfig
@@ -81,9 +82,36 @@ def describe(result: Verification) -> str:
     return line
 
 
-def run_verify(files: list[Path], config: SigningConfig, as_json: bool, trust_anchors: list[Path]) -> None:
+def expand_folders(paths: list[Path], recursive: bool = False) -> list[Path]:
+    """Files as given; a folder stands for the images in it (and in its subfolders if recursive).
+
+    Inside a folder only files named as images are taken (index.json, .c2pa sidecars and
+    hidden files are not); a file named on the command line is always checked.
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(
+            p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file() and is_photo_name(p)
+        )
+        if not found:
+            hint = "" if recursive else " (add --recursive to look in its subfolders)"
+            raise HeadshotError(f"{path}: no images in this folder{hint}")
+        files += found
+    return files
+
+
+def run_verify(
+    files: list[Path],
+    config: SigningConfig,
+    as_json: bool,
+    trust_anchors: list[Path],
+    recursive: bool = False,
+) -> None:
     """Print per file; raise (exit 1) when any file is invalid or not declared AI-generated."""
-    results = [verify_file(path, config, trust_anchors) for path in files]
+    results = [verify_file(path, config, trust_anchors) for path in expand_folders(files, recursive)]
     if as_json:
         typer.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
     else:
