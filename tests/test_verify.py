@@ -127,7 +127,8 @@ def test_verify_input_errors_name_the_file(tmp_path, run_cli):
     assert garbage.code == 1
     (report,) = json.loads(garbage.out)
     assert report["state"] == "Absent"
-    assert any("not a readable image" in error for error in report["errors"])
+    assert report["image_readable"] is False
+    assert "notes.jpg: not an image (or a format headshot cannot read)" in report["errors"]
     anchors = tmp_path / "anchors.pem"
     anchors.write_text("hello")
     bad = run_cli("verify", text, "--trust-anchors", anchors)
@@ -163,3 +164,14 @@ def test_verify_a_folder_checks_every_image_in_it_and_subfolders_with_recursive(
     empty.mkdir()
     none = run_cli("verify", empty)
     assert none.code == 1 and "empty: no images in this folder" in none.err
+
+
+def test_verify_a_file_that_is_not_an_image_says_so_in_words(tmp_path, run_cli):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image at all")
+    result = run_cli("verify", text)
+    assert result.code == 1
+    message = result.out + result.err
+    assert "notes.jpg: not an image (or a format headshot cannot read)" in message
+    assert "BytesIO" not in message and "cannot identify image file" not in message
+    assert "1 of 1 files failed verification" in result.err and "notes.jpg (not an image)" in result.err

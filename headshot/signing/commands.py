@@ -119,10 +119,14 @@ def run_verify(
             typer.echo(describe(result))
     failed = [r for r in results if not r.passed]
     if failed:
-        reasons = ", ".join(
-            f"{r.file} ({'invalid' if r.state == 'Invalid' else 'not declared AI-generated'})" for r in failed
-        )
+        reasons = ", ".join(f"{r.file} ({_failure_reason(r)})" for r in failed)
         raise HeadshotError(f"{len(failed)} of {len(results)} files failed verification: {reasons}")
+
+
+def _failure_reason(result: Verification) -> str:
+    if not result.image_readable and result.state == "Absent":
+        return "not an image"
+    return "invalid" if result.state == "Invalid" else "not declared AI-generated"
 
 
 def run_keys_init(out: Path, force: bool) -> None:

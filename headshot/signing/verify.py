@@ -44,6 +44,7 @@ class Verification(BaseModel):
     manifest_label: str | None = None
     watermark: WatermarkReport
     manifest_store: store.StoreLookup | None = None
+    image_readable: bool = True  # False: not an image, or its pixels could not be decoded
     errors: list[str] = Field(default_factory=list)
 
     @computed_field
@@ -164,8 +165,11 @@ def verify_file(
             image.load()
             xmp_type = read_digital_source_type(image)
             found = watermark.detect(image, key=config.watermark.key)
-    except (UnidentifiedImageError, OSError) as exc:
-        errors.append(f"not a readable image: {exc}")
+    except UnidentifiedImageError:
+        errors.append(f"{path.name}: not an image (or a format headshot cannot read)")
+        xmp_type, found = None, None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # what Pillow's decoders raise
+        errors.append(f"{path.name}: truncated or corrupt image data ({exc})")
         xmp_type, found = None, None
     if xmp_type in AI_SOURCE_TYPES:
         disclosed.append("xmp")
@@ -196,5 +200,6 @@ def verify_file(
         manifest_label=manifest.get("label") if manifest else None,
         watermark=marks,
         manifest_store=lookup,
+        image_readable=found is not None,
         errors=errors,
     )
