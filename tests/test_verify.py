@@ -7,7 +7,7 @@ import json
 
 import c2pa
 import pytest
-from signing_support import dev_keys, portrait, reencode, signing_config  # noqa: F401  (fixtures)
+from signing_support import dev_keys, portrait, reencode, sign_the_old_way, signing_config  # noqa: F401  (fixtures)
 
 from headshot.samples import astronaut
 from headshot.signing.api import sign_image, verify_file
@@ -175,3 +175,24 @@ def test_verify_a_file_that_is_not_an_image_says_so_in_words(tmp_path, run_cli):
     assert "notes.jpg: not an image (or a format headshot cannot read)" in message
     assert "BytesIO" not in message and "cannot identify image file" not in message
     assert "1 of 1 files failed verification" in result.err and "notes.jpg (not an image)" in result.err
+
+
+def test_a_headshot_signed_the_old_way_still_verifies_and_is_found_from_its_mark(
+    tmp_path,
+    dev_keys,  # noqa: F811
+    portrait,  # noqa: F811
+    signing_config,  # noqa: F811
+):
+    """Before 2026-12: v1 mark, c2pa.watermarked + c2pa.soft-binding with our algorithm name."""
+    old = sign_the_old_way(portrait, tmp_path / "old.jpg", signing_config, "0ddba115")
+    result = verify_file(old, signing_config, [dev_keys.ca_certificate])
+    assert result.state == "Trusted" and result.passed, result.errors
+    assert result.disclosed_by == ["c2pa", "xmp", "watermark"]
+    assert result.watermark.identifier == "0ddba115" and result.watermark.matches_manifest is True
+
+    stripped = tmp_path / "old-uploaded.jpg"
+    reencode(old, quality=75, scale=0.5).save(stripped)
+    copy = verify_file(stripped, signing_config)
+    assert copy.state == "Absent" and copy.disclosed_by == ["watermark"]
+    assert copy.watermark.identifier == "0ddba115"
+    assert copy.manifest_store.found and copy.manifest_store.summary["title"] == "old.jpg"

@@ -1,7 +1,8 @@
 """Read any image back: C2PA validation state, AI disclosure (C2PA / XMP / watermark), signer.
 
 Works on images signed by other C2PA tools too: nothing here assumes our own manifest
-layout except the optional soft-binding comparison and the local manifest store lookup.
+layout except the watermark declaration (org.headshot.watermark, or the c2pa.soft-binding of
+files signed before 2026-12) and the local manifest store lookup.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, Field, computed_field
 from headshot.errors import HeadshotError
 from headshot.signing import store, watermark
 from headshot.signing.config import SigningConfig
-from headshot.signing.manifest import SOFT_BINDING_LABEL
+from headshot.signing.manifest import LEGACY_SOFT_BINDING_LABEL, WATERMARK_LABEL
 from headshot.signing.xmp import AI_SOURCE_TYPES, read_digital_source_type
 
 State = Literal["Trusted", "Valid", "Invalid", "Absent"]
@@ -30,7 +31,7 @@ class WatermarkReport(BaseModel):
     found: bool
     identifier: str | None = None
     score: float = 0.0
-    matches_manifest: bool | None = None  # the manifest's soft binding names the same id
+    matches_manifest: bool | None = None  # the manifest declares the same identifier
 
 
 class Verification(BaseModel):
@@ -107,13 +108,18 @@ def _source_type(manifest: dict[str, Any]) -> str | None:
     return (ai or declared or [None])[0]
 
 
-def _soft_binding_ids(manifest: dict[str, Any]) -> set[str]:
-    return {
+def _declared_watermark_ids(manifest: dict[str, Any]) -> set[str]:
+    """Identifiers the manifest declares: our own assertion, or the soft binding of older files."""
+    declared = {
+        str(data["identifier"]) for data in _assertions(manifest, WATERMARK_LABEL) if "identifier" in data
+    }
+    legacy = {
         str(block.get("value"))
-        for data in _assertions(manifest, SOFT_BINDING_LABEL)
-        if data.get("alg") == watermark.ALGORITHM
+        for data in _assertions(manifest, LEGACY_SOFT_BINDING_LABEL)
+        if str(data.get("alg", "")).startswith("org.headshot.watermark.")
         for block in data.get("blocks", [])
     }
+    return declared | legacy
 
 
 def _failures(results: dict[str, Any] | None) -> list[str]:
@@ -177,7 +183,7 @@ def verify_file(
     lookup = None
     if found is not None and found.found:
         disclosed.append("watermark")
-        bound = _soft_binding_ids(manifest)
+        bound = _declared_watermark_ids(manifest)
         marks = WatermarkReport(
             found=True,
             identifier=found.identifier,
