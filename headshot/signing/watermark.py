@@ -10,13 +10,16 @@ from __future__ import annotations
 from PIL import Image
 
 from headshot.signing import watermark_dct as _v1
+from headshot.signing import watermark_tiled as _v2
 from headshot.signing.watermark_payload import WatermarkResult, key_id
 
-CURRENT = _v1
-LEGACY = ()
+CURRENT = _v2
+LEGACY = (_v1,)
 ALGORITHM = CURRENT.ALGORITHM
-VERSION = 1
-DEFAULT_KEY = "headshot-watermark-v1"  # public on purpose: anyone may detect the disclosure
+VERSION = 2
+# Public on purpose: anyone may detect the disclosure. (Each version derives its own
+# carriers from it, so the name "-v1" stays: it names the key, not the algorithm.)
+DEFAULT_KEY = "headshot-watermark-v1"
 DEFAULT_STRENGTH = CURRENT.DEFAULT_STRENGTH
 
 __all__ = [
