@@ -38,6 +38,8 @@ MIN_TILE = 64
 BAND = (3.2, 12.8)  # carrier frequencies, in cycles per tile (radius): periods of 1/13 to 1/3 tile
 DEFAULT_STRENGTH = 0.13  # per-bit margin: carrier amplitude in grey levels (about 40.5 dB PSNR)
 FLOOR = 0.6  # every bit gets at least this share of `strength`, whatever the photo already says
+SCOUT_BITS = 24  # bits whose carrier energy ranks the folds near a candidate period
+DECODED_FOLDS = 3  # the best-ranked folds that are decoded (and CRC-checked)
 SCALE_STEPS = tuple(sign * 0.005 * i for i in range(5) for sign in ((1,) if i == 0 else (-1, 1)))
 MIN_PERIOD = 28  # shortest tile period looked for, in analysis pixels (carriers below 0.46 cycles/px)
 WHITEN_WINDOW = 21  # frequency bins of the local spectrum average that whitening divides by
@@ -129,20 +131,27 @@ def _chip_values(tile: np.ndarray, key: str) -> tuple[np.ndarray, np.ndarray]:
     return coefficients * np.conj(units) * signs * 2, weights / per_bit[bits]
 
 
-def _correlations(tile: np.ndarray, key: str) -> np.ndarray:
-    """(N_BITS, GRID, GRID): each bit's weighted carrier correlation at every circular offset.
+def _correlations(tile: np.ndarray, key: str, first_bits: int = N_BITS) -> np.ndarray:
+    """(first_bits, GRID, GRID): each bit's weighted carrier correlation at every circular offset.
 
     In grey levels of carrier amplitude: a tile carrying bit b with amplitude a gives
     about +/-a at its offset.
     """
     freqs, _units, bits, _signs = _chips(key)
     values, weights = _chip_values(tile, key)
-    cells = (bits * GRID + freqs[:, 0] % GRID) * GRID + freqs[:, 1] % GRID
-    weighted = values * weights
-    size = N_BITS * GRID * GRID
+    chosen = bits < first_bits
+    cells = (bits[chosen] * GRID + freqs[chosen, 0] % GRID) * GRID + freqs[chosen, 1] % GRID
+    weighted = values[chosen] * weights[chosen]
+    size = first_bits * GRID * GRID
     table = np.bincount(cells, weighted.real, size) + 1j * np.bincount(cells, weighted.imag, size)
     # sum_k W_k exp(-2 pi i k.d / GRID) over k: a forward DFT evaluated at every offset d.
-    return scipy_fft.fft2(table.reshape(N_BITS, GRID, GRID).astype(np.complex64), workers=-1).real
+    return scipy_fft.fft2(table.reshape(first_bits, GRID, GRID).astype(np.complex64), workers=-1).real
+
+
+def _peak_ratio(tile: np.ndarray, key: str) -> float:
+    """How far the carriers' energy peak (over SCOUT_BITS bits) stands above its median."""
+    energy = (_correlations(tile, key, SCOUT_BITS) ** 2).sum(axis=0)
+    return float(energy.max() / (np.median(energy) + 1e-12))
 
 
 def _soft_bits_at(tile: np.ndarray, key: str, offset: tuple[float, float]) -> np.ndarray:
@@ -233,9 +242,11 @@ def _folds(luma: np.ndarray, period: tuple[float, float]):
 
 
 def _read(luma: np.ndarray, key: str, period: tuple[float, float]) -> tuple[int | None, float]:
-    """The first CRC-confirmed identifier among the folds near `period`, and the best score."""
+    """Decode the folds near `period` whose carrier energy stands out most (scouted on
+    SCOUT_BITS bits, a quarter of the cost); the identifier if a CRC matched, and the score."""
+    ranked = sorted(_folds(luma, period), key=lambda tile: -_peak_ratio(tile, key))
     best = 0.0
-    for tile in _folds(luma, period):
+    for tile in ranked[:DECODED_FOLDS]:
         identifier, score, _soft = _decode_tile(tile, key)
         if identifier is not None:
             return identifier, score
