@@ -45,7 +45,6 @@ MIN_PERIOD = 28  # shortest tile period looked for, in analysis pixels (carriers
 WHITEN_WINDOW = 21  # frequency bins of the local spectrum average that whitening divides by
 ANALYSIS_SIDE = 768  # images are analysed for their period at most this large
 HIGH_PASS_SIGMA = GRID / 8  # grid pixels; removes what lies below the band before folding
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def tile_size(width: int, height: int) -> int:
@@ -78,16 +77,21 @@ def _chips(key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return freqs, np.exp(1j * phase), bits, signs
 
 
-def _bit_spectra(key: str, size: int) -> np.ndarray:
-    """(N_BITS, size, size) half-plane spectra of each bit's unit carrier on a size-pixel tile."""
+def _tile_pattern(key: str, size: int, amplitudes: np.ndarray) -> np.ndarray:
+    """One size x size tile of the mark: each bit's carrier (cosines of amplitude 1 at its
+    chips' frequencies and phases) times that bit's signed amplitude, summed. One inverse
+    FFT of a half-plane spectrum: the real part, x2, is the sum of the cosines."""
     freqs, units, bits, signs = _chips(key)
-    spectra = np.zeros((N_BITS, size, size), dtype=np.complex128)
-    np.add.at(spectra, (bits, freqs[:, 0] % size, freqs[:, 1] % size), signs * units)
-    return spectra
+    cells = (freqs[:, 0] % size) * size + freqs[:, 1] % size
+    values = signs * units * amplitudes[bits]
+    area = size * size
+    spectrum = np.bincount(cells, values.real, area) + 1j * np.bincount(cells, values.imag, area)
+    return (np.fft.ifft2(spectrum.reshape(size, size)).real * (size * size)).astype(np.float32)
 
 
 def _luma(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.float32) @ LUMA
+    """ITU-R 601 luminance, as Pillow's "L" (8-bit), in float32."""
+    return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
 def _grid(luma: np.ndarray, period: tuple[float, float]) -> np.ndarray:
@@ -304,20 +308,17 @@ def embed(image: Image.Image, identifier: str, key: str, strength: float = DEFAU
     w, h = original.size
     size = tile_size(w, h)
     signs = payload_bits(int(identifier, 16)) * 2.0 - 1.0
-    unit = _bit_spectra(key, size)
-    # Spatial carrier of each bit on one tile (real part of a half-plane spectrum, x2).
-    carriers = 2 * np.fft.ifft2(unit, axes=(1, 2)).real * (size * size) / 2
     reps = (-(-h // size), -(-w // size))
     period = (float(size), float(size))
-    luma = _luma(original)
-    host = _soft_bits_at(_fold(luma, period), key, (0.0, 0.0))
-    # Gain of the fold for a unit carrier (resampling and the high-pass lose a little).
-    probe = np.tile(np.tensordot(signs, carriers, axes=1), reps)[:h, :w].astype(np.float32)
+    host = _soft_bits_at(_fold(_luma(original), period), key, (0.0, 0.0))
+    # Gain of the fold for a unit carrier (resampling and the high-pass lose a little),
+    # measured on a patch of 3 x 3 tiles: the fold is a per-tile average.
+    probe = np.tile(_tile_pattern(key, size, signs), (3, 3))
     gain = np.maximum(signs * _soft_bits_at(_fold(probe, period), key, (0.0, 0.0)), 1e-3)
     amplitude = np.maximum(FLOOR * strength, strength - signs * host) / gain
     marked = original
     for _ in range(3):
-        pattern = np.tile(np.tensordot(signs * amplitude, carriers, axes=1), reps)[:h, :w]
+        pattern = np.tile(_tile_pattern(key, size, signs * amplitude), reps)[:h, :w]
         marked = _add_to_all_channels(original, np.rint(pattern))
         reached = signs * _soft_bits_at(_fold(_luma(marked), period), key, (0.0, 0.0))
         short = reached < strength * 0.95
@@ -328,9 +329,15 @@ def embed(image: Image.Image, identifier: str, key: str, strength: float = DEFAU
 
 
 def _add_to_all_channels(image: Image.Image, offset: np.ndarray) -> Image.Image:
-    """The same signed offset on R, G and B (so on the luminance), with 8-bit clipping."""
-    rgb = np.asarray(image, dtype=np.int16) + offset.astype(np.int16)[:, :, None]
-    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), mode="RGB")
+    """The same signed offset on R, G and B (so on the luminance), with 8-bit clipping.
+
+    Saturating 8-bit adds and subtracts (OpenCV): each pixel's offset is either positive or
+    negative, so add-then-subtract clips exactly like one signed add.
+    """
+    up = np.clip(offset, 0, 255).astype(np.uint8)
+    down = np.clip(-offset, 0, 255).astype(np.uint8)
+    rgb = cv2.add(np.asarray(image), cv2.merge((up, up, up)))
+    return Image.fromarray(cv2.subtract(rgb, cv2.merge((down, down, down))), mode="RGB")
 
 
 def bit_errors(image: Image.Image, identifier: str, key: str) -> int:
