@@ -278,7 +278,7 @@ def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, mon
         monitor.say(f"settings changed since {checkpoint.folder} ({changed})")
         checkpoint = None
     if checkpoint is not None:
-        load_trainable_state(named, checkpoint.lora)
+        load_trainable_state(named, checkpoint.lora, checkpoint.folder)
         ckpt.restore_training_state(checkpoint, optimizer, lr_scheduler)
         monitor.resumed_from(checkpoint)
         return checkpoint.state
