@@ -50,10 +50,6 @@ AllowPickleOption = Annotated[
 ]
 
 
-def _not_built(stage: str, issue: int) -> None:
-    raise HeadshotError(f"`headshot {stage}` is not built yet (tracked in issue {issue}).")
-
-
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
