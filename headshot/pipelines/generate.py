@@ -14,6 +14,7 @@ from PIL import Image
 from rich.console import Console
 
 from headshot.analysis.likeness import SubjectIdentity
+from headshot.busy import subject_busy
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
 from headshot.pipelines import delivery, ranking
@@ -30,6 +31,11 @@ console = Console(stderr=True, soft_wrap=True)
 def generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
     """Render, rank and deliver; returns headshots/index.json (None on non-main processes
     and when max_images stopped the rendering before the grid was complete)."""
+    with subject_busy(SubjectLayout.of_stage_folder(Path(lora_folder)).root, "generate"):
+        return _generate(Path(lora_folder), config)
+
+
+def _generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
     import torch
     from accelerate import PartialState
 
