@@ -277,7 +277,7 @@ def verify_command(
         typer.Argument(help="Images to check (signed by headshot or any C2PA tool); a folder: its images."),
     ],
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON list instead of one line per file.")
+        bool, typer.Option("--json", help="Print one JSON document (docs/verify-schema.json).")
     ] = False,
     trust_anchors: Annotated[
         list[Path] | None,
