@@ -15,7 +15,7 @@ dwtDctSvd (Stable Diffusion's watermark; 32-bit payload, no error detection of i
 - PSNR per photo; the worst case's difference image at 10x gain is written to
   docs/watermark-difference.png.
 Usage: python bench/bench_watermark.py [--fp-keys N] [--workers N] [--quick]
-(imwatermark: pip install -c requirements.lock -c requirements-bench.lock -e ".[bench]")
+(imwatermark: in a separate environment, see requirements-bench.lock)
 """
 
 from __future__ import annotations
@@ -233,10 +233,18 @@ def unmarked_variants(photos: dict[str, Image.Image]) -> list[Image.Image]:
     return variants
 
 
-def difference_picture(square: Image.Image, marked: Image.Image, path: Path) -> None:
-    """Original | marked | difference x10 (grey = no change), each 512 px."""
+FACE = (300, 180, 700, 580)  # Grace Hopper's face in the 1024 px headshot
+
+
+def difference_picture(
+    square: Image.Image, marked: Image.Image, path: Path, zoom: tuple | None = None
+) -> None:
+    """Original | marked | difference x10 (grey = no change), each 512 px; with `zoom`, that
+    box of the 1024 px image (a face) enlarged instead, so that the skin can be seen."""
     diff = np.asarray(marked, dtype=np.float64) - np.asarray(square, dtype=np.float64)
     gained = Image.fromarray(np.clip(128 + 10 * diff, 0, 255).astype(np.uint8))
+    if zoom is not None:
+        square, marked, gained = (im.crop(zoom) for im in (square, marked, gained))
     panels = [im.resize((512, 512), Image.LANCZOS) for im in (square, marked)] + [
         gained.resize((512, 512), Image.BOX)
     ]
@@ -316,6 +324,8 @@ def main() -> None:
         print(
             f"worst PSNR: {worst['name']} {worst['rows'][current]['psnr']:.1f} dB; difference x10 -> {path}"
         )
+        face = next(r for r in results if r["name"] == "grace_hopper")["rows"][current]["pair"]
+        difference_picture(*face, DOCS / "watermark-difference-face.png", zoom=FACE)
 
 
 if __name__ == "__main__":
