@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image, ImageFilter
-from study_support import make_lora_folder
+from study_support import finetuned_lora
 
 from headshot.analysis.study import attention, trajectory
 from headshot.analysis.study.measures import (
@@ -141,7 +141,7 @@ def test_study_needs_a_place_to_write(run_cli, tiny_sd15):
 
 
 def test_a_lora_on_the_wrong_family_is_refused(run_cli, tiny_sd15, tiny_sdxl, tmp_path):
-    lora = make_lora_folder(tiny_sd15, "sd15", tmp_path / "ada" / "lora", checkpoints=())
+    lora = finetuned_lora(tiny_sd15, "sd15", tmp_path, steps=1, checkpoint_steps=0)
     result = run_cli("study", lora, "-m", tiny_sdxl, "--no-sweep")
     assert result.code == 1
     assert "trained on a sd15 model" in result.err and str(lora) in result.err
@@ -202,15 +202,27 @@ def test_the_shipped_study_configs_are_valid():
     assert demo.steps <= 4 and demo.sweep.mode == "axes"
 
 
-def test_an_sdxl_lora_and_its_checkpoint_load_and_switch(tiny_sdxl, tmp_path):
-    lora = make_lora_folder(tiny_sdxl, "sdxl", tmp_path / "ada" / "lora", checkpoints=(50,))
+def test_an_sdxl_lora_and_finetunes_checkpoints_load_and_switch(tiny_sdxl, tmp_path):
+    from headshot.training.checkpoints import checkpoint_lora_layers, read_checkpoint
+
+    # Text-encoder LoRAs too, and alpha != rank: the checkpoint's scale must be folded in.
+    lora = finetuned_lora(tiny_sdxl, "sdxl", tmp_path, train_text_encoder=True, rank=4, alpha=8)
+    assert sorted(p.name for p in (lora / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
     model = load_study_model(lora, None)
-    assert model.family == "sdxl" and [c.label for c in model.checkpoints] == ["checkpoint-50", "final"]
+    assert model.family == "sdxl" and [c.label for c in model.checkpoints] == ["step-000003", "final"]
+    assert model.skipped_checkpoints == []
 
     def render(label, scale):
         model.use_lora(label, scale)
         return np.asarray(render_image(model, PROMPT, "", 64, seed=0, steps=2, guidance_scale=5.0), dtype=int)
 
-    off, final, early = render("final", 0.0), render("final", 1.0), render("checkpoint-50", 1.0)
-    assert np.array_equal(off, render("checkpoint-50", 0.0))
+    off, final, early = render("final", 0.0), render("final", 1.0), render("step-000003", 1.0)
+    assert np.array_equal(off, render("step-000003", 0.0))
     assert np.abs(final - off).mean() > 0.5 and np.abs(final - early).mean() > 0.1
+
+    # A checkpoint renders as the LoRA exported at its step: the step-6 one is the final LoRA.
+    last = read_checkpoint(lora / "checkpoints" / "step-000006")
+    model.pipeline.load_lora_weights(checkpoint_lora_layers(last.lora, 8 / 4), adapter_name="step_6")
+    model.pipeline.set_adapters(["step_6"], adapter_weights=[1.0])
+    again = np.asarray(render_image(model, PROMPT, "", 64, seed=0, steps=2, guidance_scale=5.0), dtype=int)
+    assert np.abs(again - final).max() <= 1, np.abs(again - final).max()

@@ -37,4 +37,10 @@ def test_demo_runs_every_stage_and_delivers_disclosed_headshots(run_cli, tmp_pat
         assert len(list(csv.DictReader(handle))) == len(delivered)
     assert "<img" in (subject / "audit" / "report.html").read_text()
     study = json.loads((subject / "audit" / "study" / "study.json").read_text())
-    assert study and "<img" in (subject / "audit" / "study" / "report.html").read_text()
+    assert "<img" in (subject / "audit" / "study" / "report.html").read_text()
+    # Every checkpoint finetune wrote is studied; the one at the last step is the final LoRA.
+    written = sorted(p.name for p in (subject / "lora" / "checkpoints").iterdir())
+    assert written == ["step-000040", "step-000060"] and study["lora"]["skipped_checkpoints"] == []
+    studied = [(c["label"], c["step"]) for c in study["lora"]["checkpoints"]]
+    assert studied == [("step-000040", 40), ("final", training["steps"])] and training["steps"] == 60
+    assert study["sweep"]["knobs"]["checkpoint"] == ["step-000040", "final"]

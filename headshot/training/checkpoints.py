@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,12 @@ class TrainingState:
 
 def checkpoint_folder(checkpoints: Path, step: int) -> Path:
     return Path(checkpoints) / f"step-{step:06d}"
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The training step a checkpoint folder's name says (step-000100 -> 100), else None."""
+    match = re.fullmatch(r"step-(\d+)", Path(folder).name)
+    return int(match.group(1)) if match else None
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
@@ -106,6 +113,21 @@ def read_checkpoint(folder: Path) -> Checkpoint:
         step_seconds=data.get("step_seconds", []),
     )
     return Checkpoint(folder, state, data["settings"], lora)
+
+
+def checkpoint_lora_layers(lora: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """A checkpoint's LoRA tensors as the state dict diffusers' `load_lora_weights` takes.
+
+    A checkpoint keeps the trainable tensors under their parameter names (component prefix,
+    peft's adapter name inside, alpha/rank not applied: what resuming needs). The export
+    folds `scale` (alpha / rank) into the up-projections; so does this, so a checkpoint
+    renders exactly as the LoRA exported at that step would.
+    """
+    layers = {}
+    for name, tensor in lora.items():
+        key = re.sub(r"\.(lora_[AB])\.default\.", r".\1.", name)
+        layers[key] = tensor * scale if ".lora_B." in key else tensor
+    return layers
 
 
 def changed_settings(checkpoint: Checkpoint, settings: dict) -> str | None:
