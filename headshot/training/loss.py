@@ -2,6 +2,10 @@
 
 A batch holds instance examples first and, with prior preservation, as many class
 examples after them; the class half's loss is weighted by `prior_loss_weight`.
+
+Each example's noise and timestep come from its own seed (`Batch.noise_seeds`), so an
+example draws the same whichever process and micro-batch it lands in: N processes x b
+images per step train the same LoRA as 1 process x N*b images (tested).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class Batch:
     time_ids: torch.Tensor  # (b, 6), SDXL only
     prompts: PromptEmbeddings  # (b, ...)
     num_instance: int  # the first num_instance rows are the subject; the rest class images
+    noise_seeds: list[int]  # one per row: that example's noise, offset and timestep
 
 
 @dataclass
@@ -30,16 +35,11 @@ class LossSettings:
     face_loss_weight: float
 
 
-def dreambooth_loss(unet, scheduler, batch: Batch, settings: LossSettings, generator: torch.Generator):
-    """Returns (loss, instance_loss, prior_loss); all randomness comes from `generator`."""
+def dreambooth_loss(unet, scheduler, batch: Batch, settings: LossSettings):
+    """Returns (loss, instance_loss, prior_loss); all randomness comes from `batch.noise_seeds`."""
     latents = batch.latents
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-    if settings.noise_offset:
-        # Offset noise lets the model learn overall brightness (dark studio backdrops).
-        offset = torch.randn(latents.shape[:2] + (1, 1), generator=generator)
-        noise = noise + settings.noise_offset * offset.to(latents.device, latents.dtype)
-    count = scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, count, (len(latents),), generator=generator).to(latents.device)
+    noise, timesteps = _draw_noise(batch, settings, scheduler.config.num_train_timesteps)
+    noise, timesteps = noise.to(latents.device, latents.dtype), timesteps.to(latents.device)
     noisy = scheduler.add_noise(latents, noise, timesteps)
 
     conditioning = {}
@@ -62,6 +62,21 @@ def dreambooth_loss(unet, scheduler, batch: Batch, settings: LossSettings, gener
         return instance_loss, instance_loss, None
     prior_loss = per_example[batch.num_instance :].mean()
     return instance_loss + settings.prior_loss_weight * prior_loss, instance_loss, prior_loss
+
+
+def _draw_noise(batch: Batch, settings: LossSettings, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's noise (plus offset noise) and timestep, from that row's own seed."""
+    shape = batch.latents.shape[1:]
+    noises, timesteps = [], []
+    for seed in batch.noise_seeds:
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn(shape, generator=generator)
+        if settings.noise_offset:
+            # Offset noise lets the model learn overall brightness (dark studio backdrops).
+            noise = noise + settings.noise_offset * torch.randn(shape[:1] + (1, 1), generator=generator)
+        noises.append(noise)
+        timesteps.append(torch.randint(0, count, (1,), generator=generator))
+    return torch.stack(noises), torch.cat(timesteps)
 
 
 def _min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float | None) -> torch.Tensor:
