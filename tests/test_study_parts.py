@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,57 @@ def test_recorders_leave_the_render_unchanged(sd15_model):
     assert len(x0.steps) == len(scheduler.timesteps) and maps.per_step().shape == (len(x0.steps), 1, 8, 8)
     again = render()
     assert np.array_equal(again, plain)  # the attention processors were restored
+
+
+def test_an_attention_map_is_softmax_of_queries_times_keys_computed_by_hand(sd15_model):
+    """The recorded map of step 0 against softmax(Q K^T / sqrt(d)) computed here from each
+    cross-attention layer's own inputs: the prompt's half of the guided batch, averaged over
+    heads, the word's probability at every pixel, each layer's grid resized to the latent
+    grid (bilinear), averaged over the layers."""
+    import torch.nn.functional as F
+
+    pipe = sd15_model.pipeline
+    positions = attention.token_positions(pipe, PROMPT, ["hair", "earrings"])
+    layers = [m for m in pipe.unet.modules() if getattr(m, "is_cross_attention", False)]
+    inputs = {}  # layer -> (hidden states, text states) of its first call: step 0
+
+    def keep(layer):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            inputs.setdefault(
+                layer, (hidden.detach().double(), kwargs["encoder_hidden_states"].detach().double())
+            )
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(keep(i), with_kwargs=True) for i, m in enumerate(layers)]
+    try:
+        with attention.CrossAttentionRecorder(pipe, positions, (8, 8)) as recorder:
+            render_image(sd15_model, PROMPT, "", 64, seed=3, steps=2, guidance_scale=6.0)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    recorded = recorder.per_step()[0]  # (words, 8, 8)
+
+    expected = np.zeros_like(recorded, dtype=np.float64)
+    for index, module in enumerate(layers):
+        hidden, text = inputs[index]
+        hidden, text = hidden[hidden.shape[0] // 2 :], text[text.shape[0] // 2 :]  # the prompt's half
+        q = hidden @ module.to_q.weight.detach().double().T
+        k = text @ module.to_k.weight.detach().double().T
+        heads = module.heads
+        q = q.reshape(q.shape[0], q.shape[1], heads, -1).transpose(1, 2)  # (batch, heads, pixels, d)
+        k = k.reshape(k.shape[0], k.shape[1], heads, -1).transpose(1, 2)  # (batch, heads, tokens, d)
+        scores = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1).mean(dim=(0, 1))
+        side = math.isqrt(scores.shape[0])
+        for row, word in enumerate(positions):
+            grid = scores[:, positions[word]].sum(dim=-1).reshape(1, 1, side, side)
+            expected[row] += F.interpolate(grid, size=(8, 8), mode="bilinear", align_corners=False)[
+                0, 0
+            ].numpy()
+    expected /= len(layers)
+    assert len(layers) >= 3 and expected.std() > 1e-4
+    np.testing.assert_allclose(recorded, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_token_positions_sum_split_words_and_agree_across_sdxl_tokenizers(tiny_sdxl):
