@@ -452,6 +452,9 @@ def tiny_model_command(
     family: Annotated[str, typer.Option("--family", "-f", help="sd15 or sdxl.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to save the diffusers model in.")],
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
+    pretrain_steps: Annotated[
+        int, typer.Option("--pretrain-steps", help="Pre-train the UNet this many steps on packaged photos.")
+    ] = 0,
 ) -> None:
     """Build a tiny random-weight model of a real family's shape (for tests and the demo)."""
     from headshot.pipelines.families import FAMILIES
@@ -459,7 +462,7 @@ def tiny_model_command(
 
     if family not in FAMILIES:
         raise typer.BadParameter(f"expected one of {', '.join(FAMILIES)}", param_hint="--family")
-    save_tiny_model(family, out, seed=seed)  # type: ignore[arg-type]
+    save_tiny_model(family, out, seed=seed, pretrain_steps=pretrain_steps)  # type: ignore[arg-type]
     typer.echo(f"tiny {family} model saved to {out}")
 
 

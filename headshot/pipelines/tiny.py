@@ -152,8 +152,21 @@ def _unet(family: FamilyName, cross_attention_dim: int, pooled_dim: int):
     )
 
 
-def build_tiny_pipeline(family: FamilyName, seed: int = 0):
-    """Build (not save) a random-weight pipeline of the given family."""
+def build_tiny_pipeline(family: FamilyName, seed: int = 0, pretrain_steps: int = 0):
+    """Build (not save) a random-weight pipeline of the given family.
+
+    `pretrain_steps` > 0: then pre-train its UNet briefly (`tiny_pretrain`), so that it
+    renders latents of the data's scale and keeps "a photo of person" apart.
+    """
+    pipeline = _build_random_pipeline(family, seed)
+    if pretrain_steps:
+        from headshot.pipelines.tiny_pretrain import pretrain_denoiser
+
+        pretrain_denoiser(pipeline, pretrain_steps, seed=seed)
+    return pipeline
+
+
+def _build_random_pipeline(family: FamilyName, seed: int):
     import torch
     from diffusers import (
         EulerDiscreteScheduler,
@@ -192,11 +205,11 @@ def build_tiny_pipeline(family: FamilyName, seed: int = 0):
     raise HeadshotError(f"unknown model family '{family}' (expected sd15 or sdxl)")
 
 
-def save_tiny_model(family: FamilyName, out: Path, seed: int = 0) -> Path:
+def save_tiny_model(family: FamilyName, out: Path, seed: int = 0, pretrain_steps: int = 0) -> Path:
     """Build a tiny model and save it in diffusers format (safetensors) under `out`."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "model_index.json").is_file():
         raise HeadshotError(f"{out}: folder exists and is not a model folder; choose an empty one")
-    pipeline = build_tiny_pipeline(family, seed=seed)
+    pipeline = build_tiny_pipeline(family, seed=seed, pretrain_steps=pretrain_steps)
     pipeline.save_pretrained(out, safe_serialization=True)
     return out
