@@ -61,3 +61,26 @@ def test_tiny_tokenizer_keeps_prompt_words_whole():
     tokens = build_tiny_tokenizer().tokenize("a photo of sks person wearing earrings, hair")
     for word in ("sks", "person", "earrings", "hair"):
         assert f"{word}</w>" in tokens
+
+
+def test_pretrain_steps_give_renders_of_the_datas_scale(run_cli, tmp_path):
+    """`--pretrain-steps`: the UNet learns the denoising objective on packaged photos, so its
+    renders come near the training latents' unit scale (measured: RMS 4.1 random, 1.6 after
+    30 steps)."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    def render_rms(folder):
+        pipe = DiffusionPipeline.from_pretrained(folder)
+        pipe.set_progress_bar_config(disable=True)
+        latents = pipe("a photo of person", num_inference_steps=4, height=64, width=64,
+                       output_type="latent", generator=torch.Generator().manual_seed(0)).images  # fmt: skip
+        return float(latents.pow(2).mean().sqrt())
+
+    for steps in (0, 30):
+        result = run_cli(
+            "tiny-model", "--family", "sd15", "--out", tmp_path / str(steps), "--pretrain-steps", steps
+        )
+        assert result.code == 0, result.err
+    random, pretrained = render_rms(tmp_path / "0"), render_rms(tmp_path / "30")
+    assert random > 3 and pretrained < 2, (random, pretrained)
