@@ -9,7 +9,6 @@ work and redoes whatever an interruption left half-done.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
 from headshot.pipelines.generate_config import GenerateConfig, PerformanceOptions
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
@@ -215,9 +215,9 @@ def read_finished(renders: Path, job: RenderJob, expected: dict) -> dict | None:
     if not (png.is_file() and sidecar.is_file()):
         return None
     try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        record = read_json(sidecar)
+    except HeadshotError:
+        return None  # damaged or hostile: rendered again
     if not isinstance(record, dict) or any(record.get(k) != expected[k] for k in _REUSE_KEYS):
         return None
     if record.get("png_sha256") != sha256_file(png):

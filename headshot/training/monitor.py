@@ -6,12 +6,13 @@ Only the main process shows and writes anything; on the others every method is a
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from headshot.bounded_io import read_json
+from headshot.errors import HeadshotError
 from headshot.training.validation import SampleScore, Validator, summarize
 
 console = Console(stderr=True)
@@ -104,8 +105,8 @@ class Monitor:
         samples = self.out / "samples" / "samples.json"
         if self.enabled and samples.is_file():
             try:
-                earlier = [SampleScore(**item) for item in json.loads(samples.read_text())]
-            except (ValueError, TypeError):
+                earlier = [SampleScore(**item) for item in read_json(samples)]
+            except (HeadshotError, ValueError, TypeError):
                 earlier = []
             self._history = [s for s in earlier if s.step <= checkpoint.state.step]
 
