@@ -152,7 +152,8 @@ def portable_record(record: Any, root: Path) -> Any:
 def recorded_model(base_model: str, subject_root: Path) -> str:
     """How a record names a base model: presets and hub ids as given; a local model under the
     outputs root relative to the subject folder (`../models/tiny-sd15`, found again from
-    there); any other local model by its folder name only (pass --base-model to use it)."""
+    there); any other local model as `local:<folder name>` (its path is not recorded, so
+    generate then needs --base-model)."""
     path = Path(base_model).expanduser()
     if not path.exists():
         return base_model
@@ -160,7 +161,7 @@ def recorded_model(base_model: str, subject_root: Path) -> str:
     try:
         path.resolve().relative_to(outputs_root)
     except ValueError:
-        return path.name
+        return f"local:{path.name}"
     return Path(os.path.relpath(path.resolve(), Path(subject_root).resolve())).as_posix()
 
 

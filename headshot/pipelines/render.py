@@ -136,6 +136,11 @@ def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateCon
     """Load the base model named in training.json (or the override) and the LoRA, once."""
 
     dtype_name, dtype = _resolve_dtype(config.performance, device)
+    if config.base_model is None and record.base_model.startswith("local:"):
+        raise HeadshotError(
+            f"{lora_folder / 'training.json'}: the LoRA was trained on the local model folder "
+            f"'{record.base_model[6:]}', whose path is not recorded; pass --base-model PATH"
+        )
     spec = resolve_base_model(config.base_model or record.base_model)
     loaded = load_base_model(spec, dtype=dtype, allow_pickle=config.allow_pickle)
     if loaded.family.name != record.family:
