@@ -30,7 +30,7 @@ from headshot.errors import HeadshotError
 from headshot.pipelines.generate_config import GenerateConfig, PerformanceOptions
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
 from headshot.pipelines.templates import SAMPLERS, RenderJob
-from headshot.records import atomic_save_image, atomic_write_json, sha256_file
+from headshot.records import atomic_save_image, atomic_write_json, portable_record, sha256_file
 from headshot.training.training_record import TrainingRecord
 
 console = Console(stderr=True, soft_wrap=True)
@@ -317,6 +317,7 @@ def _write_batch(renders: Path, jobs: list[RenderJob], images: list, records: li
         # The PNG first, then the sidecar that vouches for it: a crash in between leaves
         # a PNG without a sidecar, which the next run renders again.
         atomic_save_image(png, image)
+        record = portable_record(record, Path(renders).resolve().parent)  # no absolute paths
         atomic_write_json(
             sidecar, {**record, "png_sha256": sha256_file(png), "wall_time_s": round(seconds, 4)}
         )

@@ -43,9 +43,7 @@ class Monitor:
             identity=SubjectIdentity.from_embeddings(embeddings) if embeddings else None,
         )
         if config.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.out / "logs"))
+            self._writer = _summary_writer(self.out / "logs")
 
     def say(self, message: str) -> None:
         if self.enabled:
@@ -120,3 +118,22 @@ class Monitor:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def _summary_writer(folder: Path):
+    """A TensorBoard writer whose event file name carries no host name.
+
+    TensorBoard names event files `events.out.tfevents.<time>.<host>.<pid>...` with no option
+    to leave the host out, so the host name is replaced by "headshot" while the writer opens
+    its file (a few microseconds; nothing else here asks for the host name meanwhile).
+    """
+    import socket
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    real = socket.gethostname
+    socket.gethostname = lambda: "headshot"
+    try:
+        return SummaryWriter(str(folder))
+    finally:
+        socket.gethostname = real
