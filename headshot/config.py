@@ -8,11 +8,12 @@ command line, then validates the result. Errors name the file and the field:
 
 from __future__ import annotations
 
+import unicodedata
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from headshot.errors import HeadshotError
 
@@ -23,6 +24,21 @@ class StrictModel(BaseModel):
     """A config object: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def _plain_text(value: str) -> str:
+    for char in value:
+        if unicodedata.category(char) == "Cc" and char not in "\n\t":
+            raise ValueError(f"contains a control character (U+{ord(char):04X})")
+    return value
+
+
+# Value types with the ranges every config shares: seeds torch and numpy both accept,
+# texts without control characters (they end up in prompts, file names and terminals).
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Text = Annotated[str, Field(max_length=2000), AfterValidator(_plain_text)]
+Word = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_plain_text)]
 
 
 def configs_root() -> Path:

@@ -50,12 +50,12 @@ class PrepareConfig(StrictModel):
     family: Literal["sd15", "sdxl"] | None = None
     detector: Detector = "hog"
     upsample: int = Field(1, ge=0, le=3)
-    detect_max_side: int = Field(800, ge=100)
+    detect_max_side: int = Field(800, ge=100, le=10_000)
     face_fraction: float = Field(0.45, gt=0.05, le=1.0)
     face_center_y: float = Field(0.55, gt=0, lt=1)
-    min_photos: int = Field(5, ge=1)
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
-    workers: int = Field(2, ge=1)
+    min_photos: int = Field(5, ge=1, le=10_000)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, le=1_000_000_000)
+    workers: int = Field(2, ge=1, le=256)
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
 
     @property
