@@ -164,8 +164,9 @@ def verify_file(
             image.load()
             xmp_type = read_digital_source_type(image)
             found = watermark.detect(image, key=config.watermark.key)
-    except (UnidentifiedImageError, OSError) as exc:
-        errors.append(f"not a readable image: {exc}")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError, SyntaxError) as exc:
+        # DecompressionBombError: a header claiming gigapixels is refused before decoding.
+        errors.append(f"not a readable image: {' '.join(str(exc).split())[:200]}")
         xmp_type, found = None, None
     if xmp_type in AI_SOURCE_TYPES:
         disclosed.append("xmp")

@@ -304,7 +304,10 @@ def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, mon
         monitor.say(f"settings changed since {checkpoint.folder} ({changed})")
         checkpoint = None
     if checkpoint is not None:
-        load_trainable_state(named, checkpoint.lora)
+        try:
+            load_trainable_state(named, checkpoint.lora)
+        except (ValueError, RuntimeError) as exc:  # wrong keys or shapes
+            raise HeadshotError(f"{checkpoint.folder / 'lora.safetensors'}: {exc}") from None
         ckpt.restore_training_state(checkpoint, optimizer, lr_scheduler)
         monitor.resumed_from(checkpoint)
         return checkpoint.state
