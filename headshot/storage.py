@@ -13,8 +13,8 @@
 - `unique_names` refuses two inputs that would become one output, naming both.
 
 Fault injection, for the tests and for anyone checking these promises by hand: the
-environment variable HEADSHOT_FAULT=ACTION:POINT[@N] makes the N-th (default first)
-write point whose name matches the glob POINT fail. ACTION `kill` sends the process
+environment variable HEADSHOT_FAULT=ACTION:POINT[@N] makes every write point whose name
+matches the glob POINT fail (with @N only the N-th one in the process). ACTION `kill` sends the process
 SIGKILL (a real crash, nothing cleans up), `enospc` raises "No space left on device" at
 the write call. Write points are file names (`index.json`, `*.jpg`) for file writes and
 `swap:<folder>` / `commit:<folder>` for the steps of a swap.
@@ -46,9 +46,10 @@ def fault_point(point: str) -> None:
     pattern, _, nth = pattern.partition("@")
     if not fnmatch.fnmatchcase(point, pattern):
         return
-    _hits[spec] = _hits.get(spec, 0) + 1
-    if _hits[spec] != int(nth or 1):
-        return
+    if nth:  # only the N-th matching write point of this process
+        _hits[spec] = _hits.get(spec, 0) + 1
+        if _hits[spec] != int(nth):
+            return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "enospc":
@@ -218,7 +219,10 @@ class StagedFiles:
         for path in sorted(files, key=lambda p: (p.suffix == ".json", p.as_posix())):
             target = self.folder / path.relative_to(self.staging)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:  # another process finishing the same recovery moved it
+                continue
             fault_point(f"commit:{self.folder.name}")
 
 

@@ -123,6 +123,8 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
     repaired = staged.recover()
     if repaired:
         console.print(f"[yellow]{repaired}[/]")
+    if signer is not None and signer.store is not None:
+        store.recover(signer.store)  # entries a killed run left: kept if their file was delivered
     previous = delivery.read_previous_index(layout.headshots)
     staging = staged.begin()
     try:
