@@ -44,6 +44,9 @@ def run_sign(
     # Two sources with one destination (a/x.png and b/x.png with --out D) would lose one.
     unique_names(((str(s), str(d)) for s, d in zip(images, destinations)), "the signed file")
     store.recover(config.manifest_store)  # entries of images a killed run never wrote
+    for destination in destinations:  # and the temporary files of its interrupted writes
+        for leftover in destination.parent.glob(f".{destination.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
     signed = []
     for source, destination in zip(images, destinations):
         result = sign_file(source, destination, info, config)
