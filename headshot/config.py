@@ -90,7 +90,9 @@ def describe_validation_error(
     for item in items[:MAX_ERRORS_SHOWN]:
         loc = [str(part) for part in item["loc"]]
         field = ".".join(loc)[:120] or "(top level)"
-        reason = _FRIENDLY.get(item["type"], item["msg"][:1].lower() + item["msg"][1:])
+        reason = _FRIENDLY.get(item["type"], item["msg"][:1].lower() + item["msg"][1:]).removeprefix(
+            "value error, "
+        )
         if item["type"] not in ("missing", "extra_forbidden") and "input" in item:
             shown = repr(item["input"])
             reason += f" (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
