@@ -148,3 +148,32 @@ def test_checkpoint_state_has_no_absolute_path(checkpointed, tmp_path, tiny_sd15
     state = (checkpoint / "state.json").read_text()
     assert str(checkpointed[0].parent) not in state and str(tiny_sd15.parent) not in state
     assert json.loads(state)["settings"]["base_model"] == "tiny-sd15"
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_cleaned_next_run(
+    subject, tmp_path, tiny_sd15, run_cli, monkeypatch
+):
+    lora = subject / "lora"
+    before = _lora_set(lora)
+    config = _config(tmp_path, "ckpt", seed=1, checkpoint_steps=1)
+    monkeypatch.setenv("HEADSHOT_FAULT", "enospc:state.json")
+    result = run_cli("finetune", subject / "dataset", "-m", tiny_sd15, "--config", config)
+    assert result.code == 1
+    assert_one_line_error(result.err, "state.json", "No space left on device")
+    assert _lora_set(lora) == before
+    monkeypatch.delenv("HEADSHOT_FAULT")
+    assert run_cli("finetune", subject / "dataset", "-m", tiny_sd15, "--config", config).code == 0
+    assert leftovers(subject.parent) == []
+
+
+def test_a_read_only_lora_folder_is_one_line(subject, tmp_path, tiny_sd15, run_cli):
+    from tests.fault_support import read_only
+
+    lora = subject / "lora"
+    before = snapshot(lora)
+    config = _config(tmp_path, "ro", seed=1)
+    with read_only(lora):
+        result = run_cli("finetune", subject / "dataset", "-m", tiny_sd15, "--config", config)
+    assert result.code == 1
+    assert_one_line_error(result.err, str(lora))
+    assert snapshot(lora) == before

@@ -74,8 +74,9 @@ def test_a_kill_at_any_write_point_of_delivery_loses_nothing(delivered, run_cli,
     if not swapped:
         assert snapshot(layout.headshots) == before, "the earlier delivery must stay byte-identical"
 
-    result = run_cli(*args)  # the next run repairs, then delivers again
+    result = run_cli(*args)  # the next run repairs, says so, then delivers again
     assert result.code == 0, result.err
+    assert f"{layout.headshots}: an earlier run stopped" in result.err.replace("\n", "")
     assert leftovers(layout.root.parent) == []
     after = _entries(layout)
     # Earlier deliveries' entries stay (copies handed out verify); the killed run's entries

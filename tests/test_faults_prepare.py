@@ -118,6 +118,7 @@ def test_a_kill_while_writing_the_dataset_loses_nothing(prepared, run_cli, point
         assert snapshot(dataset) == before
     result = run_cli(*args)
     assert result.code == 0, result.err
+    assert f"{dataset}: an earlier run stopped" in result.err
     assert leftovers(dataset.parent) == []
     after = snapshot(dataset)
     assert after.keys() == before.keys() and after["dataset.json"] == before["dataset.json"]

@@ -105,6 +105,7 @@ CASES = [
     ("--info", _sign_info, "info.json", DEEP_JSON, ["nested deeper than 64 levels"]),
     ("--info", _sign_info, "info.json", '{"seed": 1e999}', ["info.json"]),
     ("--info", _sign_info, "info.json", "[1, 2]", ["expected a JSON object"]),
+    ("--info", _sign_info, "info.json", " " * (9 * 1024 * 1024), ["over the limit of 8,388,608"]),
     ("dataset.json", _dataset_record, "dataset/dataset.json", DEEP_JSON, ["nested deeper than"]),
     ("dataset.json", _dataset_record, "dataset/dataset.json", " " * (9 * 1024 * 1024), ["over the limit"]),
     ("training.json", _training_record, "lora/training.json", DEEP_JSON, ["nested deeper than"]),
