@@ -85,3 +85,25 @@ def test_stop_after_steps_and_resume_equals_straight_run(run_cli, tiny_sd15, tmp
     result = run_cli("finetune", other, "-m", tiny_sd15, "--config", config, "--resume")
     assert result.code == 0, result.err
     _assert_bit_identical(_weights(other), straight)
+
+
+def test_checkpoint_whose_layers_do_not_match_is_one_clear_error(run_cli, tiny_sd15, tmp_path):
+    from safetensors.torch import save_file
+
+    dataset = make_dataset(tmp_path / "a", "sd15", count=3)
+    config = _config(tmp_path, steps=4, checkpoint_steps=2)
+    result = run_cli("finetune", dataset, "-m", tiny_sd15, "--config", config, "--stop-after-steps", "2")
+    assert result.code == 0, result.err
+    checkpoint = dataset.parent / "lora" / "checkpoints" / "step-000002"
+    lora = load_file(checkpoint / "lora.safetensors")
+    name = sorted(lora)[0]
+    for label, broken in {
+        "missing": {key: value for key, value in lora.items() if key != name},
+        "shape": {**lora, name: torch.zeros(1, 1)},
+    }.items():
+        save_file(broken, checkpoint / "lora.safetensors")
+        result = run_cli("finetune", dataset, "-m", tiny_sd15, "--config", config, "--resume")
+        assert result.code == 1, label
+        errors = [line for line in result.err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in result.err, result.err
+        assert str(checkpoint) in errors[0] and "does not match the model's LoRA layers" in errors[0]

@@ -23,6 +23,8 @@ class ModelFamily:
     description: str
     # Keys that only appear in this family's single-file (original layout) checkpoints.
     single_file_marker: str
+    # What kohya's trainer writes as `ss_base_model_version`; AUTOMATIC1111 sorts LoRAs by it.
+    kohya_base_model_version: str
 
     @property
     def pipeline_class(self):
@@ -37,12 +39,14 @@ FAMILIES: dict[str, ModelFamily] = {
         pipeline_class_name="StableDiffusionPipeline",
         description="Stable Diffusion 1.x: one CLIP text encoder, 512x512",
         single_file_marker="cond_stage_model.",
+        kohya_base_model_version="sd_v1",
     ),
     "sdxl": ModelFamily(
         name="sdxl",
         pipeline_class_name="StableDiffusionXLPipeline",
         description="Stable Diffusion XL: two text encoders, added time ids, 1024x1024",
         single_file_marker="conditioner.embedders.1.",
+        kohya_base_model_version="sdxl_base_v1-0",
     ),
 }
 
@@ -71,5 +75,13 @@ def family_of_checkpoint_keys(keys: set[str]) -> FamilyName | None:
     for family in ("sdxl", "sd15"):
         marker = FAMILIES[family].single_file_marker
         if any(key.startswith(marker) for key in keys):
+            return family
+    return None
+
+
+def family_of_pipeline(pipeline) -> ModelFamily | None:
+    """The family whose pipeline class `pipeline` is (or derives from)."""
+    for family in FAMILIES.values():
+        if isinstance(pipeline, family.pipeline_class):
             return family
     return None

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from headshot.config import MAX_SEED, Seed, StrictModel
+from headshot.pipelines.refine import RefineOptions
 
 
 class PerformanceOptions(StrictModel):
@@ -35,6 +36,16 @@ class RankingOptions(StrictModel):
     detector: Literal["hog", "cnn"] = "hog"
     upsample: int = Field(1, ge=0, le=3)
     detect_size: int = Field(640, ge=64, le=8192)  # larger renders are scaled down to this side first
+    # Audit every candidate with a face for the artifacts `headshot audit` measures (plastic
+    # skin, earrings, warped background, gaze...), against the subject's own photos.
+    audit: bool = True
+    audit_config: Path | None = None  # a YAML as for `headshot audit` (z limits, photos); else defaults
+    # What a flagged artifact does: "fallback" = not delivered while an unflagged candidate of
+    # the same template passes; "never" = never delivered; "demote" = it only lowers the score.
+    flagged: Literal["fallback", "never", "demote"] = "fallback"
+    # Combined score, lower is better: relative likeness distance + artifact_weight x the
+    # artifact score (the sum of the z-scores on each metric's artifact side).
+    artifact_weight: float = Field(0.1, ge=0)
 
 
 class GenerateConfig(StrictModel):
@@ -58,6 +69,7 @@ class GenerateConfig(StrictModel):
     allow_pickle: bool = False
     performance: PerformanceOptions = Field(default_factory=PerformanceOptions)
     ranking: RankingOptions = Field(default_factory=RankingOptions)
+    refine: RefineOptions = Field(default_factory=RefineOptions)  # the face-detail pass
 
     @model_validator(mode="after")
     def _unique_seeds(self) -> GenerateConfig:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+
+from headshot.errors import HeadshotError
 
 UNET_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
 # "all": also the transformer projections and feed-forward, and the ResNet blocks' convolutions
@@ -71,11 +75,25 @@ def trainable_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tens
 
 
 @torch.no_grad()
-def load_trainable_state(modules: dict[str, torch.nn.Module], state: dict[str, torch.Tensor]) -> None:
+def load_trainable_state(
+    modules: dict[str, torch.nn.Module], state: dict[str, torch.Tensor], source: Path
+) -> None:
+    """Copy a checkpoint's LoRA tensors into the model; `source` names it in the error."""
     expected = trainable_state(modules)
+    problem = None
     if set(expected) != set(state):
-        missing = sorted(set(expected) - set(state))[:3]
-        raise ValueError(f"checkpoint does not match the model's LoRA layers (e.g. missing {missing})")
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        problem = f"missing {missing[:2]}" if missing else f"unexpected {extra[:2]}"
+    else:
+        wrong = [name for name in expected if expected[name].shape != state[name].shape]
+        if wrong:
+            name = wrong[0]
+            problem = f"{name} has shape {tuple(state[name].shape)}, the model {tuple(expected[name].shape)}"
+    if problem:
+        raise HeadshotError(
+            f"{source}: the checkpoint does not match the model's LoRA layers ({problem}); "
+            "resume with the model and settings it was made with, or start over without --resume"
+        )
     for prefix, module in modules.items():
         for name, parameter in module.named_parameters():
             if parameter.requires_grad:

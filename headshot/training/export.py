@@ -68,15 +68,37 @@ def _diffusers_naming(state: dict) -> dict:
 
 
 def save_kohya_lora(pipeline, out: Path, train_text_encoder: bool, scale: float = 1.0) -> Path:
-    """The same LoRA in the kohya layout (lora_unet_*, lora_te1_*, lora_te2_*; alpha = rank)."""
+    """The same LoRA in the kohya layout (lora_unet_*, lora_te1_*, lora_te2_*; alpha = rank).
+
+    The metadata carries `ss_base_model_version` as kohya's trainer writes it: AUTOMATIC1111
+    files a LoRA under SD1 or SDXL by it, and hides one that does not match the checkpoint.
+    """
     from diffusers.utils import convert_state_dict_to_kohya
     from safetensors.torch import save
 
+    from headshot.pipelines.families import family_of_pipeline
+
     prefixed = {
-        f"{name}.{key}": value
+        f"{name}.{_clip_layout_key(name, key)}": value
         for name, state in peft_layers(pipeline, train_text_encoder, scale).items()
         for key, value in state.items()
     }
     kohya = {key: value.contiguous() for key, value in convert_state_dict_to_kohya(prefixed).items()}
-    atomic_write_bytes(out, save(kohya, metadata={"format": "pt", "ss_network_module": "networks.lora"}))
+    metadata = {"format": "pt", "ss_network_module": "networks.lora"}
+    family = family_of_pipeline(pipeline)
+    if family is not None:
+        metadata["ss_base_model_version"] = family.kohya_base_model_version
+    atomic_write_bytes(out, save(kohya, metadata=metadata))
     return out
+
+
+def _clip_layout_key(component: str, key: str) -> str:
+    """A text-encoder key as named in the original CLIP layout (`text_model.encoder.layers...`).
+
+    ComfyUI and AUTOMATIC1111 derive their LoRA names (`lora_te1_text_model_encoder_layers_N_*`)
+    from that layout. transformers 5 dropped the `text_model` level of `CLIPTextModel` (not of
+    `CLIPTextModelWithProjection`), so the name is restored whatever the installed version.
+    """
+    if component.startswith("text_encoder") and key.startswith("encoder."):
+        return f"text_model.{key}"
+    return key

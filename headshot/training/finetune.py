@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from headshot.busy import subject_busy
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
 from headshot.pipelines.families import family_of_folder
@@ -85,6 +86,11 @@ def finetune_dataset(
     Returns None when the run stopped early on purpose (`stop_after_steps`): the
     checkpoint is written and `--resume` continues it.
     """
+    with subject_busy(SubjectLayout.of_stage_folder(dataset_folder).root, "finetune"):
+        return _finetune_dataset(dataset_folder, config, resume, allow_pickle)
+
+
+def _finetune_dataset(dataset_folder, config, resume, allow_pickle) -> TrainingRecord | None:
     started = time.perf_counter()
     session = open_session(dataset_folder, config, resume=resume, allow_pickle=allow_pickle)
     try:
@@ -304,10 +310,7 @@ def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, mon
         monitor.say(f"settings changed since {checkpoint.folder} ({changed})")
         checkpoint = None
     if checkpoint is not None:
-        try:
-            load_trainable_state(named, checkpoint.lora)
-        except (ValueError, RuntimeError) as exc:  # wrong keys or shapes
-            raise HeadshotError(f"{checkpoint.folder / 'lora.safetensors'}: {exc}") from None
+        load_trainable_state(named, checkpoint.lora, checkpoint.folder)
         ckpt.restore_training_state(checkpoint, optimizer, lr_scheduler)
         monitor.resumed_from(checkpoint)
         return checkpoint.state
