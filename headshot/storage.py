@@ -239,3 +239,14 @@ def run_staged(staged: StagedFolder | StagedFiles, build: Callable[[Path], objec
         staged.abort()
         raise
     return result
+
+
+def repair_files(folder: Path, say=None) -> None:
+    """What a killed run left in a folder of StagedFiles: a half-moved set (finished or
+    removed), temporary files and partial staging folders (`.*.partial`) at any depth."""
+    message = StagedFiles(folder).recover()
+    if message and say is not None:
+        say(message)
+    remove_temp_files(folder)
+    for partial in Path(folder).rglob(".*.partial"):
+        shutil.rmtree(partial, ignore_errors=True)

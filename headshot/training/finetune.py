@@ -21,7 +21,7 @@ from headshot.layout import SubjectLayout
 from headshot.pipelines.families import family_of_folder
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
 from headshot.records import library_versions, portable_record, sha256_file
-from headshot.storage import StagedFiles, remove_temp_files
+from headshot.storage import StagedFiles, repair_files, run_staged
 from headshot.training import checkpoints as ckpt
 from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
 from headshot.training.conditioning import encode_prompt, text_encoders_of, tokenize
@@ -137,7 +137,7 @@ def open_session(
         model_sha256 = loaded.fingerprint()
         data_sha256 = dataset_sha256(dataset_folder, dataset)
         if main:
-            _repair_interrupted(layout.lora)
+            repair_files(layout.lora, say=lambda message: console.print(f"[yellow]{message}[/]"))
         monitor = Monitor(layout.lora, config, dataset, pipeline, enabled=main)
 
         class_latents = None
@@ -208,14 +208,7 @@ def _export(session: Session, state) -> TrainingRecord:
     scale = config.lora_alpha / config.rank
     # The LoRA, its kohya export and training.json are staged and moved in as one set, so a
     # kill never leaves a new LoRA beside the old record (storage.StagedFiles).
-    staged = StagedFiles(out)
-    staging = staged.begin()
-    try:
-        record = _export_files(session, state, staging, scale)
-        staged.commit()
-    except BaseException:
-        staged.abort()
-        raise
+    record = run_staged(StagedFiles(out), lambda staging: _export_files(session, state, staging, scale))
     monitor.say(f"LoRA written to {out / record.lora_file} (+ {record.kohya_file} for kohya/A1111/ComfyUI)")
     return record
 
@@ -255,16 +248,6 @@ def _export_files(session: Session, state, out: Path, scale: float) -> TrainingR
     )
     write_training_record(out, record, subject_root=layout.root)
     return record
-
-
-def _repair_interrupted(lora: Path) -> None:
-    """What a killed run left in lora/: a half-moved export, temporary files, partial checkpoints."""
-    message = StagedFiles(lora).recover()
-    if message:
-        console.print(f"[yellow]{message}[/]")
-    remove_temp_files(lora)
-    for partial in (lora / "checkpoints").glob(".*.partial"):
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _tail_mean(losses: list[float]) -> float | None:
