@@ -503,6 +503,15 @@ def main() -> None:
     except HeadshotError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except OSError as exc:
+        # A folder that is read-only, a full disk, a file that vanished: the stages' writes
+        # are staged (headshot.storage), so the previous outputs are intact; say which file.
+        where = exc.filename or "a file"
+        typer.echo(f"error: {where}: {exc.strerror or exc}; the previous outputs are kept", err=True)
+        sys.exit(1)
+    except MemoryError:
+        typer.echo("error: out of memory: an input asks for more than this machine has", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted; finished files are kept, re-run to resume", err=True)
         sys.exit(130)

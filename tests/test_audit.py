@@ -248,3 +248,20 @@ def test_a_dataset_without_any_face_is_a_clear_error(tmp_path, dataset):
         Image.new("RGB", (512, 512), (120, 120, 120)).save(crop)
     with pytest.raises(HeadshotError, match="no face found in any accepted photo's crop.*--photos"):
         load_reference(faceless)
+
+
+def test_a_read_only_audit_folder_is_one_line(tmp_path, dataset, run_cli):
+    """Issue 11: read-only output folders gave a traceback in every stage but sign."""
+    from tests.fault_support import assert_one_line_error, read_only, snapshot
+
+    images = tmp_path / "images"
+    images.mkdir()
+    reference_photos()["hopper_01_original"].save(images / "real.jpg")
+    out = tmp_path / "audit"
+    assert run_cli("audit", images, "--dataset", dataset, "--out", out).code == 0
+    before = snapshot(out)
+    with read_only(out):
+        result = run_cli("audit", images, "--dataset", dataset, "--out", out)
+    assert result.code == 1
+    assert_one_line_error(result.err, str(out))
+    assert snapshot(out) == before

@@ -7,10 +7,11 @@ model's own config, so tiny test models and full-size ones share every code path
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from headshot.errors import HeadshotError
 
 FamilyName = Literal["sd15", "sdxl"]
 
@@ -55,7 +56,13 @@ def family_of_folder(folder: Path) -> FamilyName | None:
     index = folder / "model_index.json"
     if not index.is_file():
         return None
-    class_name = json.loads(index.read_text()).get("_class_name", "")
+    from headshot.bounded_io import read_json_object
+
+    class_name = read_json_object(index, "a JSON object (a diffusers model_index.json)").get(
+        "_class_name", ""
+    )
+    if not isinstance(class_name, str):
+        raise HeadshotError(f"{index}: field '_class_name': expected text (a diffusers pipeline class)")
     if "XL" in class_name:
         return "sdxl"
     if class_name.startswith("StableDiffusion"):

@@ -20,7 +20,8 @@ from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
 from headshot.pipelines.families import family_of_folder
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
-from headshot.records import library_versions, sha256_file
+from headshot.records import library_versions, portable_record, sha256_file
+from headshot.storage import StagedFiles, repair_files, run_staged
 from headshot.training import checkpoints as ckpt
 from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
 from headshot.training.conditioning import encode_prompt, text_encoders_of, tokenize
@@ -34,7 +35,7 @@ from headshot.training.data import (
 from headshot.training.dataset_record import DatasetRecord
 from headshot.training.export import save_diffusers_lora, save_kohya_lora
 from headshot.training.finetune_config import FinetuneConfig
-from headshot.training.monitor import Monitor
+from headshot.training.monitor import Monitor, console
 from headshot.training.prior import (
     class_image_folder,
     class_image_path,
@@ -135,6 +136,8 @@ def open_session(
         pipeline.to(accelerator.device)
         model_sha256 = loaded.fingerprint()
         data_sha256 = dataset_sha256(dataset_folder, dataset)
+        if main:
+            repair_files(layout.lora, say=lambda message: console.print(f"[yellow]{message}[/]"))
         monitor = Monitor(layout.lora, config, dataset, pipeline, enabled=main)
 
         class_latents = None
@@ -162,11 +165,10 @@ def open_session(
         lr_scheduler = make_lr_scheduler(config, optimizer)
         *prepared, optimizer = accelerator.prepare(*trained, optimizer)
 
-        settings = {
-            **config.result_settings(),
-            "dataset_sha256": data_sha256,
-            "base_model_sha256": model_sha256,
-        }
+        settings = portable_record(
+            {**config.result_settings(), "dataset_sha256": data_sha256, "base_model_sha256": model_sha256},
+            layout.root,
+        )  # as state.json records them: no absolute paths
         state = _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, monitor)
         accelerator.wait_for_everyone()
         run = TrainingRun(
@@ -202,10 +204,18 @@ def open_session(
 
 
 def _export(session: Session, state) -> TrainingRecord:
+    config, monitor, out = session.config, session.monitor, session.layout.lora
+    scale = config.lora_alpha / config.rank
+    # The LoRA, its kohya export and training.json are staged and moved in as one set, so a
+    # kill never leaves a new LoRA beside the old record (storage.StagedFiles).
+    record = run_staged(StagedFiles(out), lambda staging: _export_files(session, state, staging, scale))
+    monitor.say(f"LoRA written to {out / record.lora_file} (+ {record.kohya_file} for kohya/A1111/ComfyUI)")
+    return record
+
+
+def _export_files(session: Session, state, out: Path, scale: float) -> TrainingRecord:
     config, layout, loaded, monitor = session.config, session.layout, session.loaded, session.monitor
     pipeline, dataset = loaded.pipeline, session.dataset
-    out = layout.lora
-    scale = config.lora_alpha / config.rank
     lora_file = save_diffusers_lora(pipeline, out, config.train_text_encoder, scale)
     kohya_file = out / "kohya" / f"{layout.subject}.safetensors"
     save_kohya_lora(pipeline, kohya_file, config.train_text_encoder, scale)
@@ -236,8 +246,7 @@ def _export(session: Session, state) -> TrainingRecord:
         config=config.model_dump(mode="json"),
         versions=library_versions(),
     )
-    write_training_record(out, record)
-    monitor.say(f"LoRA written to {lora_file} (+ {kohya_file.name} for kohya/A1111/ComfyUI)")
+    write_training_record(out, record, subject_root=layout.root)
     return record
 
 

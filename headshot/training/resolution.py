@@ -8,9 +8,9 @@ or the exact one when the model is already in the local Hugging Face cache.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
 from headshot.pipelines.families import FamilyName
 from headshot.pipelines.loading import (
@@ -52,11 +52,11 @@ def training_size(base_model: str, family: FamilyName | None = None) -> tuple[Fa
 def _from_folder(spec: BaseModelSpec, folder: Path, family: FamilyName | None) -> tuple[FamilyName, int]:
     found = family or folder_family(spec, folder)
     try:
-        unet = json.loads((folder / "unet" / "config.json").read_text())
-        vae = json.loads((folder / "vae" / "config.json").read_text())
+        unet = read_json(folder / "unet" / "config.json")
+        vae = read_json(folder / "vae" / "config.json")
         factor = 2 ** (len(vae["block_out_channels"]) - 1)
         return found, int(unet["sample_size"]) * factor
-    except (OSError, ValueError, KeyError, TypeError):
+    except (HeadshotError, OSError, ValueError, KeyError, TypeError):
         return found, FAMILY_RESOLUTION[found]  # configs unreadable: the family's native size
 
 
