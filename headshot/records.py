@@ -150,19 +150,26 @@ def portable_record(record: Any, root: Path) -> Any:
 
 
 def recorded_model(base_model: str, subject_root: Path) -> str:
-    """How a record names a base model: presets and hub ids as given; a local model under the
-    outputs root relative to the subject folder (`../models/tiny-sd15`, found again from
-    there); any other local model as `local:<folder name>` (its path is not recorded, so
-    generate then needs --base-model)."""
+    """How a record names a base model: presets and hub ids as given; a local model by its
+    path relative to the subject folder (`../models/tiny-sd15`, `../../../models/sdxl`),
+    found again from there. Only when that relative path would name the user (a model in
+    another home folder) or cannot be formed is it `local:<folder name>`: its path is then
+    not recorded, and generate needs --base-model."""
+    import getpass
+    import socket
+
     path = Path(base_model).expanduser()
     if not path.exists():
         return base_model
-    outputs_root = Path(subject_root).resolve().parent
     try:
-        path.resolve().relative_to(outputs_root)
-    except ValueError:
+        relative = Path(os.path.relpath(path.resolve(), Path(subject_root).resolve()))
+    except ValueError:  # another drive
         return f"local:{path.name}"
-    return Path(os.path.relpath(path.resolve(), Path(subject_root).resolve())).as_posix()
+    private = {getpass.getuser(), socket.gethostname()}
+    if relative.is_absolute() or private & set(relative.parts[:-1]):
+        return f"local:{path.name}"
+    text = relative.as_posix()
+    return text if text.startswith("../") else f"./{text}"
 
 
 def model_from_record(recorded: str, subject_root: Path) -> str:

@@ -17,14 +17,26 @@ def test_a_local_model_under_the_outputs_folder_is_found_again_from_the_record(t
     assert Path(model_from_record(recorded, subject)).resolve() == model.resolve()
 
 
-def test_other_local_models_are_named_not_located_and_hub_ids_stay(tmp_path):
-    elsewhere = tmp_path / "home" / "alice" / "models" / "my-sdxl"
+def test_a_local_model_elsewhere_is_located_relative_to_the_subject(tmp_path):
+    elsewhere = tmp_path / "srv" / "models" / "my-sdxl"
+    elsewhere.mkdir(parents=True)
+    subject = tmp_path / "outputs" / "ada"
+    subject.mkdir(parents=True)
+    recorded = recorded_model(str(elsewhere), subject)
+    assert recorded == "../../srv/models/my-sdxl"
+    assert Path(model_from_record(recorded, subject)).resolve() == elsewhere.resolve()
+    assert recorded_model("stabilityai/stable-diffusion-xl-base-1.0", subject).startswith("stabilityai/")
+    assert model_from_record("sdxl", subject) == "sdxl"
+
+
+def test_a_relative_path_through_a_users_home_is_named_not_located(tmp_path):
+    import getpass
+
+    elsewhere = tmp_path / "home" / getpass.getuser() / "models" / "my-sdxl"
     elsewhere.mkdir(parents=True)
     subject = tmp_path / "outputs" / "ada"
     subject.mkdir(parents=True)
     assert recorded_model(str(elsewhere), subject) == "local:my-sdxl"
-    assert recorded_model("stabilityai/stable-diffusion-xl-base-1.0", subject).startswith("stabilityai/")
-    assert model_from_record("sdxl", subject) == "sdxl"
 
 
 def test_portable_record_rewrites_absolute_paths_at_any_depth(tmp_path):
