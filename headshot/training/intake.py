@@ -20,7 +20,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
@@ -28,6 +27,7 @@ from headshot.analysis.faces import Detector
 from headshot.analysis.image_io import DEFAULT_MAX_PIXELS, is_photo_name
 from headshot.config import StrictModel
 from headshot.errors import HeadshotError
+from headshot.families import FamilyName
 from headshot.layout import SubjectLayout
 from headshot.records import atomic_write_bytes, atomic_write_json, library_versions
 from headshot.training.dataset_record import DatasetRecord, PhotoRecord, dataset_json
@@ -45,7 +45,7 @@ class PrepareConfig(StrictModel):
     base_model: str = "sdxl"
     outputs: Path = Path("outputs")
     resolution: int | None = Field(None, ge=8, le=4096)
-    family: Literal["sd15", "sdxl"] | None = None
+    family: FamilyName | None = None
     detector: Detector = "hog"
     upsample: int = Field(1, ge=0, le=3)
     detect_max_side: int = Field(800, ge=100)
