@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
-
-import torch
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from headshot.errors import HeadshotError
+
+if TYPE_CHECKING:
+    import torch
 
 Objective = Literal["epsilon", "v", "flow"]
 
@@ -37,6 +38,8 @@ class PromptEmbeddings:
 
     @staticmethod
     def cat(parts: list[PromptEmbeddings]) -> PromptEmbeddings:
+        import torch
+
         pooled = None if parts[0].pooled is None else torch.cat([p.pooled for p in parts])
         return PromptEmbeddings(torch.cat([p.hidden for p in parts]), pooled)
 
@@ -62,6 +65,10 @@ class Family:
     single_file_markers: ClassVar[tuple[str, ...]]
     # Samplers (templates' `sampler` names) this family renders with; the first is its default.
     samplers: ClassVar[tuple[str, ...]]
+    # Sampler settings that replace a scene template's (which are tuned for SD) for this family.
+    template_defaults: ClassVar[dict] = {}
+    # Whether renders use a negative prompt (true classifier-free guidance).
+    negative_prompts: ClassVar[bool] = True
     licence_note: ClassVar[str | None] = None
     # What kohya's trainer writes as `ss_base_model_version` (AUTOMATIC1111 sorts LoRAs by it).
     kohya_base_model_version: ClassVar[str | None] = None
@@ -114,6 +121,8 @@ class Family:
 
     def time_ids(self, original_size: tuple[int, int], resolution: int) -> torch.Tensor:
         """Per-image extra conditioning (SDXL's six micro-conditioning numbers); empty by default."""
+        import torch
+
         return torch.zeros(0)
 
     def training_objective(self, pipeline, config):

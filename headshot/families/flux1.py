@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from headshot.errors import HeadshotError
 from headshot.families import register
 from headshot.families.base import Family, PromptEmbeddings
+
+if TYPE_CHECKING:
+    import torch
 
 FLUX_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
 FLUX_ALL = FLUX_ATTENTION + [
@@ -50,6 +52,8 @@ def unpack(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def image_ids(height: int, width: int, device, dtype) -> torch.Tensor:
     """(h/2 * w/2, 3) position ids of the packed latent tokens: (0, row, column)."""
+    import torch
+
     ids = torch.zeros(height // 2, width // 2, 3)
     ids[..., 1] = torch.arange(height // 2)[:, None]
     ids[..., 2] = torch.arange(width // 2)[None, :]
@@ -71,6 +75,10 @@ class Flux1(Family):
     # BFL's own layout (flux1-dev.safetensors), bare or under ComfyUI's model prefix.
     single_file_markers = ("double_blocks.", "model.diffusion_model.double_blocks.")
     samplers = ("flow_euler",)
+    # FLUX.1-dev's own defaults: 28 steps at embedded guidance 3.5.
+    template_defaults = {"sampler": "flow_euler", "steps": 28, "guidance": 3.5}
+    negative_prompts = False
+    kohya_base_model_version = "flux1"
     licence_note = "FLUX.1-dev: FLUX.1 [dev] Non-Commercial License (outputs may be used commercially)"
 
     def resolution(self, pipeline) -> int:
@@ -121,6 +129,8 @@ class Flux1(Family):
         return FlowMatchingObjective.from_scheduler(pipeline.scheduler.config, config)
 
     def predict(self, denoiser, noisy, timesteps, prompts: PromptEmbeddings, time_ids, guidance: float):
+        import torch
+
         batch, _, height, width = noisy.shape
         module = getattr(denoiser, "module", denoiser)  # DDP-wrapped under accelerate
         dtype = noisy.dtype
@@ -229,6 +239,8 @@ class Flux1(Family):
 
 def flow_x0(scheduler, model_output, timestep, sample):
     """x0 = x_t - sigma * v for the flow-matching step about to be taken."""
+    import torch
+
     index = scheduler.step_index
     if index is None:
         index = scheduler.begin_index

@@ -6,8 +6,6 @@ concatenated on the channel axis, and the second encoder's projected pooled outp
 
 from __future__ import annotations
 
-import torch
-
 from headshot.families import register
 from headshot.families.base import PromptEmbeddings
 from headshot.families.sd import StableDiffusionFamily
@@ -25,6 +23,8 @@ class SDXL(StableDiffusionFamily):
     kohya_base_model_version = "sdxl_base_v1-0"
 
     def encode_prompt(self, text_encoders, token_ids, device) -> PromptEmbeddings:
+        import torch
+
         hidden, pooled = [], None
         for encoder, ids in zip(text_encoders, token_ids):
             output = encoder(ids.to(device), output_hidden_states=True)
@@ -32,8 +32,10 @@ class SDXL(StableDiffusionFamily):
             hidden.append(output.hidden_states[-2])
         return PromptEmbeddings(torch.cat(hidden, dim=-1), pooled)
 
-    def time_ids(self, original_size: tuple[int, int], resolution: int) -> torch.Tensor:
+    def time_ids(self, original_size: tuple[int, int], resolution: int):
         """Micro-conditioning: (original h, w, crop top, left, target h, w)."""
+        import torch
+
         return torch.tensor([*original_size, 0, 0, resolution, resolution], dtype=torch.float32)
 
     def tiny(self, seed: int = 0):

@@ -75,16 +75,18 @@ class Renderer:
         """Everything that decides a candidate's pixels, as written to its sidecar."""
         prompt, negative = job.prompts(self.record.identifier, self.record.class_noun)
         template = job.template
+        family = self.loaded.family
+        sampler, steps, guidance = template.settings_for(family)
         return {
             "template": template.name,
             "variant": dict(job.variant),
             "seed": job.seed,
             "prompt": prompt,
-            "negative_prompt": negative,
-            "sampler": template.sampler,
-            "scheduler": SAMPLERS[template.sampler],
-            "steps": self.steps_override or template.steps,
-            "guidance": template.guidance,
+            "negative_prompt": negative if family.negative_prompts else None,
+            "sampler": sampler,
+            "scheduler": SAMPLERS[sampler],
+            "steps": self.steps_override or steps,
+            "guidance": guidance,
             "size": self.size_override or template.size or self.loaded.resolution,
             "lora_scale": template.lora_scale,
             "dtype": self.dtype_name,
@@ -106,11 +108,12 @@ class Renderer:
         self._use_lora_scale(first["lora_scale"])
         generators = [torch.Generator("cpu").manual_seed(job.seed) for job in jobs]
         with torch.inference_mode():
+            prompting = self.loaded.family.render_kwargs(
+                [s["prompt"] for s in settings], [s["negative_prompt"] for s in settings], first["guidance"]
+            )
             result = self.pipeline(
-                prompt=[s["prompt"] for s in settings],
-                negative_prompt=[s["negative_prompt"] for s in settings],
+                **prompting,
                 num_inference_steps=first["steps"],
-                guidance_scale=first["guidance"],
                 height=first["size"],
                 width=first["size"],
                 generator=generators,
@@ -201,7 +204,7 @@ def _apply_performance(loaded: LoadedModel, options: PerformanceOptions, device:
     else:
         pipeline.to(device)
     if options.compile:
-        pipeline.unet.compile()
+        loaded.family.denoiser_of(pipeline).compile()
 
 
 def candidate_paths(renders: Path, job: RenderJob) -> tuple[Path, Path]:
