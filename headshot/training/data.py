@@ -111,8 +111,11 @@ def load_class_images(paths: list[Path], resolution: int) -> ImageSet:
 
 
 @torch.no_grad()
-def encode_latents(family, vae, images: ImageSet, resolution: int, batch_size: int = 8) -> LatentSet:
-    """Encode with the frozen VAE (its distribution's mean: deterministic, cacheable)."""
+def encode_latents(vae, images: ImageSet, resolution: int, batch_size: int = 8, family=None) -> LatentSet:
+    """Encode with the frozen VAE (its distribution's mean: deterministic, cacheable).
+
+    `family` adds its per-image conditioning (SDXL's time ids); without one there is none.
+    """
     device, dtype = vae.device, vae.dtype
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     chunks = []
@@ -123,5 +126,8 @@ def encode_latents(family, vae, images: ImageSet, resolution: int, batch_size: i
     latents = torch.cat(chunks)
     # Area-average the pixel mask down to the latent grid: a latent's share of face.
     masks = torch.nn.functional.adaptive_avg_pool2d(images.masks, latents.shape[-2:])
-    time_ids = torch.stack([family.time_ids(size, resolution) for size in images.original_sizes])
+    if family is None:
+        time_ids = torch.zeros(len(images), 0)
+    else:
+        time_ids = torch.stack([family.time_ids(size, resolution) for size in images.original_sizes])
     return LatentSet(latents, masks, time_ids)

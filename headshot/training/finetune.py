@@ -138,9 +138,9 @@ def open_session(
         if config.prior_preservation:
             paths = _class_images(loaded, config, model_sha256, accelerator, monitor)
             class_images = load_class_images(paths, loaded.resolution)
-            class_latents = encode_latents(family, pipeline.vae, class_images, loaded.resolution)
+            class_latents = encode_latents(pipeline.vae, class_images, loaded.resolution, family=family)
         instance_images = load_instance_images(dataset_folder, dataset)
-        instance_latents = encode_latents(family, pipeline.vae, instance_images, loaded.resolution)
+        instance_latents = encode_latents(pipeline.vae, instance_images, loaded.resolution, family=family)
         instance_prompt = family.tokenize(pipeline, config.instance_prompt, config)
         class_prompt = family.tokenize(pipeline, config.class_prompt, config)
         if not config.train_text_encoder:  # frozen encoders: embed each prompt once
