@@ -90,7 +90,9 @@ def test_a_training_prediction_keeps_the_vae_latent_layout(case, model):
     family = get_family(case.name)
     config = FinetuneConfig(base_model="unused", max_sequence_length=32)
     with torch.no_grad():
-        prompts = family.encode_prompt(family.text_encoders(pipe), family.tokenize(pipe, PROMPT, config), "cpu")
+        prompts = family.encode_prompt(
+            family.text_encoders(pipe), family.tokenize(pipe, PROMPT, config), "cpu"
+        )
         latents = torch.randn(2, case.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
         time_ids = torch.stack([family.time_ids((64, 64), 64)] * 2)
         objective = family.training_objective(pipe, config)
@@ -120,7 +122,9 @@ def test_exported_lora_loads_unmodified_in_plain_diffusers_and_changes_the_outpu
     with torch.no_grad():
         for name, parameter in family.denoiser_of(trained).named_parameters():
             if "lora_B" in name:  # peft starts B at zero; make the adapter act
-                parameter.copy_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(2)) * 0.3)
+                parameter.copy_(
+                    torch.randn(parameter.shape, generator=torch.Generator().manual_seed(2)) * 0.3
+                )
     in_memory = render(trained)
     lora_file, other_file = family.export(trained, tmp_path / "lora", "ada", False, scale=8 / 4)
     assert lora_file.is_file() and other_file.is_file()

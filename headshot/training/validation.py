@@ -44,7 +44,10 @@ class Validator:
 
         family = family_of_pipeline(pipeline)
         denoiser = family.denoiser_of(pipeline)
-        was_training = denoiser.training
+        # Each module's own mode comes back afterwards: peft's LoRA dropout layers train while
+        # the frozen base is in eval mode, and a blanket train(False) would switch dropout off
+        # for the rest of the run (a resumed run, not validated yet, would then differ).
+        modes = [(module, module.training) for module in denoiser.modules()]
         denoiser.eval()
         # Parts moved off the accelerator after caching come back for the samples only.
         parked = [m for m in (*family.text_encoders(pipeline), pipeline.vae) if m.device != denoiser.device]
@@ -74,7 +77,8 @@ class Validator:
                 score.step, score.seed, score.image = step, seed, name
                 scores.append(score)
         finally:
-            denoiser.train(was_training)
+            for module, mode in modes:
+                module.train(mode)
             for module in parked:
                 module.to("cpu")
         return scores
