@@ -492,11 +492,12 @@ def demo_command(
 
 
 def main() -> None:
-    # The libraries' own notices (e.g. transformers' note that torchvision is absent)
-    # are noise to a user of this tool; errors still show.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    # The libraries' download bars are replaced by headshot's own progress; their known
+    # noise is dropped by message (headshot/library_notices.py), real warnings still show.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from headshot import library_notices
+
+    library_notices.install()
     try:
         app(prog_name="headshot")
     except HeadshotError as exc:

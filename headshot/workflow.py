@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from headshot.busy import subject_busy
 from headshot.config import StrictModel, configs_root, load_config
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
@@ -54,12 +55,13 @@ def run_all(config: RunConfig) -> SubjectLayout:
     # Fail before hours of work, not after: the model must be there and loadable.
     check_base_model(resolve_base_model(config.base_model), allow_pickle=config.allow_pickle)
     console.rule(f"[bold]headshot run[/]: subject '{config.subject}' -> {layout.root}")
-    run_prepare(config, layout)
-    run_finetune(config, layout)
-    run_generate(config, layout)
-    run_audit(config, layout)
-    if config.study_config is not None:
-        run_study(config, layout)
+    with subject_busy(layout.root, "run", create=True):  # one lock for the whole chain
+        run_prepare(config, layout)
+        run_finetune(config, layout)
+        run_generate(config, layout)
+        run_audit(config, layout)
+        if config.study_config is not None:
+            run_study(config, layout)
     console.rule(f"[bold green]done[/]: {layout.root}")
     return layout
 

@@ -14,6 +14,7 @@ from PIL import Image
 from rich.console import Console
 
 from headshot.analysis.likeness import SubjectIdentity
+from headshot.busy import subject_busy
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
 from headshot.pipelines import delivery, ranking
@@ -36,6 +37,11 @@ console = Console(stderr=True, soft_wrap=True)
 def generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
     """Render, rank and deliver; returns headshots/index.json (None on non-main processes
     and when max_images stopped the rendering before the grid was complete)."""
+    with subject_busy(SubjectLayout.of_stage_folder(Path(lora_folder)).root, "generate"):
+        return _generate(Path(lora_folder), config)
+
+
+def _generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
     import torch
     from accelerate import PartialState
 
@@ -108,9 +114,10 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
     options = config.ranking
     started = time.perf_counter()
     candidates = [_candidate(job, renderer, layout) for job in jobs]
+    auditor = _auditor(options, layout.dataset if not config.dataset else Path(config.dataset))
     for candidate in candidates:
         with Image.open(layout.root / candidate.render) as image:
-            ranking.score_candidate(candidate, image, identity, options)
+            ranking.score_candidate(candidate, image, identity, options, auditor)
     ranking.choose(candidates, options)
     ranking_seconds = time.perf_counter() - started
 
@@ -139,7 +146,8 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
                 "spread_mean": round(identity.spread_mean, 4),
                 "spread_max": round(identity.spread_max, 4),
             },
-            "ranking": options.model_dump(),
+            "ranking": options.model_dump(mode="json"),
+            "audit": auditor.note if auditor else "off (ranking.audit: false)",
             "config": config.model_dump(mode="json"),
             "timings": {
                 "render_s": round(render_summary.seconds, 3),
@@ -150,8 +158,19 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
             "versions": library_versions(),
         },
     )
+    if auditor is not None and auditor.note.startswith("skipped"):
+        console.print(f"[yellow]artifact audit {auditor.note}[/]")
     _report(candidates, delivered, signer_error, index, options)
     return index
+
+
+def _auditor(options, dataset_folder: Path) -> ranking.Auditor | None:
+    from headshot.analysis.audit import AuditConfig
+    from headshot.config import load_config
+
+    if not options.audit:
+        return None
+    return ranking.Auditor(dataset_folder, load_config(AuditConfig, options.audit_config, {}))
 
 
 def _candidate(job: RenderJob, renderer, layout: SubjectLayout) -> ranking.Candidate:
@@ -185,6 +204,11 @@ def _report(candidates, delivered, signer_error, index: Path, options) -> None:
         console.print(
             f"[yellow]{len(unsigned)} chosen candidates could not be signed and stay in renders/[/]: "
             f"{unsigned[0].detail}"
+        )
+    flagged = [c for c in candidates if c.dropped in ("artifact_flagged", "artifact_never_delivered")]
+    if flagged:
+        console.print(
+            f"{len(flagged)} candidates with a flagged artifact not delivered (reasons in index.json)"
         )
     copies = [c.key for c in candidates if c.copy_suspect]
     if copies:

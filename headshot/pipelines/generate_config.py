@@ -35,6 +35,16 @@ class RankingOptions(StrictModel):
     detector: Literal["hog", "cnn"] = "hog"
     upsample: int = Field(1, ge=0, le=3)
     detect_size: int = Field(640, ge=64)  # larger renders are scaled down to this side first
+    # Audit every candidate with a face for the artifacts `headshot audit` measures (plastic
+    # skin, earrings, warped background, gaze...), against the subject's own photos.
+    audit: bool = True
+    audit_config: Path | None = None  # a YAML as for `headshot audit` (z limits, photos); else defaults
+    # What a flagged artifact does: "fallback" = not delivered while an unflagged candidate of
+    # the same template passes; "never" = never delivered; "demote" = it only lowers the score.
+    flagged: Literal["fallback", "never", "demote"] = "fallback"
+    # Combined score, lower is better: relative likeness distance + artifact_weight x the
+    # artifact score (the sum of the z-scores on each metric's artifact side).
+    artifact_weight: float = Field(0.1, ge=0)
 
 
 class GenerateConfig(StrictModel):

@@ -289,14 +289,15 @@ def fingerprint_path(path: Path) -> str:
 
 
 def quiet_libraries() -> None:
-    """Silence the libraries' own download/loading bars; headshot draws its own progress."""
+    """Silence the libraries' own download/loading bars; headshot draws its own progress.
+
+    Their warnings stay on: only known noise is dropped, by message (library_notices).
+    """
     import diffusers
     import transformers
 
     diffusers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
 
 
 def _first_sentence(text: str) -> str:

@@ -1,21 +1,36 @@
-"""Rank candidates: does a face appear, and how much does it look like the subject?
+"""Rank candidates: does a face appear, does it look like the subject, and how few of the
+known AI artifacts does it show?
 
 Likeness is the identity-embedding distance to the centroid of the subject's own
 accepted photos, judged against their spread (`SubjectIdentity.score`): a relative
 distance of 1.0 is as far as the subject's most unusual real photo. A candidate
 nearer than `copy_distance` to one single training photo is flagged as a possible
-copy of it. Within each template, candidates that pass are ranked by relative
-distance and the best `top_k` are chosen for delivery.
+copy of it. Every candidate with a face is also audited (`audit_image`, the metrics of
+`headshot audit`) against the subject's own photos; a flagged artifact is handled by the
+`flagged` policy (by default it is not delivered while a clean candidate of the same
+template passes). Within each template, candidates that pass are ranked by one score,
+lower is better:
+
+    score = relative likeness distance + artifact_weight x artifact score
+
+where the artifact score sums, over the audit's metrics, how far the candidate lies beyond
+the subject's mean on the artifact's side, in z units. The best `top_k` are delivered.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from headshot.analysis.audit import AuditConfig, ImageAudit, audit_image, load_reference
 from headshot.analysis.faces import detect_faces
 from headshot.analysis.likeness import SubjectIdentity
+from headshot.analysis.metrics import METRICS
+from headshot.analysis.reference import ReferenceProfile
+from headshot.errors import HeadshotError
 from headshot.pipelines.generate_config import RankingOptions
 
 # Why a candidate was not delivered; index.json gives the code and a sentence.
@@ -23,9 +38,15 @@ DROP_REASONS = {
     "no_face": "no face was found in the image",
     "likeness_too_far": "the face is too far from the subject's own photos",
     "copy_of_training_photo": "nearly identical to one training photo (a copy, not a new picture)",
+    "artifact_flagged": "the audit flagged an artifact while a clean candidate of its template passed",
+    "artifact_never_delivered": "the audit flagged an artifact (policy: flagged ones are never delivered)",
     "rank_beyond_top_k": "ranked below the top_k candidates of its template",
     "signing_failed": "signing failed, so it was not delivered",
 }
+
+
+METRIC_OF_FLAG = {spec.artifact: spec.name for spec in METRICS}
+LIKENESS_FLAG = next(spec.artifact for spec in METRICS if spec.name == "identity_relative")
 
 
 @dataclass
@@ -39,6 +60,8 @@ class Candidate:
     faces: int = 0
     likeness: dict | None = None  # distance, relative, nearest_photo, same_person
     copy_suspect: bool = False
+    audit: dict | None = None  # status, flags, z, artifact_score (see audit_summary)
+    score: float | None = None  # the combined ranking score, lower is better
     rank: int | None = None  # 1 = best of its template, among candidates that passed
     selected: bool = False
     dropped: str | None = None  # a DROP_REASONS code
@@ -58,6 +81,8 @@ class Candidate:
             "faces": self.faces,
             "likeness": self.likeness,
             "copy_suspect": self.copy_suspect,
+            "audit": self.audit,
+            "score": None if self.score is None else round(self.score, 4),
             "rank": self.rank,
             "delivered": self.delivered,
             "signature": self.signature,
@@ -70,10 +95,14 @@ class Candidate:
 
 
 def score_candidate(
-    candidate: Candidate, image: Image.Image, identity: SubjectIdentity, options: RankingOptions
+    candidate: Candidate,
+    image: Image.Image,
+    identity: SubjectIdentity,
+    options: RankingOptions,
+    auditor: Auditor | None = None,
 ):
-    """Detect faces and score the largest one against the subject."""
-    image = image.convert("RGB")
+    """Detect faces, score the largest one against the subject, and audit its artifacts."""
+    full = image = image.convert("RGB")
     if max(image.size) > options.detect_size:
         # A headshot's face is large: a 1024 px render detects as well at 640 px, ~3x faster.
         image = ImageOps.contain(image, (options.detect_size, options.detect_size), Image.LANCZOS)
@@ -89,6 +118,64 @@ def score_candidate(
         "same_person": likeness.same_person,
     }
     candidate.copy_suspect = likeness.nearest_photo < options.copy_distance
+    if auditor is not None:
+        candidate.audit = auditor.audit(full)
+
+
+class Auditor:
+    """Audits candidates against the subject's reference, built once, on the first candidate
+    with a face (a few seconds; a run whose renders show no face never pays for it)."""
+
+    def __init__(self, dataset: Path, config: AuditConfig):
+        self.dataset, self.config = dataset, config
+        self._reference: ReferenceProfile | None = None
+        self.note = "on (no candidate had a face to audit)"
+
+    def audit(self, image: Image.Image) -> dict | None:
+        if self._reference is None:
+            if self.note.startswith("skipped"):
+                return None
+            try:
+                self._reference = load_reference(self.dataset, self.config)
+            except HeadshotError as exc:
+                self.note = f"skipped: {exc}"
+                return None
+            self.note = "on"
+        return audit_summary(audit_image(image, self._reference, self.config))
+
+
+def audit_summary(audit: ImageAudit) -> dict:
+    """What ranking and index.json keep of a candidate's audit. Likeness has its own gate
+    (max_relative_distance), so identity drift is reported but is not an artifact flag here."""
+    flags = [flag for flag in audit.flags if flag != LIKENESS_FLAG]
+    z = {name: round(value, 3) for name, value in audit.z.items() if math.isfinite(value)}
+    score = audit.artifact_score
+    return {
+        "status": audit.status,
+        "flags": flags,
+        "flagged_metrics": {flag: METRIC_OF_FLAG[flag] for flag in flags},
+        "z": z,
+        "artifact_score": round(score, 4) if math.isfinite(score) else None,
+    }
+
+
+def combined_score(candidate: Candidate, options: RankingOptions) -> float:
+    """relative likeness distance + artifact_weight x artifact score (lower is better)."""
+    relative = candidate.likeness["relative"] if candidate.likeness else 0.0
+    artifacts = (candidate.audit or {}).get("artifact_score") or 0.0
+    return relative + options.artifact_weight * artifacts
+
+
+def _flagged(candidate: Candidate) -> bool:
+    return bool(candidate.audit and candidate.audit["flags"])
+
+
+def _flag_detail(candidate: Candidate) -> str:
+    z = candidate.audit["z"]
+    return ", ".join(
+        f"{flag} ({metric} z {z.get(metric, float('nan')):+.1f})"
+        for flag, metric in candidate.audit["flagged_metrics"].items()
+    )
 
 
 def choose(candidates: list[Candidate], options: RankingOptions) -> None:
@@ -101,15 +188,34 @@ def choose(candidates: list[Candidate], options: RankingOptions) -> None:
         for candidate in group:
             candidate.dropped = _gate(candidate, options)
             if candidate.dropped is None:
+                candidate.score = combined_score(candidate, options) if candidate.likeness else None
                 passing.append(candidate)
-        # Faces before faceless (when faces are not required), then nearest to the subject.
-        passing.sort(key=lambda c: (c.likeness is None, c.likeness["relative"] if c.likeness else 0.0, c.key))
+        passing = _apply_flag_policy(passing, options)
+        # Faces before faceless (when faces are not required), then the lowest combined score.
+        passing.sort(key=lambda c: (c.likeness is None, c.score or 0.0, c.key))
         for rank, candidate in enumerate(passing, start=1):
             candidate.rank = rank
             if rank <= options.top_k:
                 candidate.selected = True
             else:
                 candidate.dropped = "rank_beyond_top_k"
+
+
+def _apply_flag_policy(passing: list[Candidate], options: RankingOptions) -> list[Candidate]:
+    """Drop flagged candidates as the policy says; returns those still in the running."""
+    if options.flagged == "demote":
+        return passing
+    clean_exists = any(not _flagged(c) for c in passing)
+    kept = []
+    for candidate in passing:
+        if _flagged(candidate) and (options.flagged == "never" or clean_exists):
+            candidate.dropped = (
+                "artifact_never_delivered" if options.flagged == "never" else "artifact_flagged"
+            )
+            candidate.detail = _flag_detail(candidate)
+        else:
+            kept.append(candidate)
+    return kept
 
 
 def _gate(candidate: Candidate, options: RankingOptions) -> str | None:

@@ -21,7 +21,18 @@ _VOCABULARY = (
     "shirt blazer suit sweater dress navy black blue green red earrings glasses hair "
     "eyes skin smile looking at camera face soft sharp focus lens mm 85 50 photograph "
     "realistic texture blurry cartoon painting deformed plastic smooth old young and "
-    "with in the on by"
+    "with in the on by "
+    # The shipped scene templates' words, so that their prompts fit CLIP's 77 tokens here as
+    # they do with the real tokenizer (unknown words would be spelled out letter by letter).
+    "airbrushed asymmetric away backdrop beauty behind blouse blurred brick bright camel "
+    "catchlights cgi charcoal clamshell clear close cluttered collar colour colours contact "
+    "crewneck crushed dark daylight denim depth desk direct doll evenly expression extra eye "
+    "facing far field figure filter fingers fluorescent forehead from front glare golden harsh "
+    "head heavy high hour illustration interior jacket large life lights lit loft makeup "
+    "microphone mid midday mismatched modern olive one open out outdoors paper plain plants pores "
+    "real relaxed rembrandt render retouched retouching rim shade shadows shallow shoulders side "
+    "simple slight smoothed softbox softly squinting subtle sun text tone trees true visible "
+    "wardrobe warm warmth warped watermark wax workspace"
 ).split()
 
 

@@ -15,6 +15,7 @@ from typing import Literal
 
 import torch
 
+from headshot.busy import subject_busy
 from headshot.errors import HeadshotError
 from headshot.families import family_of_folder, get_family
 from headshot.layout import SubjectLayout
@@ -82,6 +83,11 @@ def finetune_dataset(
     Returns None when the run stopped early on purpose (`stop_after_steps`): the
     checkpoint is written and `--resume` continues it.
     """
+    with subject_busy(SubjectLayout.of_stage_folder(dataset_folder).root, "finetune"):
+        return _finetune_dataset(dataset_folder, config, resume, allow_pickle)
+
+
+def _finetune_dataset(dataset_folder, config, resume, allow_pickle) -> TrainingRecord | None:
     started = time.perf_counter()
     session = open_session(dataset_folder, config, resume=resume, allow_pickle=allow_pickle)
     try:

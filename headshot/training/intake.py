@@ -25,6 +25,7 @@ from pydantic import Field
 
 from headshot.analysis.faces import Detector
 from headshot.analysis.image_io import DEFAULT_MAX_PIXELS, is_photo_name
+from headshot.busy import subject_busy
 from headshot.config import StrictModel
 from headshot.errors import HeadshotError
 from headshot.families import FamilyName
@@ -66,6 +67,11 @@ def prepare_dataset(config: PrepareConfig, *, show_summary: bool = True) -> Data
 
     Raises HeadshotError (after writing dataset.json) when fewer than `min_photos` pass.
     """
+    with subject_busy(config.layout.root, "prepare", create=True):
+        return _prepare_dataset(config, show_summary)
+
+
+def _prepare_dataset(config: PrepareConfig, show_summary: bool) -> DatasetRecord:
     started = time.perf_counter()
     layout = config.layout
     paths = list_photos(config.photos)
