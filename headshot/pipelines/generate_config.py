@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from headshot.config import StrictModel
+from headshot.pipelines.refine import RefineOptions
 
 
 class PerformanceOptions(StrictModel):
@@ -66,6 +67,7 @@ class GenerateConfig(StrictModel):
     allow_pickle: bool = False
     performance: PerformanceOptions = Field(default_factory=PerformanceOptions)
     ranking: RankingOptions = Field(default_factory=RankingOptions)
+    refine: RefineOptions = Field(default_factory=RefineOptions)  # the face-detail pass
 
     @model_validator(mode="after")
     def _unique_seeds(self) -> GenerateConfig:

@@ -29,6 +29,7 @@ from rich.text import Text
 from headshot.errors import HeadshotError
 from headshot.pipelines.generate_config import GenerateConfig, PerformanceOptions
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
+from headshot.pipelines.refine import FaceRefiner
 from headshot.pipelines.templates import SAMPLERS, RenderJob
 from headshot.records import atomic_save_image, atomic_write_json, sha256_file
 from headshot.training.training_record import TrainingRecord
@@ -48,6 +49,7 @@ _REUSE_KEYS = (
     "dtype",
     "base_model_sha256",
     "lora_sha256",
+    "refine",
 )
 
 
@@ -64,6 +66,7 @@ class Renderer:
     steps_override: int | None = None
     size_override: int | None = None
     process_index: int = 0  # which accelerate process rendered it, for the run record
+    refiner: FaceRefiner | None = None  # the face-detail pass, when `refine.enabled`
     _schedulers: dict = field(default_factory=dict)
     _scale: float | None = None
 
@@ -96,6 +99,17 @@ class Renderer:
             "lora_sha256": self.lora_sha256,
             "identifier": self.record.identifier,
             "class_noun": self.record.class_noun,
+            "refine": self.refiner.settings() if self.refiner is not None else None,
+        }
+
+    def prompt_arguments(self, settings: dict) -> dict:
+        """The pipeline arguments that come from one candidate's settings (prompts, steps,
+        guidance, as the family passes them): the face-detail pass reuses them."""
+        return {
+            **self.loaded.family.render_kwargs(
+                settings["prompt"], settings["negative_prompt"], settings["guidance"]
+            ),
+            "num_inference_steps": settings["steps"],
         }
 
     def render(self, jobs: list[RenderJob]) -> list:
@@ -108,6 +122,8 @@ class Renderer:
         self._use_lora_scale(first["lora_scale"])
         generators = [torch.Generator("cpu").manual_seed(job.seed) for job in jobs]
         with torch.inference_mode():
+            # The family says how prompts and guidance are passed (FLUX: embedded guidance, no
+            # negative prompt); one template's jobs share steps, guidance and size.
             prompting = self.loaded.family.render_kwargs(
                 [s["prompt"] for s in settings], [s["negative_prompt"] for s in settings], first["guidance"]
             )
@@ -120,6 +136,17 @@ class Renderer:
                 output_type="pil",
             )
         return list(result.images)
+
+    def refine_faces(self, jobs: list[RenderJob], images: list) -> tuple[list, list[dict]]:
+        """The face-detail pass over one rendered batch: refined images and what was done."""
+        refined, results = [], []
+        for job, image in zip(jobs, images):
+            settings = self.settings(job)
+            self._use_sampler(settings["sampler"])
+            image, result = self.refiner.refine(image, self.prompt_arguments(settings), job.seed)
+            refined.append(image)
+            results.append(result)
+        return refined, results
 
     def _use_sampler(self, name: str) -> None:
         import diffusers
@@ -172,7 +199,10 @@ def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateCon
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         raise HeadshotError(f"{lora_file}: could not load the LoRA into {spec.source}: {exc}") from None
     _apply_performance(loaded, config.performance, device)
-    return Renderer(loaded, record, base_sha, lora_sha, device, dtype_name, config.steps, config.size)
+    renderer = Renderer(loaded, record, base_sha, lora_sha, device, dtype_name, config.steps, config.size)
+    if config.refine.enabled:
+        renderer.refiner = FaceRefiner(loaded.pipeline, loaded.resolution, config.refine)
+    return renderer
 
 
 def _resolve_dtype(options: PerformanceOptions, device: str):
@@ -281,10 +311,18 @@ def render_jobs(
         for batch in _batches(pending, batch_size):
             batch_started = time.perf_counter()
             images = renderer.render(batch)
+            refined = [None] * len(batch)
+            if renderer.refiner is not None:
+                images, refined = renderer.refine_faces(batch, images)
             per_image = (time.perf_counter() - batch_started) / len(batch)
             records = [
-                {**renderer.settings(job), "process": renderer.process_index, "batch_size": len(batch)}
-                for job in batch
+                {
+                    **renderer.settings(job),
+                    "refine_result": result,
+                    "process": renderer.process_index,
+                    "batch_size": len(batch),
+                }
+                for job, result in zip(batch, refined)
             ]
             if in_flight is not None:
                 in_flight.result()  # re-raises a failed write here, in the caller's thread
