@@ -208,10 +208,10 @@ class Flux1(Family):
         transformer = FluxTransformer2DModel(
             patch_size=1,
             in_channels=64,
-            num_layers=1,
-            num_single_layers=1,
+            num_layers=2,
+            num_single_layers=2,
             attention_head_dim=16,
-            num_attention_heads=2,
+            num_attention_heads=4,
             joint_attention_dim=32,
             pooled_projection_dim=32,
             guidance_embeds=True,
