@@ -168,3 +168,13 @@ def test_every_shipped_template_has_a_sampler_and_size_for_the_family(case):
     odd = case.size_multiple + 8 if case.size_multiple > 8 else 68
     with pytest.raises(HeadshotError, match=f"not a multiple of {case.size_multiple}"):
         check_templates_for_family(templates, family, odd, family.native_resolution)
+
+
+def test_the_unregistered_template_documents_every_hook_of_a_family():
+    from headshot.families import Family
+    from headshot.families._template import TemplateFamily
+
+    hooks = {name for name, value in vars(Family).items() if callable(value) and not name.startswith("_")}
+    documented = {name for name, value in vars(TemplateFamily).items() if callable(value) and value.__doc__}
+    assert hooks - {"recognise", "load_kwargs", "denoiser_of", "text_encoders", "tokenizers"} <= documented
+    assert "template" not in family_names()
