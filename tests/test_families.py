@@ -178,3 +178,21 @@ def test_the_unregistered_template_documents_every_hook_of_a_family():
     documented = {name for name, value in vars(TemplateFamily).items() if callable(value) and value.__doc__}
     assert hooks - {"recognise", "load_kwargs", "denoiser_of", "text_encoders", "tokenizers"} <= documented
     assert "template" not in family_names()
+
+
+def test_records_and_configs_check_the_family_against_the_registry_and_read_old_names(tmp_path):
+    from pydantic import ValidationError
+
+    from headshot.training.checkpoints import Checkpoint, changed_settings
+    from headshot.training.dataset_record import DatasetRecord
+
+    assert FinetuneConfig(base_model="x", unet_lora_layers="all").lora_layers == "all"  # the old name
+    assert DatasetRecord(subject="a", family="flux1", resolution=64, photos=[]).family == "flux"
+    with pytest.raises(ValidationError, match="unknown model family 'sd3'.*sd15, sdxl, flux"):
+        DatasetRecord(subject="a", family="sd3", resolution=64, photos=[])
+    settings = FinetuneConfig(base_model="x", lora_layers="all").result_settings()
+    old = {("unet_lora_layers" if k == "lora_layers" else k): v for k, v in settings.items()}
+    old = {k: v for k, v in old.items() if k not in ("timestep_sampling", "max_sequence_length")}
+    checkpoint = Checkpoint(folder=tmp_path, state=None, lora={}, settings=old)
+    assert changed_settings(checkpoint, settings) is None
+    assert "lr: 0.0001 -> 0.5" in changed_settings(checkpoint, {**settings, "lr": 0.5})
