@@ -237,3 +237,37 @@ def test_two_processes_train_one_flux_lora(tiny_flux, tmp_path):
     record = read_training_record(dataset.parent / "lora")
     assert record.num_processes == 2 and record.family == "flux"
     assert result.stderr.replace("\n", " ").count("LoRA written to") == 1
+
+
+def test_killed_flux_run_resumed_equals_the_uninterrupted_run(tiny_flux, tmp_path):
+    import shutil
+    import signal
+    import time
+
+    source = make_dataset(tmp_path / "straight", "flux", count=3)
+    options = fast_options(steps=30, checkpoint_steps=3, lora_dropout=0.1, gradient_accumulation=2, lr=1e-2,
+                           max_sequence_length=16, cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    config_file = tmp_path / "finetune.yaml"
+    config_file.write_text(yaml.safe_dump({**options, "base_model": str(tiny_flux)}))
+    config = FinetuneConfig(**yaml.safe_load(config_file.read_text()))
+    finetune_dataset(source, config)
+    straight = load_file(source.parent / "lora" / "pytorch_lora_weights.safetensors")
+
+    killed = shutil.copytree(source, tmp_path / "killed" / "ada" / "dataset")
+    shutil.rmtree(killed.parent / "lora", ignore_errors=True)
+    checkpoints = killed.parent / "lora" / "checkpoints"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    command = [sys.executable, "-m", "headshot", "finetune", str(killed), "--config", str(config_file)]
+    process = subprocess.Popen(command, env=environment, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (checkpoints / "step-000006").is_dir():
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed.parent / "lora" / "training.json").exists(), "killed before the end"
+    finetune_dataset(killed, config, resume=True)
+    resumed = load_file(killed.parent / "lora" / "pytorch_lora_weights.safetensors")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
