@@ -289,10 +289,11 @@ def sign_command(
 @app.command("verify")
 def verify_command(
     files: Annotated[
-        list[Path], typer.Argument(help="Images to check (signed by headshot or any C2PA tool).")
+        list[Path],
+        typer.Argument(help="Images to check (signed by headshot or any C2PA tool); a folder: its images."),
     ],
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print a JSON list instead of one line per file.")
+        bool, typer.Option("--json", help="Print one JSON document (docs/verify-schema.json).")
     ] = False,
     trust_anchors: Annotated[
         list[Path] | None,
@@ -302,6 +303,15 @@ def verify_command(
         Path | None,
         typer.Option("--manifest-store", help="Folder of manifests kept by `sign` (default: the config's)."),
     ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="For a folder, also check the images in its subfolders.")
+    ] = False,
+    require_ai: Annotated[
+        bool, typer.Option("--require-ai", help="Fail any file not declared AI-generated (a studio's check).")
+    ] = False,
+    fetch_remote: Annotated[
+        bool, typer.Option("--fetch-remote", help="Fetch manifests a file points to by URL (network).")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Read any image's C2PA manifest, XMP and watermark; say if it is declared AI-generated.
@@ -309,13 +319,18 @@ def verify_command(
     Per file: validation state (Trusted / Valid / Invalid, or no manifest), whether it is
     declared AI-generated and by what (c2pa, xmp, watermark), the signer, the watermark
     identifier and what the local manifest store knows about it. Exit code 1 when any
-    file is invalid or not declared AI-generated.
+    file is Invalid or not an image, and with --require-ai when any is not declared
+    AI-generated; a camera photo with a valid manifest of its own passes without it.
     """
     from headshot.signing.commands import run_verify
     from headshot.signing.config import load_signing_config
+    from headshot.signing.verify import VerifyOptions
 
     settings = load_signing_config(config, {"manifest_store": manifest_store})
-    run_verify(files, settings, as_json, list(trust_anchors or []))
+    options = VerifyOptions(
+        require_ai=require_ai, fetch_remote=fetch_remote, trust_anchors=list(trust_anchors or [])
+    )
+    run_verify(files, settings, as_json, options, recursive=recursive)
 
 
 @app.command("audit")

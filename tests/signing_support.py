@@ -58,3 +58,65 @@ def reencode(path: Path, quality: int = 70, scale: float = 1.0) -> Image.Image:
     buffer = io.BytesIO()
     pixels.save(buffer, "JPEG", quality=quality)
     return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+LEGACY_ALGORITHM = "org.headshot.watermark.dct-ss.v1"
+
+
+def sign_the_old_way(image: Image.Image, path: Path, config: SigningConfig, identifier: str) -> Path:
+    """A headshot as `headshot sign` made it before 2026-12: the v1 (whole-frame DCT) mark,
+    declared with a c2pa.watermarked action and a c2pa.soft-binding naming our own algorithm,
+    and filed in the manifest store under its identifier. Signed with c2pa-python directly.
+    """
+    import c2pa
+
+    from headshot.signing import store
+    from headshot.signing.watermark_dct import embed
+    from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA, save_options, xmp_packet
+
+    tool = {"name": "headshot", "version": "0.1.0"}
+    definition = {
+        "claim_generator_info": [tool],
+        "title": path.name,
+        "format": "image/jpeg",
+        "assertions": [
+            {
+                "label": "c2pa.actions",
+                "data": {
+                    "actions": [
+                        {
+                            "action": "c2pa.created",
+                            "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
+                            "softwareAgent": tool,
+                        },
+                        {
+                            "action": "c2pa.watermarked",
+                            "softwareAgent": tool,
+                            "parameters": {
+                                "description": f"invisible watermark {LEGACY_ALGORITHM}, id {identifier}"
+                            },
+                        },
+                    ]
+                },
+            },
+            {
+                "label": "c2pa.soft-binding",
+                "data": {"alg": LEGACY_ALGORITHM, "blocks": [{"scope": {}, "value": identifier}]},
+            },
+        ],
+    }
+    buffer = io.BytesIO()
+    embed(image, identifier).save(buffer, "JPEG", quality=92, **save_options("JPEG", xmp_packet()))
+    chain, key = config.cert_chain.read_bytes(), config.private_key.read_bytes()
+    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain, key, None))
+    signed = io.BytesIO()
+    with c2pa.Builder(definition) as builder:
+        manifest_bytes = builder.sign(signer, "image/jpeg", io.BytesIO(buffer.getvalue()), signed)
+    path.write_bytes(signed.getvalue())
+    summary = {
+        "watermark_id": identifier,
+        "title": path.name,
+        "digital_source_type": TRAINED_ALGORITHMIC_MEDIA,
+    }
+    store.save_entry(config.manifest_store, identifier, summary, manifest_bytes)
+    return path

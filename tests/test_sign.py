@@ -17,6 +17,7 @@ from signing_support import (  # noqa: F401  (fixtures)
 )
 
 from headshot.errors import HeadshotError
+from headshot.signing import watermark
 from headshot.signing.api import sign_file, sign_image, verify_file
 from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA, read_digital_source_type
 
@@ -67,8 +68,14 @@ def test_manifest_declares_ai_generation_record_and_training_opt_out(signed_jpeg
     created = next(a for a in actions if a["action"] == "c2pa.created")
     assert created["digitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
     assert created["softwareAgent"]["name"] == "headshot"
-    assert any(a["action"] == "c2pa.watermarked" for a in actions)
-    assert assertions["c2pa.soft-binding"]["blocks"][0]["value"] == signed_jpeg.watermark_id
+    # C2PA 2.2: soft bindings only with registered algorithms, and c2pa.watermarked only with
+    # a soft binding; the in-house mark is described under the project's own label instead.
+    assert "c2pa.soft-binding" not in assertions
+    assert not any(a["action"] == "c2pa.watermarked" for a in actions)
+    mark = assertions["org.headshot.watermark"]
+    assert mark["identifier"] == signed_jpeg.watermark_id
+    assert mark["alg"] == watermark.ALGORITHM and mark["version"] == watermark.VERSION
+    assert mark["key_id"] == watermark.key_id(watermark.DEFAULT_KEY) and mark["key_public"] is True
     record = assertions["org.headshot.generation"]
     assert record["template"] == "studio-grey" and record["seed"] == 7 and record["lora_sha256"] == "b" * 64
     assert "prompt" not in record, "prompts stay private unless the user opts in"

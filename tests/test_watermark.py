@@ -1,4 +1,8 @@
-"""The invisible watermark on real photos: survives JPEG q70 and 0.5x resize, no false positives."""
+"""The invisible watermark on real photos: what a profile photo goes through, and no false positives.
+
+Small on purpose (a few photos, a few attacks); bench/bench_watermark.py measures the full
+table on 18 photos and 10,000+ unmarked checks (docs/watermark.md).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,10 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from headshot.samples import astronaut, grace_hopper
-from headshot.signing import watermark
-
-
-def _real_photos() -> dict[str, Image.Image]:
-    import skimage.data
-
-    photos = {"grace_hopper": grace_hopper(), "astronaut": astronaut()}
-    for name in ("coffee", "chelsea", "rocket", "camera"):
-        photos[name] = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
-    return photos
+from headshot.signing import watermark, watermark_dct
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
@@ -27,36 +22,85 @@ def _jpeg(image: Image.Image, quality: int) -> Image.Image:
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
-def _half(image: Image.Image) -> Image.Image:
-    return image.resize((image.width // 2, image.height // 2), Image.LANCZOS)
+def _headshot(photo: Image.Image, size: tuple[int, int] = (1024, 1024)) -> Image.Image:
+    """A real photo at the size generate delivers (centre crop to the aspect, then resize)."""
+    return ImageOps.fit(photo, size, Image.LANCZOS)
 
 
-@pytest.mark.parametrize("name", ["grace_hopper", "coffee", "rocket"])
-def test_mark_survives_jpeg_q70_and_half_size_and_stays_invisible(name):
-    photo = _real_photos()[name]
+def _coffee() -> Image.Image:
+    import skimage.data
+
+    return Image.fromarray(skimage.data.coffee())
+
+
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    error = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return float(10 * np.log10(255**2 / (error**2).mean()))
+
+
+def _crop(image: Image.Image, left: float, top: float, right: float, bottom: float) -> Image.Image:
+    w, h = image.size
+    return image.crop((round(w * left), round(h * top), round(w * (1 - right)), round(h * (1 - bottom))))
+
+
+def _bordered(image: Image.Image, fraction: float = 0.05) -> Image.Image:
+    pad = round(image.width * fraction)
+    page = Image.new("RGB", (image.width + 2 * pad, image.height + 2 * pad), "white")
+    page.paste(image, (pad, pad))
+    return page
+
+
+ATTACKS = {
+    "JPEG q60": lambda im: _jpeg(im, 60),
+    "10% crop, 400x400, JPEG q75": lambda im: _jpeg(
+        _crop(im, 0.05, 0.05, 0.05, 0.05).resize((400, 400), Image.LANCZOS), 75
+    ),
+    "7 px shift": lambda im: im.crop((7, 7, im.width, im.height)),
+    "5% off one edge": lambda im: _crop(im, 0, 0, 0.05, 0),
+    "white border, JPEG q75": lambda im: _jpeg(_bordered(im), 75),
+    "60% of the area, JPEG q75": lambda im: _jpeg(_crop(im, 0.2, 0.05, 0.025, 0.175), 75),
+}
+
+
+@pytest.mark.parametrize("name", ["grace_hopper", "coffee"])
+def test_mark_survives_what_a_profile_photo_goes_through_and_stays_invisible(name):
+    photo = _headshot(grace_hopper() if name == "grace_hopper" else _coffee())
     marked = watermark.embed(photo, "c0ffee42")
-    error = np.asarray(marked, dtype=np.float64) - np.asarray(photo, dtype=np.float64)
-    psnr = 10 * np.log10(255**2 / (error**2).mean())
-    assert psnr > 35, f"PSNR {psnr:.1f} dB"
-    for attacked in (marked, _jpeg(marked, 70), _half(marked), _jpeg(_half(marked), 70)):
-        result = watermark.detect(attacked)
-        assert result.found and result.identifier == "c0ffee42"
+    assert _psnr(photo, marked) > 39
+    for attack, apply in ATTACKS.items():
+        result = watermark.detect(apply(marked))
+        assert result.found and result.identifier == "c0ffee42", attack
+        assert result.algorithm == watermark.ALGORITHM
+
+
+def test_a_square_crop_of_a_portrait_format_headshot_keeps_the_mark():
+    portrait = _headshot(astronaut(), (832, 1040))
+    marked = watermark.embed(portrait, "5eed5eed")
+    square = marked.crop((0, 60, 832, 892))
+    assert watermark.detect(_jpeg(square.resize((400, 400), Image.LANCZOS), 80)).identifier == "5eed5eed"
 
 
 def test_unmarked_real_photos_never_yield_an_identifier():
     trials = 0
-    for photo in _real_photos().values():
-        for variant in (photo, _jpeg(photo, 70), _half(photo)):
-            for key in (watermark.DEFAULT_KEY, "another-key", "third-key"):
+    for photo in (_headshot(grace_hopper()), astronaut(), _coffee()):
+        for variant in (photo, _jpeg(photo, 70), _crop(photo, 0.05, 0.05, 0.05, 0.05).resize((400, 400))):
+            for key in (watermark.DEFAULT_KEY, "another-key"):
                 assert not watermark.detect(variant, key=key).found
                 trials += 1
-    assert trials == 54
+    assert trials == 18
 
 
 def test_a_different_key_does_not_read_the_mark():
-    marked = watermark.embed(grace_hopper(), "0badcafe")
+    marked = watermark.embed(astronaut(), "0badcafe")
     assert watermark.detect(marked).identifier == "0badcafe"
     assert not watermark.detect(marked, key="someone-else").found
+
+
+def test_images_marked_with_the_v1_mark_are_still_detected():
+    """Headshots signed before 2026-12 carry the whole-frame DCT mark: verify tries both."""
+    old = watermark_dct.embed(grace_hopper(), "01d01d01")
+    result = watermark.detect(_jpeg(old, 80))
+    assert result.identifier == "01d01d01" and result.algorithm == watermark_dct.ALGORITHM
 
 
 def test_tiny_images_carry_the_mark_in_their_delivered_file():
@@ -68,11 +112,6 @@ def test_tiny_images_carry_the_mark_in_their_delivered_file():
         assert watermark.detect(_jpeg(marked, 92)).identifier == "00000001"
 
 
-def test_a_mirrored_copy_is_still_read_but_a_cropped_one_is_not():
-    """The documented limits: flips are handled, crops are not (docs/watermark.md)."""
-    from PIL import ImageOps
-
-    marked = watermark.embed(grace_hopper(), "feedf00d")
+def test_a_mirrored_copy_is_still_read():
+    marked = watermark.embed(_headshot(grace_hopper(), (512, 512)), "feedf00d")
     assert watermark.detect(ImageOps.mirror(_jpeg(marked, 80))).identifier == "feedf00d"
-    w, h = marked.size
-    assert not watermark.detect(marked.crop((w // 20, h // 20, w - w // 20, h - h // 20))).found

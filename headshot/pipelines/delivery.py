@@ -41,7 +41,13 @@ def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
     the demo still deliver signed, verifiable images.
     """
     try:
-        from headshot.signing.api import ensure_dev_credentials, load_signing_config, sign_image, verify_file
+        from headshot.signing.api import (
+            VerifyOptions,
+            ensure_dev_credentials,
+            load_signing_config,
+            sign_image,
+            verify_file,
+        )
     except ImportError as exc:
         raise HeadshotError(
             f"the signing stage is not installed in this build ({exc.name} is missing), "
@@ -59,7 +65,8 @@ def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
             ensure_dev_credentials(config.dev_credentials)
     return Signer(
         sign=lambda image, destination, info: sign_image(image, destination, info, config),
-        verify=lambda path: verify_file(path, config),
+        # Delivery requires the disclosure: what `headshot verify --require-ai` checks.
+        verify=lambda path: verify_file(path, config, options=VerifyOptions(require_ai=True)),
     )
 
 

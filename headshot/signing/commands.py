@@ -7,13 +7,14 @@ from pathlib import Path
 
 import typer
 
+from headshot.analysis.image_io import is_photo_name
 from headshot.config import read_json_record
 from headshot.errors import HeadshotError
 from headshot.signing.config import SigningConfig
 from headshot.signing.credentials import DEV_NOTICE, create_dev_credentials
 from headshot.signing.generation_info import GenerationInfo
 from headshot.signing.sign import SignedImage, sign_file
-from headshot.signing.verify import Verification, verify_file
+from headshot.signing.verify import Verification, VerifyOptions, verify_file
 
 SIGNABLE = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".webp": "webp"}
 
@@ -47,9 +48,16 @@ def run_sign(
     return signed
 
 
+SCHEMA = "headshot-verify"
+SCHEMA_VERSION = 2  # docs/verify-schema.json; version 1 was the bare list of before 2026-12
+_STATES = {"Absent": "no C2PA manifest", "Remote": "remote manifest, not fetched"}
+
+
 def describe(result: Verification) -> str:
     """One line per file: state, disclosure and by what, signer, watermark, store lookup."""
-    state = "no C2PA manifest" if result.state == "Absent" else result.state
+    state = _STATES.get(result.state, result.state)
+    if result.state == "Remote" and result.remote_manifest_url:
+        state += f" ({result.remote_manifest_url})"
     if result.ai_generated:
         disclosure = f"AI-generated ({', '.join(result.disclosed_by)})"
     else:
@@ -76,25 +84,71 @@ def describe(result: Verification) -> str:
         else:
             parts.append("not in the local manifest store")
     line = " | ".join(parts)
-    if result.errors:
-        line += "\n  " + "\n  ".join(result.errors)
+    errors = [e for e in result.errors if not e.startswith("remote manifest, not fetched")]
+    if errors:
+        line += "\n  " + "\n  ".join(errors)
     return line
 
 
-def run_verify(files: list[Path], config: SigningConfig, as_json: bool, trust_anchors: list[Path]) -> None:
-    """Print per file; raise (exit 1) when any file is invalid or not declared AI-generated."""
-    results = [verify_file(path, config, trust_anchors) for path in files]
+def expand_folders(paths: list[Path], recursive: bool = False) -> list[Path]:
+    """Files as given; a folder stands for the images in it (and in its subfolders if recursive).
+
+    Inside a folder only files named as images are taken (index.json, .c2pa sidecars and
+    hidden files are not); a file named on the command line is always checked.
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(
+            p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file() and is_photo_name(p)
+        )
+        if not found:
+            hint = "" if recursive else " (add --recursive to look in its subfolders)"
+            raise HeadshotError(f"{path}: no images in this folder{hint}")
+        files += found
+    return files
+
+
+def verify_report(results: list[Verification], options: VerifyOptions) -> dict:
+    """The `--json` document (docs/verify-schema.json)."""
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "require_ai": options.require_ai,
+        "fetch_remote": options.fetch_remote,
+        "passed": all(r.passed for r in results),
+        "files": [r.model_dump(mode="json") for r in results],
+    }
+
+
+def run_verify(
+    files: list[Path],
+    config: SigningConfig,
+    as_json: bool,
+    options: VerifyOptions,
+    recursive: bool = False,
+) -> list[Verification]:
+    """Print per file; raise (exit 1) when any file fails (Invalid, not an image, or with
+    require_ai not declared AI-generated)."""
+    results = [verify_file(path, config, options=options) for path in expand_folders(files, recursive)]
     if as_json:
-        typer.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+        typer.echo(json.dumps(verify_report(results, options), indent=2))
     else:
         for result in results:
             typer.echo(describe(result))
     failed = [r for r in results if not r.passed]
     if failed:
-        reasons = ", ".join(
-            f"{r.file} ({'invalid' if r.state == 'Invalid' else 'not declared AI-generated'})" for r in failed
-        )
+        reasons = ", ".join(f"{r.file} ({_failure_reason(r)})" for r in failed)
         raise HeadshotError(f"{len(failed)} of {len(results)} files failed verification: {reasons}")
+    return results
+
+
+def _failure_reason(result: Verification) -> str:
+    if not result.image_readable:
+        return "not an image" if any("not an image" in e for e in result.errors) else "unreadable image"
+    return "invalid" if result.state == "Invalid" else "not declared AI-generated"
 
 
 def run_keys_init(out: Path, force: bool) -> None:

@@ -18,7 +18,9 @@ from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA
 
 TOOL = {"name": "headshot", "version": __version__}
 GENERATION_LABEL = "org.headshot.generation"
-SOFT_BINDING_LABEL = "c2pa.soft-binding"
+WATERMARK_LABEL = "org.headshot.watermark"
+# Files signed before 2026-12 declared the mark as a soft binding; verify still reads it.
+LEGACY_SOFT_BINDING_LABEL = "c2pa.soft-binding"
 MIME_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 PIL_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 _TRAINING_USES = ("cawg.ai_generative_training", "cawg.ai_training", "cawg.ai_inference", "cawg.data_mining")
@@ -40,6 +42,18 @@ def generation_record(info: GenerationInfo, include_prompts: bool) -> dict[str, 
     return record
 
 
+def watermark_assertion(watermark_id: str, config: SigningConfig) -> dict[str, Any]:
+    """What a reader needs to find the mark again: algorithm, version, identifier, key id."""
+    return {
+        "alg": watermark.ALGORITHM,
+        "version": watermark.VERSION,
+        "identifier": watermark_id,
+        "key_id": watermark.key_id(config.watermark.key),
+        "key_public": True,
+        "detector": f"headshot {__version__} (headshot verify)",
+    }
+
+
 def manifest_definition(
     title: str,
     mime_type: str,
@@ -53,21 +67,10 @@ def manifest_definition(
     ]
     assertions: list[dict[str, Any]] = []
     if watermark_id is not None:
-        actions.append(
-            {
-                "action": "c2pa.watermarked",
-                "softwareAgent": TOOL,
-                "parameters": {
-                    "description": f"invisible watermark {watermark.ALGORITHM}, id {watermark_id}"
-                },
-            }
-        )
-        assertions.append(
-            {
-                "label": SOFT_BINDING_LABEL,
-                "data": {"alg": watermark.ALGORITHM, "blocks": [{"scope": {}, "value": watermark_id}]},
-            }
-        )
+        # Our own label, not c2pa.soft-binding: C2PA 2.2 (9.3.2, 18.10.4) allows only
+        # algorithms from its registered soft-binding list there, and a c2pa.watermarked
+        # action requires such a soft binding, so neither is used for an in-house mark.
+        assertions.append({"label": WATERMARK_LABEL, "data": watermark_assertion(watermark_id, config)})
     assertions.insert(0, {"label": "c2pa.actions", "data": {"actions": actions}})
     assertions.append(
         {

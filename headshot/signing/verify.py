@@ -1,13 +1,15 @@
 """Read any image back: C2PA validation state, AI disclosure (C2PA / XMP / watermark), signer.
 
 Works on images signed by other C2PA tools too: nothing here assumes our own manifest
-layout except the optional soft-binding comparison and the local manifest store lookup.
+layout except the watermark declaration (org.headshot.watermark, or the c2pa.soft-binding of
+files signed before 2026-12) and the local manifest store lookup.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +20,12 @@ from pydantic import BaseModel, Field, computed_field
 from headshot.errors import HeadshotError
 from headshot.signing import store, watermark
 from headshot.signing.config import SigningConfig
-from headshot.signing.manifest import SOFT_BINDING_LABEL
+from headshot.signing.manifest import LEGACY_SOFT_BINDING_LABEL, WATERMARK_LABEL
 from headshot.signing.xmp import AI_SOURCE_TYPES, read_digital_source_type
 
-State = Literal["Trusted", "Valid", "Invalid", "Absent"]
+# Absent: no C2PA manifest in the file. Remote: the file points to a manifest at a URL that
+# was not fetched (or could not be): unknown, which is not the same as Invalid.
+State = Literal["Trusted", "Valid", "Invalid", "Absent", "Remote"]
 # Failure codes that only say "not on a trust list": the state (Valid) already says that.
 _NOT_ERRORS = {"signingCredential.untrusted"}
 
@@ -29,28 +33,38 @@ _NOT_ERRORS = {"signingCredential.untrusted"}
 class WatermarkReport(BaseModel):
     found: bool
     identifier: str | None = None
+    algorithm: str | None = None  # which mark was read (the current one, or v1 of older files)
     score: float = 0.0
-    matches_manifest: bool | None = None  # the manifest's soft binding names the same id
+    matches_manifest: bool | None = None  # the manifest declares the same identifier
 
 
 class Verification(BaseModel):
     file: str
-    state: State  # Absent: no C2PA manifest in the file
+    state: State
     ai_generated: bool
     disclosed_by: list[Literal["c2pa", "xmp", "watermark"]] = Field(default_factory=list)
     digital_source_type: str | None = None
     signer: str | None = None
     claim_generator: str | None = None
     manifest_label: str | None = None
+    remote_manifest_url: str | None = None  # the URL a file points to for its manifest
     watermark: WatermarkReport
     manifest_store: store.StoreLookup | None = None
+    image_readable: bool = True  # False: not an image, or its pixels could not be decoded
+    require_ai: bool = False  # the option `passed` was decided under
     errors: list[str] = Field(default_factory=list)
 
     @computed_field
     @property
     def passed(self) -> bool:
-        """What `headshot verify` requires: not Invalid, and declared AI-generated."""
-        return self.state != "Invalid" and self.ai_generated
+        """Not Invalid and a readable image; with require_ai, also declared AI-generated.
+
+        Valid without a trust anchor passes (being on a trust list is a separate question),
+        and so do an unsigned photo and a manifest not fetched: nothing in them is broken.
+        """
+        if self.state == "Invalid" or not self.image_readable:
+            return False
+        return self.ai_generated or not self.require_ai
 
 
 def read_trust_anchors(paths: list[Path]) -> str:
@@ -66,8 +80,8 @@ def read_trust_anchors(paths: list[Path]) -> str:
     return "".join(pems)
 
 
-def reading_context(trust_anchors: list[Path]) -> c2pa.Context:
-    settings: dict[str, Any] = {"verify": {"verify_trust": True}}
+def reading_context(trust_anchors: list[Path], fetch_remote: bool = False) -> c2pa.Context:
+    settings: dict[str, Any] = {"verify": {"verify_trust": True, "remote_manifest_fetch": fetch_remote}}
     anchors = read_trust_anchors(trust_anchors)
     if anchors:
         settings["trust"] = {"user_anchors": anchors}
@@ -106,13 +120,18 @@ def _source_type(manifest: dict[str, Any]) -> str | None:
     return (ai or declared or [None])[0]
 
 
-def _soft_binding_ids(manifest: dict[str, Any]) -> set[str]:
-    return {
+def _declared_watermark_ids(manifest: dict[str, Any]) -> set[str]:
+    """Identifiers the manifest declares: our own assertion, or the soft binding of older files."""
+    declared = {
+        str(data["identifier"]) for data in _assertions(manifest, WATERMARK_LABEL) if "identifier" in data
+    }
+    legacy = {
         str(block.get("value"))
-        for data in _assertions(manifest, SOFT_BINDING_LABEL)
-        if data.get("alg") == watermark.ALGORITHM
+        for data in _assertions(manifest, LEGACY_SOFT_BINDING_LABEL)
+        if str(data.get("alg", "")).startswith("org.headshot.watermark.")
         for block in data.get("blocks", [])
     }
+    return declared | legacy
 
 
 def _failures(results: dict[str, Any] | None) -> list[str]:
@@ -124,35 +143,66 @@ def _failures(results: dict[str, Any] | None) -> list[str]:
     ]
 
 
+class VerifyOptions(BaseModel):
+    """What a reader asks of each file (the `headshot verify` options)."""
+
+    # Fail a file that is not declared AI-generated. Off for readers of other people's
+    # images (a camera photo with its own manifest is fine); on for generate's delivery
+    # check and a studio's own checks of what it publishes.
+    require_ai: bool = False
+    # Fetch a manifest that the file only points to (a URL). Off: no network unless asked.
+    fetch_remote: bool = False
+    trust_anchors: list[Path] = Field(default_factory=list)
+
+
+_REMOTE_URL = re.compile(r"https?://[^\s)]+")
+
+
+def _read_manifest(data: bytes, context: c2pa.Context) -> tuple[State, dict[str, Any], list[str], str | None]:
+    """Validation state, active manifest, errors, and the URL of a manifest stored remotely."""
+    try:
+        reader = c2pa.Reader.try_create(io.BytesIO(data), context=context)
+        if reader is None:
+            return "Absent", {}, [], None
+        with reader:
+            store_json = json.loads(reader.json())
+            manifest = store_json.get("manifests", {}).get(store_json.get("active_manifest"), {})
+            state = reader.get_validation_state() or "Invalid"
+            remote = None if reader.is_embedded() else reader.get_remote_url()
+            errors = []
+            if state == "Invalid":
+                errors = _failures(reader.get_validation_results()) or ["the manifest did not validate"]
+    except c2pa.C2paError.NotSupported:
+        return "Absent", {}, ["C2PA: this file type cannot carry a manifest"], None
+    except c2pa.C2paError as exc:
+        message = str(exc)
+        if message.startswith("Remote:"):  # c2pa reports a manifest that only a URL points to
+            url = _REMOTE_URL.search(message)
+            fetched = (
+                "not fetched" if "must fetch" in message else f"could not be fetched ({message[7:].strip()})"
+            )
+            return "Remote", {}, [f"remote manifest, {fetched}"], url.group() if url else None
+        return "Invalid", {}, [f"C2PA manifest unreadable: {exc}"], None
+    if state not in ("Trusted", "Valid", "Invalid"):
+        state = "Invalid"
+    return state, manifest, errors, remote
+
+
 def verify_file(
-    path: Path, config: SigningConfig | None = None, trust_anchors: list[Path] | None = None
+    path: Path,
+    config: SigningConfig | None = None,
+    trust_anchors: list[Path] | None = None,
+    options: VerifyOptions | None = None,
 ) -> Verification:
     """Everything a viewer should know about one image's disclosure and signature."""
     config = config or SigningConfig()
+    options = options or VerifyOptions()
     path = Path(path)
     if not path.is_file():
         raise HeadshotError(f"{path}: file not found")
     data = path.read_bytes()
-    errors: list[str] = []
-    state: State = "Absent"
-    manifest: dict[str, Any] = {}
-    try:
-        context = reading_context([*config.trust_anchors, *(trust_anchors or [])])
-        reader = c2pa.Reader.try_create(io.BytesIO(data), context=context)
-        if reader is not None:
-            with reader:
-                store_json = json.loads(reader.json())
-                manifest = store_json.get("manifests", {}).get(store_json.get("active_manifest"), {})
-                state = reader.get_validation_state() or "Invalid"
-                if state == "Invalid":
-                    errors += _failures(reader.get_validation_results()) or ["the manifest did not validate"]
-    except c2pa.C2paError.NotSupported:
-        errors.append("C2PA: this file type cannot carry a manifest")
-    except c2pa.C2paError as exc:
-        state = "Invalid"
-        errors.append(f"C2PA manifest unreadable: {exc}")
-    if state not in ("Trusted", "Valid", "Invalid", "Absent"):
-        state = "Invalid"
+    anchors = [*config.trust_anchors, *options.trust_anchors, *(trust_anchors or [])]
+    state, manifest, errors, remote_url = _read_manifest(data, reading_context(anchors, options.fetch_remote))
 
     disclosed: list[str] = []
     source_type = _source_type(manifest) if manifest else None
@@ -164,8 +214,11 @@ def verify_file(
             image.load()
             xmp_type = read_digital_source_type(image)
             found = watermark.detect(image, key=config.watermark.key)
-    except (UnidentifiedImageError, OSError) as exc:
-        errors.append(f"not a readable image: {exc}")
+    except UnidentifiedImageError:
+        errors.append(f"{path.name}: not an image (or a format headshot cannot read)")
+        xmp_type, found = None, None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # what Pillow's decoders raise
+        errors.append(f"{path.name}: truncated or corrupt image data ({exc})")
         xmp_type, found = None, None
     if xmp_type in AI_SOURCE_TYPES:
         disclosed.append("xmp")
@@ -173,10 +226,11 @@ def verify_file(
     lookup = None
     if found is not None and found.found:
         disclosed.append("watermark")
-        bound = _soft_binding_ids(manifest)
+        bound = _declared_watermark_ids(manifest)
         marks = WatermarkReport(
             found=True,
             identifier=found.identifier,
+            algorithm=found.algorithm,
             score=round(found.score, 2),
             matches_manifest=(found.identifier in bound) if bound else None,
         )
@@ -194,7 +248,10 @@ def verify_file(
         signer=_signer(manifest) if manifest else None,
         claim_generator=_claim_generator(manifest) if manifest else None,
         manifest_label=manifest.get("label") if manifest else None,
+        remote_manifest_url=remote_url,
         watermark=marks,
         manifest_store=lookup,
+        image_readable=found is not None,
+        require_ai=options.require_ai,
         errors=errors,
     )
