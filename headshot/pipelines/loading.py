@@ -224,8 +224,16 @@ def _load_single_file(spec: BaseModelSpec, path: Path, dtype, allow_pickle: bool
 
 
 def _load_from_hub(spec: BaseModelSpec, dtype, allow_pickle: bool) -> LoadedModel:
+    import logging
+
     from diffusers import DiffusionPipeline
 
+    # diffusers logs "Couldn't connect to the Hub ... will try the local cache" before it
+    # looks there; the outcome is reported below (or the cached copy loads), so that
+    # warning only repeats it.
+    hub_logger = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
     try:
         folder = DiffusionPipeline.download(
             spec.source,
@@ -241,6 +249,8 @@ def _load_from_hub(spec: BaseModelSpec, dtype, allow_pickle: bool) -> LoadedMode
             f"'{spec.source}' in the cache {cache} and on the Hugging Face hub "
             f"({type(exc).__name__}: {_first_sentence(str(exc))})",
         ) from None
+    finally:
+        hub_logger.setLevel(level)
     return _load_folder(spec, Path(folder), dtype, allow_pickle)
 
 
