@@ -479,6 +479,9 @@ def tiny_model_command(
     family: Annotated[str, typer.Option("--family", "-f", help="Family: " + ", ".join(family_names()) + ".")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to save the diffusers model in.")],
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
+    pretrain_steps: Annotated[
+        int, typer.Option("--pretrain-steps", help="Pre-train the UNet this many steps on packaged photos.")
+    ] = 0,
 ) -> None:
     """Build a tiny random-weight model of a real family's shape (for tests and the demo)."""
     from headshot.pipelines.families import FAMILIES
@@ -486,7 +489,7 @@ def tiny_model_command(
 
     if family not in FAMILIES:
         raise typer.BadParameter(f"expected one of {', '.join(FAMILIES)}", param_hint="--family")
-    save_tiny_model(family, out, seed=seed)  # type: ignore[arg-type]
+    save_tiny_model(family, out, seed=seed, pretrain_steps=pretrain_steps)  # type: ignore[arg-type]
     typer.echo(f"tiny {family} model saved to {out}")
 
 
@@ -517,6 +520,15 @@ def main() -> None:
         app(prog_name="headshot")
     except HeadshotError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        # A folder that is read-only, a full disk, a file that vanished: the stages' writes
+        # are staged (headshot.storage), so the previous outputs are intact; say which file.
+        where = exc.filename or "a file"
+        typer.echo(f"error: {where}: {exc.strerror or exc}; the previous outputs are kept", err=True)
+        sys.exit(1)
+    except MemoryError:
+        typer.echo("error: out of memory: an input asks for more than this machine has", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted; finished files are kept, re-run to resume", err=True)

@@ -55,16 +55,20 @@ def test_flow_matching_loss_equals_a_hand_computation_on_a_fixed_batch(tiny_flux
         )
         latents = torch.randn(2, 16, 8, 8, generator=torch.Generator().manual_seed(3))
         masks = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(4))
-        batch = Batch(latents, masks, torch.zeros(2, 0), prompts.repeat(2), num_instance=1)
+        batch = Batch(
+            latents, masks, torch.zeros(2, 0), prompts.repeat(2), num_instance=1, noise_seeds=[7, 8]
+        )
         objective = FLUX.training_objective(pipe, config)
         settings = LossSettings(prior_loss_weight=0.5, face_loss_weight=2.0, guidance=3.5)
-        loss, instance, prior = dreambooth_loss(FLUX, pipe.transformer, objective, batch, settings,
-                                                torch.Generator().manual_seed(7))  # fmt: skip
+        loss, instance, prior = dreambooth_loss(FLUX, pipe.transformer, objective, batch, settings)
 
-        # By hand: the same draws, in the same order, from the same seed.
-        generator = torch.Generator().manual_seed(7)
-        noise = torch.randn(latents.shape, generator=generator)
-        u = torch.sigmoid(torch.randn(2, generator=generator) * 0.7 + 0.3)
+        # By hand: each example's draws from its own seed, noise first, then its timestep.
+        noise, u = [], []
+        for seed in (7, 8):
+            generator = torch.Generator().manual_seed(seed)
+            noise.append(torch.randn(latents.shape[1:], generator=generator))
+            u.append(torch.sigmoid(torch.randn(1, generator=generator) * 0.7 + 0.3))
+        noise, u = torch.stack(noise), torch.cat(u)
         scheduler = pipe.scheduler.config
         mu = calculate_shift(16, scheduler.base_image_seq_len, scheduler.max_image_seq_len,
                              scheduler.base_shift, scheduler.max_shift)  # fmt: skip

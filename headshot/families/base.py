@@ -8,7 +8,6 @@ compare family names. `_template.py` documents each hook's contract for a new fa
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
@@ -165,11 +164,13 @@ class Family:
 
 
 def read_model_index(folder: Path) -> dict | None:
+    """A diffusers folder's model_index.json (size-limited read), or None without one."""
+    from headshot.bounded_io import read_json_object
+
     index = Path(folder) / "model_index.json"
     if not index.is_file():
         return None
-    try:
-        data = json.loads(index.read_text())
-    except (OSError, ValueError) as exc:
-        raise HeadshotError(f"{index}: not readable JSON ({exc})") from None
-    return data if isinstance(data, dict) else None
+    data = read_json_object(index, "a JSON object (a diffusers model_index.json)")
+    if not isinstance(data.get("_class_name", ""), str):
+        raise HeadshotError(f"{index}: field '_class_name': expected text (a diffusers pipeline class)")
+    return data

@@ -15,7 +15,6 @@ FLUX.1-dev's weights are under a non-commercial licence (see configs/models/flux
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,9 +84,11 @@ class Flux1(Family):
         return int(pipeline.vae.config.sample_size)
 
     def resolution_from_folder(self, folder: Path) -> int | None:
+        from headshot.bounded_io import read_json
+
         try:
-            return int(json.loads((folder / "vae" / "config.json").read_text())["sample_size"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return int(read_json(folder / "vae" / "config.json")["sample_size"])
+        except (HeadshotError, OSError, ValueError, KeyError, TypeError):
             return None
 
     def check_training_options(self, config, where: str) -> None:

@@ -7,7 +7,6 @@ classifier-free guidance, so negative prompts work.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from headshot.errors import HeadshotError
@@ -42,11 +41,13 @@ class StableDiffusionFamily(Family):
         return int(pipeline.unet.config.sample_size) * int(pipeline.vae_scale_factor)
 
     def resolution_from_folder(self, folder: Path) -> int | None:
+        from headshot.bounded_io import read_json
+
         try:
-            unet = json.loads((folder / "unet" / "config.json").read_text())
-            vae = json.loads((folder / "vae" / "config.json").read_text())
+            unet = read_json(folder / "unet" / "config.json")
+            vae = read_json(folder / "vae" / "config.json")
             return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (HeadshotError, OSError, ValueError, KeyError, TypeError):
             return None
 
     def check_training_options(self, config, where: str) -> None:

@@ -6,7 +6,6 @@ Real models and the tiny test models go through exactly the same code.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,20 +266,30 @@ def _swap_fp16_vae(loaded: LoadedModel, dtype) -> None:
 
 
 def fingerprint_path(path: Path) -> str:
-    """SHA-256 over a weight file or a model folder's files, cached by size and mtime."""
+    """SHA-256 over a weight file or a model folder's files, cached by each file's stamp.
+
+    The stamp is size, mtime, inode change time (ctime) and inode. The mtime alone can be
+    restored after editing weights in place (`touch -d`); the ctime cannot be set by a user
+    and changes on every write, so such an edit is re-hashed. The cost: chmod, a hard
+    link or a copy of the folder also change ctime/inode and cost one re-hash (about 1 s
+    per GB), never a wrong hash.
+    """
+    from headshot.bounded_io import read_json_object
+
     cache_file = cache_root() / "hashes.json"
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    stamp = [
-        [str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, p.stat().st_mtime_ns]
-        for p in files
-    ]
+    stamp = []
+    for p in files:
+        info = p.stat()
+        name = str(p.relative_to(path) if path.is_dir() else p.name)
+        stamp.append([name, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino])
     key = str(path.resolve())
     try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
+        cache = read_json_object(cache_file, max_bytes=64 * 1024 * 1024) if cache_file.is_file() else {}
+    except HeadshotError:
+        cache = {}  # damaged: rebuilt
     entry = cache.get(key)
-    if entry and entry.get("stamp") == stamp:
+    if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
         return entry["sha256"]
     if path.is_file():
         digest = sha256_file(path)

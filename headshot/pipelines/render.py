@@ -9,7 +9,6 @@ work and redoes whatever an interruption left half-done.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,12 +25,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
 from headshot.pipelines.generate_config import GenerateConfig, PerformanceOptions
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
 from headshot.pipelines.refine import FaceRefiner
 from headshot.pipelines.templates import SAMPLERS, RenderJob
-from headshot.records import atomic_save_image, atomic_write_json, sha256_file
+from headshot.records import atomic_save_image, atomic_write_json, portable_record, sha256_file
 from headshot.training.training_record import TrainingRecord
 
 console = Console(stderr=True, soft_wrap=True)
@@ -166,6 +166,11 @@ def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateCon
     """Load the base model named in training.json (or the override) and the LoRA, once."""
 
     dtype_name, dtype = _resolve_dtype(config.performance, device)
+    if config.base_model is None and record.base_model.startswith("local:"):
+        raise HeadshotError(
+            f"{lora_folder / 'training.json'}: the LoRA was trained on the local model folder "
+            f"'{record.base_model[6:]}', whose path is not recorded; pass --base-model PATH"
+        )
     spec = resolve_base_model(config.base_model or record.base_model)
     loaded = load_base_model(spec, dtype=dtype, allow_pickle=config.allow_pickle)
     if loaded.family.name != record.family:
@@ -248,9 +253,9 @@ def read_finished(renders: Path, job: RenderJob, expected: dict) -> dict | None:
     if not (png.is_file() and sidecar.is_file()):
         return None
     try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        record = read_json(sidecar)
+    except HeadshotError:
+        return None  # damaged or hostile: rendered again
     if not isinstance(record, dict) or any(record.get(k) != expected[k] for k in _REUSE_KEYS):
         return None
     if record.get("png_sha256") != sha256_file(png):
@@ -353,6 +358,7 @@ def _write_batch(renders: Path, jobs: list[RenderJob], images: list, records: li
         # The PNG first, then the sidecar that vouches for it: a crash in between leaves
         # a PNG without a sidecar, which the next run renders again.
         atomic_save_image(png, image)
+        record = portable_record(record, Path(renders).resolve().parent)  # no absolute paths
         atomic_write_json(
             sidecar, {**record, "png_sha256": sha256_file(png), "wall_time_s": round(seconds, 4)}
         )

@@ -192,19 +192,28 @@ def common_parts(seed: int, **vae_options) -> CommonParts:
     return CommonParts(model, build_tiny_tokenizer())
 
 
-def build_tiny_pipeline(family: str, seed: int = 0):
-    """Build (not save) a random-weight pipeline of the given family."""
+def build_tiny_pipeline(family: str, seed: int = 0, pretrain_steps: int = 0):
+    """Build (not save) a random-weight pipeline of the given family.
+
+    `pretrain_steps` > 0: then pre-train its denoiser briefly (`tiny_pretrain`), so that it
+    renders latents of the data's scale and keeps "a photo of person" apart.
+    """
     from headshot.families import get_family
 
-    return get_family(family).tiny(seed)
+    pipeline = get_family(family).tiny(seed)
+    if pretrain_steps:
+        from headshot.pipelines.tiny_pretrain import pretrain_denoiser
+
+        pretrain_denoiser(pipeline, pretrain_steps, seed=seed)
+    return pipeline
 
 
-def save_tiny_model(family: str, out: Path, seed: int = 0) -> Path:
+def save_tiny_model(family: str, out: Path, seed: int = 0, pretrain_steps: int = 0) -> Path:
     """Build a tiny model and save it in diffusers format (safetensors) under `out`."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "model_index.json").is_file():
         raise HeadshotError(f"{out}: folder exists and is not a model folder; choose an empty one")
-    pipeline = build_tiny_pipeline(family, seed=seed)
+    pipeline = build_tiny_pipeline(family, seed=seed, pretrain_steps=pretrain_steps)
     pipeline.save_pretrained(out, safe_serialization=True)
     return out
 

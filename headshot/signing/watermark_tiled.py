@@ -38,6 +38,7 @@ MIN_TILE = 64
 BAND = (3.2, 12.8)  # carrier frequencies, in cycles per tile (radius): periods of 1/13 to 1/3 tile
 DEFAULT_STRENGTH = 0.13  # per-bit margin: carrier amplitude in grey levels (about 40.5 dB PSNR)
 FLOOR = 0.6  # every bit gets at least this share of `strength`, whatever the photo already says
+MAX_CANDIDATES = 6  # periods from the spectrum that are folded and decoded
 SCOUT_BITS = 24  # bits whose carrier energy ranks the folds near a candidate period
 DECODED_FOLDS = 3  # the best-ranked folds that are decoded (and CRC-checked)
 SCALE_STEPS = tuple(sign * 0.005 * i for i in range(5) for sign in ((1,) if i == 0 else (-1, 1)))
@@ -230,7 +231,17 @@ def candidate_periods(luma: np.ndarray, key: str, count: int = 3) -> list[tuple[
         scores = np.maximum(scores, values.mean(axis=1))
     local = [i for i in range(1, len(scores) - 1) if scores[i] >= scores[i - 1] and scores[i] > scores[i + 1]]
     best = sorted(local, key=lambda i: -scores[i])[:count]
-    return [(periods[i] / ratio, periods[i] / ratio) for i in best]
+    # A fraction of the period also lights up: the tile's 8-bit rounding and clipping put
+    # energy on every multiple of 1 / period, and where the photo has no content of its own
+    # (above the cut-off of an upscaled photo) whitening makes that stand out. So the double
+    # and the quadruple of each peak are candidates too.
+    found: list[float] = []
+    for i in best:
+        for multiple in (1, 2, 4):
+            period = periods[i] * multiple
+            if period <= periods[-1] * 1.01 and all(abs(period / other - 1) > 0.01 for other in found):
+                found.append(period)
+    return [(period / ratio, period / ratio) for period in found[:MAX_CANDIDATES]]
 
 
 def _folds(luma: np.ndarray, period: tuple[float, float]):

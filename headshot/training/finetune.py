@@ -20,7 +20,8 @@ from headshot.errors import HeadshotError
 from headshot.families import family_of_folder, get_family
 from headshot.layout import SubjectLayout
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
-from headshot.records import library_versions, sha256_file
+from headshot.records import library_versions, portable_record, sha256_file
+from headshot.storage import StagedFiles, repair_files, run_staged
 from headshot.training import checkpoints as ckpt
 from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
 from headshot.training.data import (
@@ -32,7 +33,7 @@ from headshot.training.data import (
 )
 from headshot.training.dataset_record import DatasetRecord
 from headshot.training.finetune_config import FinetuneConfig
-from headshot.training.monitor import Monitor
+from headshot.training.monitor import Monitor, console
 from headshot.training.prior import (
     class_image_folder,
     class_image_path,
@@ -138,6 +139,8 @@ def open_session(
         pipeline.to(accelerator.device)
         model_sha256 = loaded.fingerprint()
         data_sha256 = dataset_sha256(dataset_folder, dataset)
+        if main:
+            repair_files(layout.lora, say=lambda message: console.print(f"[yellow]{message}[/]"))
         monitor = Monitor(layout.lora, config, dataset, pipeline, enabled=main)
 
         class_latents = None
@@ -168,11 +171,10 @@ def open_session(
         lr_scheduler = make_lr_scheduler(config, optimizer)
         *prepared, optimizer = accelerator.prepare(*trained, optimizer)
 
-        settings = {
-            **config.result_settings(),
-            "dataset_sha256": data_sha256,
-            "base_model_sha256": model_sha256,
-        }
+        settings = portable_record(
+            {**config.result_settings(), "dataset_sha256": data_sha256, "base_model_sha256": model_sha256},
+            layout.root,
+        )  # as state.json records them: no absolute paths
         state = _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, monitor)
         accelerator.wait_for_everyone()
         run = TrainingRun(
@@ -209,10 +211,18 @@ def open_session(
 
 
 def _export(session: Session, state) -> TrainingRecord:
+    config, monitor, out = session.config, session.monitor, session.layout.lora
+    scale = config.lora_alpha / config.rank
+    # The LoRA, its kohya export and training.json are staged and moved in as one set, so a
+    # kill never leaves a new LoRA beside the old record (storage.StagedFiles).
+    record = run_staged(StagedFiles(out), lambda staging: _export_files(session, state, staging, scale))
+    monitor.say(f"LoRA written to {out / record.lora_file} (+ {record.kohya_file} for ComfyUI and others)")
+    return record
+
+
+def _export_files(session: Session, state, out: Path, scale: float) -> TrainingRecord:
     config, layout, loaded, monitor = session.config, session.layout, session.loaded, session.monitor
     pipeline, dataset = loaded.pipeline, session.dataset
-    out = layout.lora
-    scale = config.lora_alpha / config.rank
     lora_file, kohya_file = loaded.family.export(
         pipeline, out, layout.subject, config.train_text_encoder, scale
     )
@@ -243,8 +253,7 @@ def _export(session: Session, state) -> TrainingRecord:
         config=config.model_dump(mode="json"),
         versions=library_versions(),
     )
-    write_training_record(out, record)
-    monitor.say(f"LoRA written to {lora_file} (+ {kohya_file.relative_to(out)} for ComfyUI and others)")
+    write_training_record(out, record, subject_root=layout.root)
     return record
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from headshot.config import StrictModel
+from headshot.config import Seed, StrictModel, Text, Word
 from headshot.config import cache_root as default_cache_root
 
 # Options that change the trained weights: a resumed run must use the same values.
@@ -63,15 +63,15 @@ class FinetuneConfig(StrictModel):
 
     base_model: str = "sdxl"  # preset, hub id, diffusers folder or .safetensors file
     # Words: the rare identifier token means *this* person; the class noun what they are.
-    identifier: str = "sks"
-    class_noun: str = "person"
-    instance_prompt: str | None = None  # default: "a photo of {identifier} {class_noun}"
-    class_prompt: str | None = None  # default: "a photo of {class_noun}"
+    identifier: Word = "sks"
+    class_noun: Word = "person"
+    instance_prompt: Text | None = None  # default: "a photo of {identifier} {class_noun}"
+    class_prompt: Text | None = None  # default: "a photo of {class_noun}"
 
     # Optimisation. One step = one optimizer update (batch_size x accumulation x processes images).
-    steps: int = Field(800, gt=0)
-    batch_size: int = Field(1, gt=0)
-    gradient_accumulation: int = Field(1, gt=0)
+    steps: int = Field(800, gt=0, le=1_000_000)
+    batch_size: int = Field(1, gt=0, le=1024)
+    gradient_accumulation: int = Field(1, gt=0, le=1024)
     lr: float = Field(1e-4, gt=0)
     text_encoder_lr: float | None = Field(None, gt=0)  # default: lr
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
@@ -81,7 +81,7 @@ class FinetuneConfig(StrictModel):
     use_8bit_adam: bool = False  # needs bitsandbytes (CUDA)
 
     # LoRA on the UNet attention projections, optionally on the text encoder(s) too.
-    rank: int = Field(16, gt=0)
+    rank: int = Field(16, gt=0, le=1024)
     alpha: float | None = Field(None, gt=0)  # default: rank (scale 1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_layers: Literal["attention", "all"] = Field(
@@ -95,10 +95,10 @@ class FinetuneConfig(StrictModel):
     # Prior preservation: class images from the base model keep the class noun intact.
     prior_preservation: bool = True
     prior_loss_weight: float = Field(1.0, ge=0)
-    num_class_images: int = Field(100, gt=0)
-    class_inference_steps: int = Field(25, gt=0)
+    num_class_images: int = Field(100, gt=0, le=100_000)
+    class_inference_steps: int = Field(25, gt=0, le=1000)
     class_guidance_scale: float = Field(5.0, ge=0)
-    class_batch_size: int = Field(4, gt=0)
+    class_batch_size: int = Field(4, gt=0, le=1024)
 
     # Loss shaping.
     snr_gamma: float | Literal["auto"] | None = Field(
@@ -128,15 +128,15 @@ class FinetuneConfig(StrictModel):
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16 on CUDA, no on CPU
     gradient_checkpointing: bool = False
 
-    seed: int = 0
+    seed: Seed = 0
     checkpoint_steps: int = Field(100, ge=0)  # 0: only the final state
     checkpoints_keep: int = Field(2, gt=0)
     stop_after_steps: int | None = Field(None, gt=0)  # this run: stop (checkpointed) after N steps
 
     validation_steps: int = Field(200, ge=0)  # 0: only after the last step
-    validation_prompt: str | None = None  # default: the instance prompt
-    validation_seeds: list[int] = Field(default_factory=lambda: [0, 1])
-    validation_inference_steps: int = Field(25, gt=0)
+    validation_prompt: Text | None = None  # default: the instance prompt
+    validation_seeds: list[Seed] = Field(default_factory=lambda: [0, 1], max_length=64)
+    validation_inference_steps: int = Field(25, gt=0, le=1000)
     validation_guidance_scale: float = Field(5.0, ge=0)
 
     cache_dir: Path | None = None  # class images; default $HEADSHOT_CACHE or ~/.cache/headshot

@@ -9,8 +9,9 @@
   path); "resolution_shift" then moves it the way FLUX's own sampler shifts its sigmas
   for the image's token count, s' = e^mu / (e^mu + 1/s - 1); "uniform" draws s uniformly.
 
-Every random number comes from the caller's generator, in a fixed order, so a resumed
-run draws what the uninterrupted run drew.
+Every random number of an example comes from that example's own seed (one generator per
+row, in a fixed order), so an example draws the same in any process or micro-batch and a
+resumed run draws what the uninterrupted run drew.
 """
 
 from __future__ import annotations
@@ -27,14 +28,19 @@ class NoiseObjective:
     snr_gamma: float | None
     noise_offset: float
 
-    def sample(self, latents: torch.Tensor, generator: torch.Generator):
-        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-        if self.noise_offset:
-            # Offset noise lets the model learn overall brightness (dark studio backdrops).
-            offset = torch.randn(latents.shape[:2] + (1, 1), generator=generator)
-            noise = noise + self.noise_offset * offset.to(latents.device, latents.dtype)
-        count = self.scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, count, (len(latents),), generator=generator).to(latents.device)
+    def sample(self, latents: torch.Tensor, seeds: list[int]):
+        shape, count = latents.shape[1:], self.scheduler.config.num_train_timesteps
+        noises, steps = [], []
+        for seed in seeds:
+            generator = torch.Generator().manual_seed(seed)
+            noise = torch.randn(shape, generator=generator)
+            if self.noise_offset:
+                # Offset noise lets the model learn overall brightness (dark studio backdrops).
+                noise = noise + self.noise_offset * torch.randn(shape[:1] + (1, 1), generator=generator)
+            noises.append(noise)
+            steps.append(torch.randint(0, count, (1,), generator=generator))
+        noise = torch.stack(noises).to(latents.device, latents.dtype)
+        timesteps = torch.cat(steps).to(latents.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         if self.scheduler.config.prediction_type == "v_prediction":
             target = self.scheduler.get_velocity(latents, noise, timesteps)
@@ -86,6 +92,7 @@ class FlowMatchingObjective:
         )
 
     def sigmas(self, batch: int, latent_hw: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+        """`batch` timesteps s in (0, 1) for latents of `latent_hw`, drawn from `generator`."""
         if self.sampling == "uniform":
             return torch.rand(batch, generator=generator)
         normal = torch.randn(batch, generator=generator) * self.logit_std + self.logit_mean
@@ -98,9 +105,14 @@ class FlowMatchingObjective:
             sigma = shift / (shift + (1 / sigma - 1))
         return sigma
 
-    def sample(self, latents: torch.Tensor, generator: torch.Generator):
-        noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-        sigma = self.sigmas(len(latents), tuple(latents.shape[-2:]), generator).to(latents.device)
+    def sample(self, latents: torch.Tensor, seeds: list[int]):
+        noises, sigmas = [], []
+        for seed in seeds:  # each row: its noise, then its timestep
+            generator = torch.Generator().manual_seed(seed)
+            noises.append(torch.randn(latents.shape[1:], generator=generator))
+            sigmas.append(self.sigmas(1, tuple(latents.shape[-2:]), generator))
+        noise = torch.stack(noises).to(latents.device, latents.dtype)
+        sigma = torch.cat(sigmas).to(latents.device)
         s = sigma.view(-1, 1, 1, 1).to(latents.dtype)
         noisy = (1 - s) * latents + s * noise
         return noisy, sigma, noise - latents

@@ -1,9 +1,11 @@
 """The training loop. Everything is set up before it (see finetune.py); here the reader sees the step.
 
-Determinism: all randomness of a step (which images, noise, timesteps, dropout) is
-drawn from generators seeded by (seed, step, process), never from state carried
-over from earlier steps. A run resumed from the checkpoint of step k therefore
-draws exactly what the uninterrupted run drew, and on CPU ends bit-identical.
+Determinism: all randomness of a step is drawn from generators seeded afresh, never
+from state carried over from earlier steps: which images, and each image's noise and
+timestep, by the image's place in the run's stream of examples (so the split over
+processes and micro-batches does not change them); LoRA dropout by (seed, step,
+process). A run resumed from the checkpoint of step k therefore draws exactly what
+the uninterrupted run drew, and on CPU ends bit-identical.
 """
 
 from __future__ import annotations
@@ -77,9 +79,13 @@ def make_batch(run: TrainingRun, step: int, micro: int) -> Batch:
     cfg, acc = run.config, run.accelerator
     size = cfg.batch_size
     start = ((step * cfg.gradient_accumulation + micro) * acc.num_processes + acc.process_index) * size
-    parts = [(run.instances, example_indices(len(run.instances), cfg.seed, start, size, "instance"))]
-    if run.classes is not None:
-        parts.append((run.classes, example_indices(len(run.classes), cfg.seed, start, size, "class")))
+    streams = [("instance", run.instances)] + ([("class", run.classes)] if run.classes is not None else [])
+    parts = [
+        (latents, example_indices(len(latents), cfg.seed, start, size, name)) for name, latents in streams
+    ]
+    noise_seeds = [
+        step_seed(cfg.seed, name, "noise", k) for name, _ in streams for k in range(start, start + size)
+    ]
     device = acc.device
     prompts = [run.prompts.embed(run.prompts.instance, size, device)]
     if run.classes is not None:
@@ -90,6 +96,7 @@ def make_batch(run: TrainingRun, step: int, micro: int) -> Batch:
         time_ids=torch.cat([s.time_ids[i] for s, i in parts]).to(device),
         prompts=PromptEmbeddings.cat(prompts),
         num_instance=size,
+        noise_seeds=noise_seeds,
     )
 
 
@@ -114,7 +121,6 @@ def train(run: TrainingRun, state: TrainingState, progress) -> TrainingState:
         seed_global_rng(cfg.seed, step, acc.process_index)
         logs = {"loss": 0.0, "instance_loss": 0.0, "prior_loss": 0.0}
         for micro in range(cfg.gradient_accumulation):
-            noise = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro, acc.process_index))
             syncing = micro == cfg.gradient_accumulation - 1  # gradients all-reduce once per step
             with contextlib.ExitStack() as stack:
                 if not syncing:
@@ -123,7 +129,7 @@ def train(run: TrainingRun, state: TrainingState, progress) -> TrainingState:
                 with acc.autocast():
                     batch = make_batch(run, step, micro)  # runs trained text encoders: inside no_sync
                     loss, instance_loss, prior_loss = dreambooth_loss(
-                        run.family, run.denoiser, run.objective, batch, settings, noise
+                        run.family, run.denoiser, run.objective, batch, settings
                     )
                 acc.backward(loss / cfg.gradient_accumulation)
             logs["loss"] += loss.detach() / cfg.gradient_accumulation
