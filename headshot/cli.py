@@ -14,7 +14,10 @@ from typing import Annotated
 import typer
 
 from headshot import __version__
+from headshot.config_docs import option_help
 from headshot.errors import HeadshotError
+from headshot.families import family_names
+from headshot.training.finetune_config import FinetuneConfig as _Finetune
 
 app = typer.Typer(
     name="headshot",
@@ -41,7 +44,8 @@ BaseModelOption = Annotated[
     typer.Option(
         "--base-model",
         "-m",
-        help="Preset (sdxl, sd15, tiny-sd15, tiny-sdxl), hub id, diffusers folder or .safetensors file.",
+        help="Preset (sdxl, sd15, flux-dev, tiny-sd15, tiny-sdxl, tiny-flux), hub id, diffusers folder "
+        "or .safetensors file.",
     ),
 ]
 AllowPickleOption = Annotated[
@@ -134,7 +138,7 @@ def finetune_command(
     use_8bit_adam: Annotated[
         bool | None, typer.Option("--8bit-adam/--no-8bit-adam", help="bitsandbytes AdamW8bit.")
     ] = None,
-    snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR loss weighting gamma.")] = None,
+    snr_gamma: Annotated[float | None, typer.Option(help=option_help(_Finetune, "snr_gamma"))] = None,
     noise_offset: Annotated[float | None, typer.Option(help="Offset noise strength (0 = off).")] = None,
     face_loss_weight: Annotated[
         float | None, typer.Option(help="Loss weight inside the face mask (1 = plain loss).")
@@ -148,6 +152,16 @@ def finetune_command(
     ] = None,
     stop_after_steps: Annotated[
         int | None, typer.Option(help="Stop (checkpointed) after N steps of this run; --resume continues.")
+    ] = None,
+    lora_layers: Annotated[str | None, typer.Option(help=option_help(_Finetune, "lora_layers"))] = None,
+    timestep_sampling: Annotated[
+        str | None, typer.Option(help=option_help(_Finetune, "timestep_sampling"))
+    ] = None,
+    training_guidance: Annotated[
+        float | None, typer.Option(help=option_help(_Finetune, "training_guidance"))
+    ] = None,
+    max_sequence_length: Annotated[
+        int | None, typer.Option(help=option_help(_Finetune, "max_sequence_length"))
     ] = None,
 ) -> None:
     """DreamBooth + LoRA fine-tuning of a base model on a prepared dataset.
@@ -169,7 +183,9 @@ def finetune_command(
         gradient_checkpointing=gradient_checkpointing, use_8bit_adam=use_8bit_adam, snr_gamma=snr_gamma,
         noise_offset=noise_offset, face_loss_weight=face_loss_weight, seed=seed,
         checkpoint_steps=checkpoint_steps, validation_steps=validation_steps,
-        train_text_encoder=train_text_encoder, stop_after_steps=stop_after_steps,
+        train_text_encoder=train_text_encoder, stop_after_steps=stop_after_steps, lora_layers=lora_layers,
+        timestep_sampling=timestep_sampling, training_guidance=training_guidance,
+        max_sequence_length=max_sequence_length,
     )  # fmt: skip
     settings = load_config(FinetuneConfig, config, options)
     record = finetune_dataset(dataset, settings, resume=resume, allow_pickle=allow_pickle)
@@ -460,7 +476,7 @@ def run_command(
 
 @app.command("tiny-model")
 def tiny_model_command(
-    family: Annotated[str, typer.Option("--family", "-f", help="sd15 or sdxl.")],
+    family: Annotated[str, typer.Option("--family", "-f", help="Family: " + ", ".join(family_names()) + ".")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to save the diffusers model in.")],
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
     pretrain_steps: Annotated[
@@ -479,7 +495,9 @@ def tiny_model_command(
 
 @app.command("demo")
 def demo_command(
-    family: Annotated[str, typer.Option("--family", "-f", help="Tiny model family: sd15 or sdxl.")] = "sd15",
+    family: Annotated[
+        str, typer.Option("--family", "-f", help="Tiny model family: " + ", ".join(family_names()) + ".")
+    ] = "sd15",
     outputs: Annotated[Path, typer.Option("--outputs", help="Root folder of all runs.")] = Path("outputs"),
 ) -> None:
     """End to end on a tiny model and the bundled sample photos (no GPU, no downloads).

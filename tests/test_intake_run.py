@@ -73,7 +73,8 @@ def test_training_resolution_comes_from_the_base_model(tiny_sd15, tiny_sdxl):
     assert training_size("sdxl") == ("sdxl", 1024)
     assert training_size("sd15") == ("sd15", 512)
     assert training_size("someone/unknown-model", family="sdxl") == ("sdxl", 1024)
-    with pytest.raises(HeadshotError, match="'someone/unknown-model': cannot tell whether"):
+    assert training_size("flux-dev") == ("flux", 1024)
+    with pytest.raises(HeadshotError, match="'someone/unknown-model': cannot tell which model family"):
         training_size("someone/unknown-model")
 
 

@@ -1,4 +1,4 @@
-"""Tiny models of both families: built by the CLI, loaded by the real loader, generating."""
+"""Tiny models of every family: built by the CLI, loaded by the real loader, generating."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from headshot.pipelines.loading import load_base_model, resolve_base_model
 
 
-@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+@pytest.mark.parametrize("family", ["sd15", "sdxl", "flux"])
 def test_tiny_model_cli_builds_a_model_that_loads_and_generates(run_cli, tmp_path, family):
     out = tmp_path / f"tiny-{family}"
     result = run_cli("tiny-model", "--family", family, "--out", out)
@@ -61,6 +61,21 @@ def test_tiny_tokenizer_keeps_prompt_words_whole():
     tokens = build_tiny_tokenizer().tokenize("a photo of sks person wearing earrings, hair")
     for word in ("sks", "person", "earrings", "hair"):
         assert f"{word}</w>" in tokens
+
+
+def test_tiny_flux_has_the_real_flux_layout(tiny_flux):
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline.from_pretrained(tiny_flux)
+    assert type(pipe.text_encoder).__name__ == "CLIPTextModel"
+    assert type(pipe.text_encoder_2).__name__ == "T5EncoderModel"
+    assert pipe.transformer.config.guidance_embeds and pipe.transformer.config.in_channels == 64
+    assert pipe.vae.config.latent_channels == 16 and pipe.vae.config.shift_factor is not None
+    assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+    assert pipe.scheduler.config.use_dynamic_shifting
+    # The T5 tokenizer, built offline, keeps prompt words whole and ends with </s> as T5 does.
+    ids = pipe.tokenizer_2("a photo of sks person").input_ids
+    assert pipe.tokenizer_2.convert_ids_to_tokens(ids) == ["▁a", "▁photo", "▁of", "▁sks", "▁person", "</s>"]
 
 
 def test_pretrain_steps_give_renders_of_the_datas_scale(run_cli, tmp_path):

@@ -20,7 +20,13 @@ from headshot.layout import SubjectLayout
 from headshot.pipelines import delivery, ranking
 from headshot.pipelines.generate_config import GenerateConfig
 from headshot.pipelines.render import load_renderer, read_finished, render_jobs
-from headshot.pipelines.templates import RenderJob, expand_grid, load_templates, shipped_template_names
+from headshot.pipelines.templates import (
+    RenderJob,
+    check_templates_for_family,
+    expand_grid,
+    load_templates,
+    shipped_template_names,
+)
 from headshot.records import library_versions, portable_record
 from headshot.signing import store
 from headshot.storage import StagedFolder
@@ -61,6 +67,7 @@ def _generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
     state.wait_for_everyone()  # no process writes before leftovers are cleaned
     mine = jobs[state.process_index :: state.num_processes]
     renderer = load_renderer(lora_folder, record, config, device)
+    check_templates_for_family(templates, renderer.loaded.family, config.size, renderer.loaded.resolution)
     renderer.process_index = state.process_index
     if state.is_main_process:
         console.print(

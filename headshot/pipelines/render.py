@@ -78,16 +78,18 @@ class Renderer:
         """Everything that decides a candidate's pixels, as written to its sidecar."""
         prompt, negative = job.prompts(self.record.identifier, self.record.class_noun)
         template = job.template
+        family = self.loaded.family
+        sampler, steps, guidance = template.settings_for(family)
         return {
             "template": template.name,
             "variant": dict(job.variant),
             "seed": job.seed,
             "prompt": prompt,
-            "negative_prompt": negative,
-            "sampler": template.sampler,
-            "scheduler": SAMPLERS[template.sampler],
-            "steps": self.steps_override or template.steps,
-            "guidance": template.guidance,
+            "negative_prompt": negative if family.negative_prompts else None,
+            "sampler": sampler,
+            "scheduler": SAMPLERS[sampler],
+            "steps": self.steps_override or steps,
+            "guidance": guidance,
             "size": self.size_override or template.size or self.loaded.resolution,
             "lora_scale": template.lora_scale,
             "dtype": self.dtype_name,
@@ -100,15 +102,14 @@ class Renderer:
             "refine": self.refiner.settings() if self.refiner is not None else None,
         }
 
-    @staticmethod
-    def prompt_arguments(settings: dict) -> dict:
+    def prompt_arguments(self, settings: dict) -> dict:
         """The pipeline arguments that come from one candidate's settings (prompts, steps,
-        guidance): the text-to-image call batches them; the face-detail pass reuses them."""
+        guidance, as the family passes them): the face-detail pass reuses them."""
         return {
-            "prompt": settings["prompt"],
-            "negative_prompt": settings["negative_prompt"],
+            **self.loaded.family.render_kwargs(
+                settings["prompt"], settings["negative_prompt"], settings["guidance"]
+            ),
             "num_inference_steps": settings["steps"],
-            "guidance_scale": settings["guidance"],
         }
 
     def render(self, jobs: list[RenderJob]) -> list:
@@ -120,13 +121,15 @@ class Renderer:
         self._use_sampler(first["sampler"])
         self._use_lora_scale(first["lora_scale"])
         generators = [torch.Generator("cpu").manual_seed(job.seed) for job in jobs]
-        calls = [self.prompt_arguments(s) for s in settings]
         with torch.inference_mode():
+            # The family says how prompts and guidance are passed (FLUX: embedded guidance, no
+            # negative prompt); one template's jobs share steps, guidance and size.
+            prompting = self.loaded.family.render_kwargs(
+                [s["prompt"] for s in settings], [s["negative_prompt"] for s in settings], first["guidance"]
+            )
             result = self.pipeline(
-                prompt=[call["prompt"] for call in calls],
-                negative_prompt=[call["negative_prompt"] for call in calls],
+                **prompting,
                 num_inference_steps=first["steps"],
-                guidance_scale=first["guidance"],
                 height=first["size"],
                 width=first["size"],
                 generator=generators,
@@ -236,7 +239,7 @@ def _apply_performance(loaded: LoadedModel, options: PerformanceOptions, device:
     else:
         pipeline.to(device)
     if options.compile:
-        pipeline.unet.compile()
+        loaded.family.denoiser_of(pipeline).compile()
 
 
 def candidate_paths(renders: Path, job: RenderJob) -> tuple[Path, Path]:

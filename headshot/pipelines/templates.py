@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from headshot.config import StrictModel, Text, configs_root, read_yaml, validate
 from headshot.errors import HeadshotError
+from headshot.families import FamilyName
 from headshot.layout import check_safe_name
 
 # Sampler names a template may use, and the diffusers scheduler class each one means.
@@ -30,8 +31,9 @@ SAMPLERS: dict[str, str] = {
     "ddim": "DDIMScheduler",
     "pndm": "PNDMScheduler",
     "unipc": "UniPCMultistepScheduler",
+    "flow_euler": "FlowMatchEulerDiscreteScheduler",  # flow-matching families (FLUX)
 }
-SamplerName = Literal["euler", "euler_a", "dpmpp_2m", "ddim", "pndm", "unipc"]
+SamplerName = Literal["euler", "euler_a", "dpmpp_2m", "ddim", "pndm", "unipc", "flow_euler"]
 
 # A value's slug goes into the render's file name, so it must stay short.
 VariationValue = Annotated[str, Field(min_length=1, max_length=64)]
@@ -56,6 +58,14 @@ class PromptParts(StrictModel):
         )
 
 
+class FamilySettings(StrictModel):
+    """A template's sampler settings for one model family, where they differ from its defaults."""
+
+    sampler: SamplerName | None = None
+    steps: int | None = Field(None, ge=1, le=500)
+    guidance: float | None = Field(None, ge=0.0, le=30.0)
+
+
 class SceneTemplate(StrictModel):
     name: str
     description: Text
@@ -71,6 +81,18 @@ class SceneTemplate(StrictModel):
     variations: dict[str, Annotated[list[VariationValue], Field(max_length=100)]] = Field(
         default_factory=dict, max_length=8
     )
+    # Per family: settings where it renders differently (FLUX: embedded guidance, flow sampler).
+    families: dict[FamilyName, FamilySettings] = Field(default_factory=dict)
+
+    def settings_for(self, family) -> tuple[str, int, float]:
+        """(sampler, steps, guidance) for a family: the template's, then the family's own
+        defaults (`template_defaults`), then the template's `families` entry for it."""
+        chosen = {"sampler": self.sampler, "steps": self.steps, "guidance": self.guidance}
+        chosen.update(family.template_defaults)
+        override = self.families.get(family.name)
+        if override is not None:
+            chosen.update(override.model_dump(exclude_none=True))
+        return chosen["sampler"], chosen["steps"], chosen["guidance"]
 
     @field_validator("size")
     @classmethod
@@ -232,6 +254,26 @@ def _check_variant_labels(template: SceneTemplate, path: Path) -> None:
         if len(set(slugs)) != len(slugs):
             raise HeadshotError(
                 f"{path}: field 'variations.{name}': values repeat (file names would collide)"
+            )
+
+
+def check_templates_for_family(
+    templates: list[LoadedTemplate], family, size: int | None, native: int
+) -> None:
+    """Every template renders on this family: a sampler it has and a size it can make."""
+    for item in templates:
+        sampler, _, _ = item.template.settings_for(family)
+        if sampler not in family.samplers:
+            raise HeadshotError(
+                f"{item.source}: field 'sampler': {sampler} does not sample {family.name} models "
+                f"(use one of {', '.join(family.samplers)}, or set families.{family.name}.sampler)"
+            )
+        side = size or item.template.size or native
+        if side % family.size_multiple:
+            where = "the generate option 'size'" if size else "field 'size'"
+            raise HeadshotError(
+                f"{item.source}: {where}: {side} is not a multiple of {family.size_multiple}, "
+                f"which {family.name} models need"
             )
 
 

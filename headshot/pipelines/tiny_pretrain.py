@@ -11,7 +11,7 @@ the rest, which is what prior preservation has to protect:
   of many people, none of them the demo subject), upscaled to the model's size;
 - "a photo of background": the subset's 100 non-face crops.
 
-Only the UNet trains (the VAE and text encoders stay as built); `pretrain_steps=0`
+Only the denoiser trains (the VAE and text encoders stay as built); `pretrain_steps=0`
 (the default of `save_tiny_model`) keeps the plain random model.
 """
 
@@ -42,34 +42,32 @@ def pretraining_pixels(size: int) -> list[torch.Tensor]:
 def pretrain_denoiser(
     pipeline, steps: int, *, batch_size: int = 8, lr: float = 1e-3, seed: int = 0
 ) -> list[float]:
-    """Train `pipeline.unet` in place for `steps` AdamW steps; returns the losses."""
-    from diffusers import DDPMScheduler
-
-    from headshot.training.conditioning import (
-        PromptEmbeddings,
-        encode_prompt,
-        sdxl_time_ids,
-        text_encoders_of,
-        tokenize,
-    )
+    """Train the pipeline's denoiser in place for `steps` AdamW steps; returns the losses."""
+    from headshot.families.base import PromptEmbeddings
+    from headshot.pipelines.families import family_of_pipeline
+    from headshot.training.finetune_config import FinetuneConfig
     from headshot.training.loss import Batch, LossSettings, dreambooth_loss
 
-    size = pipeline.unet.config.sample_size * pipeline.vae_scale_factor
+    family = family_of_pipeline(pipeline)
+    size = family.resolution(pipeline)
     vae = pipeline.vae
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
     with torch.no_grad():
         latents = [
-            vae.encode(p).latent_dist.mean * vae.config.scaling_factor for p in pretraining_pixels(size)
+            (vae.encode(p).latent_dist.mean - shift) * vae.config.scaling_factor
+            for p in pretraining_pixels(size)
         ]
-        prompts = [encode_prompt(text_encoders_of(pipeline), tokenize(pipeline, c), "cpu") for c in CAPTIONS]
+        encoders = family.text_encoders(pipeline)
+        prompts = [family.encode_prompt(encoders, family.tokenize(pipeline, c), "cpu") for c in CAPTIONS]
     half = batch_size // 2
-    time_ids = sdxl_time_ids((size, size), (0, 0), size).repeat(2 * half, 1)
+    time_ids = family.time_ids((size, size), size).repeat(2 * half, 1)
     masks = torch.ones(2 * half, 1, *latents[0].shape[-2:])
-    scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-    unet = pipeline.unet
-    unet.train()
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr)
+    objective = family.training_objective(pipeline, FinetuneConfig(base_model="tiny", snr_gamma=None))
+    denoiser = family.denoiser_of(pipeline)
+    denoiser.train()
+    optimizer = torch.optim.AdamW(denoiser.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    settings = LossSettings(prior_loss_weight=1.0, snr_gamma=None, noise_offset=0.0, face_loss_weight=1.0)
+    settings = LossSettings(prior_loss_weight=1.0, face_loss_weight=1.0)
     losses = []
     for step in range(steps):
         picks = [torch.randint(0, len(group), (half,), generator=generator) for group in latents]
@@ -81,11 +79,11 @@ def pretrain_denoiser(
             num_instance=2 * half,
             noise_seeds=[seed * 1_000_003 + step * 2 * half + row for row in range(2 * half)],
         )
-        loss, _, _ = dreambooth_loss(unet, scheduler, batch, settings)
+        loss, _, _ = dreambooth_loss(family, denoiser, objective, batch, settings)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-    unet.eval()
-    unet.requires_grad_(False)
+    denoiser.eval()
+    denoiser.requires_grad_(False)
     return losses

@@ -147,12 +147,27 @@ def checkpoint_lora_layers(lora: dict[str, torch.Tensor], scale: float) -> dict[
     return layers
 
 
+# Settings renamed since a checkpoint may have been written: old name -> new name.
+_RENAMED = {"unet_lora_layers": "lora_layers"}
+
+
 def changed_settings(checkpoint: Checkpoint, settings: dict) -> str | None:
-    """What differs between the checkpoint's settings and these, e.g. "lr: 0.001 -> 0.5"."""
-    changed = [name for name in settings if checkpoint.settings.get(name) != settings[name]]
+    """What differs between the checkpoint's settings and these, e.g. "lr: 0.001 -> 0.5".
+
+    A checkpoint written before an option existed counts as having had its default; one
+    written under an option's old name is read under the new one.
+    """
+    from headshot.training.finetune_config import FinetuneConfig
+
+    saved = {_RENAMED.get(name, name): value for name, value in checkpoint.settings.items()}
+    for name in settings:
+        field = FinetuneConfig.model_fields.get(name)
+        if name not in saved and field is not None:
+            saved[name] = field.default
+    changed = [name for name in settings if saved.get(name) != settings[name]]
     if not changed:
         return None
-    return ", ".join(f"{name}: {checkpoint.settings.get(name)!r} -> {settings[name]!r}" for name in changed)
+    return ", ".join(f"{name}: {saved.get(name)!r} -> {settings[name]!r}" for name in changed)
 
 
 def restore_training_state(checkpoint: Checkpoint, optimizer, lr_scheduler) -> None:

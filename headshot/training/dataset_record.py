@@ -14,6 +14,7 @@ from pydantic import Field
 
 from headshot.config import StrictModel, read_json_record
 from headshot.errors import HeadshotError
+from headshot.families import FamilyName
 from headshot.records import check_inside
 
 DATASET_FORMAT = 1
@@ -43,7 +44,7 @@ class PhotoRecord(StrictModel):
 class DatasetRecord(StrictModel):
     format: int = DATASET_FORMAT
     subject: str
-    family: Literal["sd15", "sdxl"]
+    family: FamilyName  # a registered family (headshot.families)
     resolution: int
     config: dict = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)

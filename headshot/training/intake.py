@@ -21,7 +21,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
@@ -30,6 +29,7 @@ from headshot.analysis.image_io import DEFAULT_MAX_PIXELS, is_photo_name
 from headshot.busy import subject_busy
 from headshot.config import StrictModel
 from headshot.errors import HeadshotError
+from headshot.families import FamilyName
 from headshot.layout import SubjectLayout
 from headshot.records import atomic_write_bytes, atomic_write_json, library_versions
 from headshot.storage import StagedFolder, unique_names
@@ -48,7 +48,7 @@ class PrepareConfig(StrictModel):
     base_model: str = "sdxl"
     outputs: Path = Path("outputs")
     resolution: int | None = Field(None, ge=8, le=4096)
-    family: Literal["sd15", "sdxl"] | None = None
+    family: FamilyName | None = None
     detector: Detector = "hog"
     upsample: int = Field(1, ge=0, le=3)
     detect_max_side: int = Field(800, ge=100, le=10_000)

@@ -7,12 +7,12 @@ base model from it, so renders always use the words the LoRA was trained on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
 from headshot.config import StrictModel, read_json_record
 from headshot.errors import HeadshotError
+from headshot.families import FamilyName
 
 TRAINING_FORMAT = 1
 LORA_FILE = "pytorch_lora_weights.safetensors"
@@ -27,7 +27,7 @@ class TrainingRecord(StrictModel):
     class_prompt: str  # e.g. "a photo of person"
     base_model: str  # what --base-model named: preset, hub id or local path
     base_model_sha256: str
-    family: Literal["sd15", "sdxl"]
+    family: FamilyName  # a registered family (headshot.families)
     resolution: int
     lora_file: str = LORA_FILE
     lora_sha256: str
