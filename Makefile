@@ -17,11 +17,12 @@ LOCK   := requirements.lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(LOCK) Makefile
+$(VENV)/.installed: pyproject.toml $(LOCK) Makefile tools/fetch_clip_vocab.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS))
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,heic]"
 	$(BIN)/python tools/check_env.py
+	$(BIN)/python tools/fetch_clip_vocab.py
 	touch $@
 
 # A fresh resolve of pyproject.toml's ranges into a new lock. Commit it only after `make test`

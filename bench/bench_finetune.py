@@ -72,7 +72,7 @@ def bench_tiny() -> None:
         )  # fmt: skip
         session = open_session(_write_dataset(root), config)
         session.run.on_step_end = lambda *_: None  # no checkpoints or validation inside the timing
-        run, unet = session.run, session.run.unet
+        run, unet = session.run, session.run.denoiser
         # The floor: the same UNet and optimizer, inputs of the same shapes computed once.
         batch = 2  # one subject image + one class image (prior preservation)
         latents, noise = torch.randn(batch, 4, 8, 8), torch.randn(batch, 4, 8, 8)
@@ -110,9 +110,11 @@ def bench_gpu_sdxl(steps: int = 20) -> None:
     from diffusers import DDPMScheduler
     from sdxl_full_size import full_size_sdxl_unet
 
-    from headshot.training.adapters import UNET_ATTENTION
-    from headshot.training.conditioning import PromptEmbeddings
+    from headshot.families import get_family
+    from headshot.families.base import PromptEmbeddings
+    from headshot.families.sd import UNET_ATTENTION
     from headshot.training.loss import Batch, LossSettings, dreambooth_loss
+    from headshot.training.objectives import NoiseObjective
 
     unet = full_size_sdxl_unet().to("cuda", torch.bfloat16)
     from peft import LoraConfig
@@ -136,17 +138,18 @@ def bench_gpu_sdxl(steps: int = 20) -> None:
             torch.randn(1, 1280, device=device, dtype=torch.bfloat16),
         ),
         num_instance=1,
+        noise_seeds=[0],
     )
-    settings = LossSettings(prior_loss_weight=1.0, snr_gamma=5.0, noise_offset=0.0, face_loss_weight=2.0)
+    settings = LossSettings(prior_loss_weight=1.0, face_loss_weight=2.0)
+    objective, family = NoiseObjective(scheduler, snr_gamma=5.0, noise_offset=0.0), get_family("sdxl")
     optimizer = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad], lr=1e-4)
-    generator = torch.Generator().manual_seed(0)
     torch.cuda.reset_peak_memory_stats()
     for index in range(steps + 3):
         if index == 3:
             torch.cuda.synchronize()
             started = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss, _, _ = dreambooth_loss(unet, scheduler, batch, settings, generator)
+            loss, _, _ = dreambooth_loss(family, unet, objective, batch, settings)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,9 @@
 """Print the validation responses recorded in docs/metrics.md (markdown tables).
 
 Each manipulation of tests/audit_support.py is applied at strengths 0..1 to the real
-sample portrait; every metric is measured and scored against the 8 sample photos.
+sample portrait; every metric is measured and scored against the 7 OTHER sample photos
+(leave-one-out: the audited photo never sets its own mean and spread), as
+tests/test_metrics_validation.py does.
 
 Run: PYTHONPATH=$PWD python bench/metric_responses.py
 """
@@ -16,10 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from audit_support import STRENGTHS, manipulated, reference_photos  # noqa: E402
+from audit_support import HELD_OUT, STRENGTHS, held_out_reference, manipulated, reference_photos  # noqa: E402
 
 from headshot.analysis.metrics import METRICS, normalise_face  # noqa: E402
-from headshot.analysis.reference import ReferenceProfile, measure_image  # noqa: E402
+from headshot.analysis.reference import measure_image  # noqa: E402
 
 TARGETS = {
     "smooth_skin": "skin_texture",
@@ -31,16 +33,16 @@ TARGETS = {
     "blur_hair": "hair_detail",
     "shift_iris": "gaze_offset",
     "remove_catchlights": "catchlight_strength",
+    "remove_one_catchlight": "catchlight_mismatch",
     "tone_cast": "skin_tone_delta_e",
 }
 
 
 def main() -> None:
-    photos = reference_photos()
-    reference = ReferenceProfile.from_measurements(list(photos), [measure_image(p) for p in photos.values()])
-    base = photos["hopper_01_original"]
+    reference = held_out_reference()
+    base = reference_photos()[HELD_OUT]
     face = normalise_face(np.asarray(base))
-    print("Reference (8 sample photos): mean and spread used for z")
+    print(f"Reference (the 7 sample photos other than {HELD_OUT}): mean and spread used for z")
     print("\n| metric | mean | spread (floor) |\n|---|---|---|")
     for spec in METRICS:
         mean, spread = reference.stats(spec.name)
@@ -60,6 +62,19 @@ def main() -> None:
     for name, metric in TARGETS.items():
         cells = " | ".join(f"{values[metric]:.3f} ({z[metric]:+.1f})" for values, z in results[name])
         print(f"| {name} | {metric} | {cells} |")
+    print("\nCross-talk: largest |z| of every other metric over s (absolute, not the change)\n")
+    print("| manipulation | " + " | ".join(s.name for s in METRICS) + " |\n|---|" + "---|" * len(METRICS))
+    for name, rows in results.items():
+        cells = []
+        for spec in METRICS:
+            if spec.name == "identity_relative":
+                largest = [v[spec.name] for v, _ in rows]
+            else:
+                largest = [abs(z[spec.name]) for _, z in rows]
+            finite = [m for m in largest if math.isfinite(m)]
+            text = f"{max(finite):.1f}" if finite else "n/a"
+            cells.append(f"**{text}**" if spec.name == TARGETS[name] else text)
+        print(f"| {name} | " + " | ".join(cells) + " |")
     names = [s.name for s in METRICS]
     print("\nCross-talk: largest |z(s) - z(0)| over s of every metric (identity: relative distance change)\n")
     print("| manipulation | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))

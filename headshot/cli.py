@@ -14,7 +14,10 @@ from typing import Annotated
 import typer
 
 from headshot import __version__
+from headshot.config_docs import option_help
 from headshot.errors import HeadshotError
+from headshot.families import family_names
+from headshot.training.finetune_config import FinetuneConfig as _Finetune
 
 app = typer.Typer(
     name="headshot",
@@ -41,7 +44,8 @@ BaseModelOption = Annotated[
     typer.Option(
         "--base-model",
         "-m",
-        help="Preset (sdxl, sd15, tiny-sd15, tiny-sdxl), hub id, diffusers folder or .safetensors file.",
+        help="Preset (sdxl, sd15, flux-dev, tiny-sd15, tiny-sdxl, tiny-flux), hub id, diffusers folder "
+        "or .safetensors file.",
     ),
 ]
 AllowPickleOption = Annotated[
@@ -134,7 +138,7 @@ def finetune_command(
     use_8bit_adam: Annotated[
         bool | None, typer.Option("--8bit-adam/--no-8bit-adam", help="bitsandbytes AdamW8bit.")
     ] = None,
-    snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR loss weighting gamma.")] = None,
+    snr_gamma: Annotated[float | None, typer.Option(help=option_help(_Finetune, "snr_gamma"))] = None,
     noise_offset: Annotated[float | None, typer.Option(help="Offset noise strength (0 = off).")] = None,
     face_loss_weight: Annotated[
         float | None, typer.Option(help="Loss weight inside the face mask (1 = plain loss).")
@@ -148,6 +152,16 @@ def finetune_command(
     ] = None,
     stop_after_steps: Annotated[
         int | None, typer.Option(help="Stop (checkpointed) after N steps of this run; --resume continues.")
+    ] = None,
+    lora_layers: Annotated[str | None, typer.Option(help=option_help(_Finetune, "lora_layers"))] = None,
+    timestep_sampling: Annotated[
+        str | None, typer.Option(help=option_help(_Finetune, "timestep_sampling"))
+    ] = None,
+    training_guidance: Annotated[
+        float | None, typer.Option(help=option_help(_Finetune, "training_guidance"))
+    ] = None,
+    max_sequence_length: Annotated[
+        int | None, typer.Option(help=option_help(_Finetune, "max_sequence_length"))
     ] = None,
 ) -> None:
     """DreamBooth + LoRA fine-tuning of a base model on a prepared dataset.
@@ -169,7 +183,9 @@ def finetune_command(
         gradient_checkpointing=gradient_checkpointing, use_8bit_adam=use_8bit_adam, snr_gamma=snr_gamma,
         noise_offset=noise_offset, face_loss_weight=face_loss_weight, seed=seed,
         checkpoint_steps=checkpoint_steps, validation_steps=validation_steps,
-        train_text_encoder=train_text_encoder, stop_after_steps=stop_after_steps,
+        train_text_encoder=train_text_encoder, stop_after_steps=stop_after_steps, lora_layers=lora_layers,
+        timestep_sampling=timestep_sampling, training_guidance=training_guidance,
+        max_sequence_length=max_sequence_length,
     )  # fmt: skip
     settings = load_config(FinetuneConfig, config, options)
     record = finetune_dataset(dataset, settings, resume=resume, allow_pickle=allow_pickle)
@@ -460,9 +476,12 @@ def run_command(
 
 @app.command("tiny-model")
 def tiny_model_command(
-    family: Annotated[str, typer.Option("--family", "-f", help="sd15 or sdxl.")],
+    family: Annotated[str, typer.Option("--family", "-f", help="Family: " + ", ".join(family_names()) + ".")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to save the diffusers model in.")],
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
+    pretrain_steps: Annotated[
+        int, typer.Option("--pretrain-steps", help="Pre-train the UNet this many steps on packaged photos.")
+    ] = 0,
 ) -> None:
     """Build a tiny random-weight model of a real family's shape (for tests and the demo)."""
     from headshot.pipelines.families import FAMILIES
@@ -470,13 +489,15 @@ def tiny_model_command(
 
     if family not in FAMILIES:
         raise typer.BadParameter(f"expected one of {', '.join(FAMILIES)}", param_hint="--family")
-    save_tiny_model(family, out, seed=seed)  # type: ignore[arg-type]
+    save_tiny_model(family, out, seed=seed, pretrain_steps=pretrain_steps)  # type: ignore[arg-type]
     typer.echo(f"tiny {family} model saved to {out}")
 
 
 @app.command("demo")
 def demo_command(
-    family: Annotated[str, typer.Option("--family", "-f", help="Tiny model family: sd15 or sdxl.")] = "sd15",
+    family: Annotated[
+        str, typer.Option("--family", "-f", help="Tiny model family: " + ", ".join(family_names()) + ".")
+    ] = "sd15",
     outputs: Annotated[Path, typer.Option("--outputs", help="Root folder of all runs.")] = Path("outputs"),
 ) -> None:
     """End to end on a tiny model and the bundled sample photos (no GPU, no downloads).
@@ -499,6 +520,15 @@ def main() -> None:
         app(prog_name="headshot")
     except HeadshotError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        # A folder that is read-only, a full disk, a file that vanished: the stages' writes
+        # are staged (headshot.storage), so the previous outputs are intact; say which file.
+        where = exc.filename or "a file"
+        typer.echo(f"error: {where}: {exc.strerror or exc}; the previous outputs are kept", err=True)
+        sys.exit(1)
+    except MemoryError:
+        typer.echo("error: out of memory: an input asks for more than this machine has", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted; finished files are kept, re-run to resume", err=True)

@@ -8,12 +8,12 @@ command line, then validates the result. Errors name the file and the field:
 
 from __future__ import annotations
 
+import unicodedata
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from headshot.errors import HeadshotError
 
@@ -24,6 +24,21 @@ class StrictModel(BaseModel):
     """A config object: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+def _plain_text(value: str) -> str:
+    for char in value:
+        if unicodedata.category(char) == "Cc" and char not in "\n\t":
+            raise ValueError(f"contains a control character (U+{ord(char):04X})")
+    return value
+
+
+# Value types with the ranges every config shares: seeds torch and numpy both accept,
+# texts without control characters (they end up in prompts, file names and terminals).
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Text = Annotated[str, Field(max_length=2000), AfterValidator(_plain_text)]
+Word = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_plain_text)]
 
 
 def configs_root() -> Path:
@@ -58,39 +73,44 @@ _FRIENDLY = {
 }
 
 
+MAX_ERRORS_SHOWN = 3
+
+
 def describe_validation_error(
     error: ValidationError, source: str, command_line: frozenset[str] = frozenset()
 ) -> str:
-    """Turn a pydantic error into lines like `source: field 'a.b': expected a number`.
+    """Turn a pydantic error into one line like `source: field 'a.b': expected a number`.
 
-    Fields whose top-level key is in `command_line` are blamed on the command line.
+    Fields whose top-level key is in `command_line` are blamed on the command line. Past
+    MAX_ERRORS_SHOWN errors the rest are counted, not listed (a 50 MB file of unknown keys
+    gets one line, not millions).
     """
-    lines = []
-    for item in error.errors():
+    items = error.errors()
+    parts = []
+    for item in items[:MAX_ERRORS_SHOWN]:
         loc = [str(part) for part in item["loc"]]
-        field = ".".join(loc) or "(top level)"
-        reason = _FRIENDLY.get(item["type"], item["msg"][:1].lower() + item["msg"][1:])
+        field = ".".join(loc)[:120] or "(top level)"
+        reason = _FRIENDLY.get(item["type"], item["msg"][:1].lower() + item["msg"][1:]).removeprefix(
+            "value error, "
+        )
         if item["type"] not in ("missing", "extra_forbidden") and "input" in item:
-            reason += f" (got {item['input']!r})"
+            shown = repr(item["input"])
+            reason += f" (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
         where = "command line" if loc and loc[0] in command_line else source
-        lines.append(f"{where}: field '{field}': {reason}")
-    return "\n".join(lines)
+        parts.append(f"{where}: field '{field}': {' '.join(reason.split())}")
+    rest = items[MAX_ERRORS_SHOWN:]
+    if rest:
+        unknown = sum(item["type"] == "extra_forbidden" for item in rest)
+        detail = f", {unknown:,} of them unknown fields" if unknown else ""
+        parts.append(f"and {len(rest):,} more errors{detail}")
+    return "; ".join(parts)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise HeadshotError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise HeadshotError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise HeadshotError(f"{path}: expected a mapping of options at the top level")
-    return data
+    """Read a YAML mapping through the bounded reader; errors name the file."""
+    from headshot.bounded_io import read_yaml_mapping
+
+    return read_yaml_mapping(Path(path))
 
 
 def validate(
@@ -106,19 +126,13 @@ def validate(
 
 
 def read_json_record(path: Path, model_cls: type[Model], what: str = "a JSON object") -> Model:
-    """Read a JSON file holding one object and validate it; errors name the file."""
-    import json
+    """Read a JSON file holding one object (bounded) and validate it; errors name the file."""
+    from headshot.bounded_io import read_json_object
 
     path = Path(path)
     if not path.is_file():
         raise HeadshotError(f"{path}: file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HeadshotError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise HeadshotError(f"{path}: expected {what}")
-    return validate(model_cls, data, str(path))
+    return validate(model_cls, read_json_object(path, what), str(path))
 
 
 def load_config(

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from headshot import __version__
+from headshot.errors import HeadshotError
+from headshot.storage import fault_point
 
 
 def _current_umask() -> int:
@@ -24,23 +26,44 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+class WriteError(OSError, HeadshotError):
+    """A write that failed (disk full, read-only folder): one line naming the file.
+
+    Still an OSError, so callers that tolerate a failed write (a cache) keep doing so.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write ({self.strerror}); the previous outputs are kept"
+
+
 def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one.
 
     The file gets `mode`, or an ordinary new file's permissions (0666 less the umask),
     set before it appears under its name (so a 0600 key is never readable by others).
+    The write point is named by the file name for fault injection (headshot.storage).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = Path(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK if mode is None else mode)
+        fault_point(path.name)
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, WriteError):
+            raise
+        raise WriteError(exc.errno, exc.strerror or str(exc), str(path)) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -94,3 +117,75 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def _looks_absolute(text: str) -> bool:
+    return text.startswith(("/", "~", "\\\\")) or (len(text) > 2 and text[1] == ":" and text[2] in "/\\")
+
+
+def portable_path(value: str | Path, root: Path) -> str:
+    """A path as a record may hold it: relative to `root` when inside it, else its name only.
+
+    Records never carry absolute paths: they would leak the user's home folder name and
+    stop matching when the outputs folder moves.
+    """
+    path = Path(value).expanduser()
+    try:
+        return path.resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def portable_record(record: Any, root: Path) -> Any:
+    """`record` with every absolute path in it (at any depth) made portable (portable_path)."""
+    if isinstance(record, dict):
+        return {key: portable_record(value, root) for key, value in record.items()}
+    if isinstance(record, (list, tuple)):
+        return [portable_record(value, root) for value in record]
+    if isinstance(record, Path) or (
+        isinstance(record, str) and "\n" not in record and _looks_absolute(record)
+    ):
+        return portable_path(record, root)
+    return record
+
+
+def recorded_model(base_model: str, subject_root: Path) -> str:
+    """How a record names a base model: presets and hub ids as given; a local model by its
+    path relative to the subject folder (`../models/tiny-sd15`, `../../../models/sdxl`),
+    found again from there. Only when that relative path would name the user (a model in
+    another home folder) or cannot be formed is it `local:<folder name>`: its path is then
+    not recorded, and generate needs --base-model."""
+    import getpass
+    import socket
+
+    path = Path(base_model).expanduser()
+    if not path.exists():
+        return base_model
+    try:
+        relative = Path(os.path.relpath(path.resolve(), Path(subject_root).resolve()))
+    except ValueError:  # another drive
+        return f"local:{path.name}"
+    private = {getpass.getuser(), socket.gethostname()}
+    if relative.is_absolute() or private & set(relative.parts[:-1]):
+        return f"local:{path.name}"
+    text = relative.as_posix()
+    return text if text.startswith("../") else f"./{text}"
+
+
+def model_from_record(recorded: str, subject_root: Path) -> str:
+    """The inverse of recorded_model for the relative form; other names are returned as is."""
+    if recorded.startswith(("../", "./")):
+        return os.path.normpath(Path(subject_root) / recorded)
+    return recorded
+
+
+def check_inside(record_path: Path, field: str, relative: str | None) -> None:
+    """A file a record names must lie inside the record's folder: no absolute path, no '..'."""
+    if relative is None:
+        return
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts or relative.startswith("~") or "\\" in relative:
+        raise HeadshotError(
+            f"{record_path}: field '{field}': {relative!r} leaves the record's folder "
+            "(paths in a record are relative to its folder)"
+        )

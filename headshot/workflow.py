@@ -94,7 +94,8 @@ def run_generate(config: RunConfig, layout: SubjectLayout) -> None:
     from headshot.pipelines.generate_config import GenerateConfig
 
     console.rule("[bold]generate[/]")
-    options = {"allow_pickle": config.allow_pickle or None}
+    # The run's own base model: training.json records a local one by name only.
+    options = {"allow_pickle": config.allow_pickle or None, "base_model": config.base_model}
     generate(layout.lora, load_config(GenerateConfig, config.generate_config, options))
 
 
@@ -126,6 +127,7 @@ def run_study(config: RunConfig, layout: SubjectLayout) -> None:
         config.study_config,
         lora=layout.lora,
         outputs=config.outputs,
+        base_model=config.base_model,
         allow_pickle=config.allow_pickle or None,
     )
     study(study_config, source=str(config.study_config))  # it reports where it wrote

@@ -19,9 +19,23 @@ from headshot.samples import SUBJECT_VARIANTS, grace_hopper
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+HELD_OUT = "hopper_01_original"  # the photo the manipulations are applied to
+
+
 def reference_photos() -> dict[str, Image.Image]:
     source = grace_hopper()
     return {name: transform(source) for name, transform in SUBJECT_VARIANTS.items()}
+
+
+def held_out_reference(held_out: str = HELD_OUT):
+    """The reference an audit of `held_out` is judged against: every OTHER sample photo
+    (leave-one-out), so the audited photo never sets its own mean and spread. The other
+    photos are still variants of the same source portrait (mirrored, cropped, rotated,
+    re-exposed): the only public-domain portrait of the subject that ships offline."""
+    from headshot.analysis.reference import ReferenceProfile, measure_image
+
+    others = {name: photo for name, photo in reference_photos().items() if name != held_out}
+    return ReferenceProfile.from_measurements(list(others), [measure_image(p) for p in others.values()])
 
 
 # ---- placing things on the source photo ------------------------------------------------
@@ -200,15 +214,19 @@ def shift_iris(photo: np.ndarray, face: NormalisedFace, strength: float) -> np.n
     return out
 
 
-def remove_catchlights(photo: np.ndarray, face: NormalisedFace, strength: float) -> np.ndarray:
-    """Dead eyes: small bright spots in the eye openings replaced by their surroundings."""
+def remove_catchlights(
+    photo: np.ndarray, face: NormalisedFace, strength: float, eyes: tuple[int, ...] = (0, 1)
+) -> np.ndarray:
+    """Dead eyes: small bright spots in the eye openings replaced by their surroundings
+    (both eyes, or only those listed: 0 = image-left, 1 = image-right)."""
     if strength <= 0:
         return photo
     height, width = photo.shape[:2]
     out = photo
     size = max(3, round(0.08 * D * _source_scale(face)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    for contour in (face.landmarks68[36:42], face.landmarks68[42:48]):
+    contours = (face.landmarks68[36:42], face.landmarks68[42:48])
+    for contour in (contours[eye] for eye in eyes):
         points = _source_points(face, contour)
         mask = np.zeros((height, width), np.uint8)
         cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 255)
@@ -216,6 +234,11 @@ def remove_catchlights(photo: np.ndarray, face: NormalisedFace, strength: float)
         opened = cv2.morphologyEx(out, cv2.MORPH_OPEN, kernel)
         out = _blend(out, opened, (mask > 0).astype(np.float32) * strength)
     return out
+
+
+def remove_one_catchlight(photo: np.ndarray, face: NormalisedFace, strength: float) -> np.ndarray:
+    """Catchlights that differ between the eyes: the image-left eye's removed, the other kept."""
+    return remove_catchlights(photo, face, strength, eyes=(0,))
 
 
 def add_wrinkles(photo: np.ndarray, face: NormalisedFace, strength: float) -> np.ndarray:
@@ -289,6 +312,7 @@ MANIPULATIONS = {
     "blur_hair": blur_hair,
     "shift_iris": shift_iris,
     "remove_catchlights": remove_catchlights,
+    "remove_one_catchlight": remove_one_catchlight,
     "tone_cast": tone_cast,
 }
 
@@ -302,7 +326,7 @@ def manipulated(
     return Image.fromarray(MANIPULATIONS[name](pixels, face, strength))
 
 
-__all__ = ["STRENGTHS", "MANIPULATIONS", "manipulated", "reference_photos"]
+__all__ = ["HELD_OUT", "STRENGTHS", "MANIPULATIONS", "held_out_reference", "manipulated", "reference_photos"]
 
 
 def prepared(photos, outputs, resolution=None):

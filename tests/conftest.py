@@ -62,6 +62,13 @@ def tiny_sdxl(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory) -> Path:
+    from headshot.pipelines.tiny import save_tiny_model
+
+    return save_tiny_model("flux", tmp_path_factory.mktemp("models") / "tiny-flux")
+
+
+@pytest.fixture(scope="session")
 def sample_selfies(tmp_path_factory) -> Path:
     from headshot.samples import make_sample_selfies
 

@@ -1,57 +1,47 @@
-"""A real LoRA folder for study tests, shaped as `headshot finetune` writes it.
+"""A real LoRA folder for study tests, written by `headshot finetune` itself.
 
-A peft LoRA adapter is added to the tiny model's UNet with seeded, non-zero weights (so
-it visibly changes the images), saved with the family's own `save_lora_weights`, plus
-`training.json` and checkpoint folders holding earlier (weaker) versions of the weights.
+A short real run on the tiny model with `checkpoint_steps` set: the study then reads
+exactly what finetune writes (`pytorch_lora_weights.safetensors`, `training.json` and
+`checkpoints/step-NNNNNN/lora.safetensors`), never a layout made up for the test.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from headshot.records import atomic_write_json, sha256_file
-from headshot.training.training_record import LORA_FILE, TrainingRecord
+from finetune_support import fast_options, make_dataset
 
-FINAL_STEP = 100
+STEPS = 6
+CHECKPOINT_STEPS = 3
 
 
-def make_lora_folder(model_dir: Path, family: str, lora_dir: Path, checkpoints=(50,), seed: int = 0) -> Path:
-    import torch
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
-    from diffusers.utils import convert_state_dict_to_diffusers
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
+def finetuned_lora(
+    model_dir: Path,
+    family: str,
+    outputs: Path,
+    *,
+    subject: str = "ada",
+    keep_dataset: bool = True,
+    **overrides,
+) -> Path:
+    """Train a LoRA (6 steps, checkpoints at steps 3 and 6) into OUTPUTS/SUBJECT/lora/.
 
-    unet = UNet2DConditionModel.from_pretrained(model_dir / "unet")
-    torch.manual_seed(seed)
-    unet.add_adapter(
-        LoraConfig(
-            r=4, lora_alpha=4, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"]
-        )
-    )
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-    pipeline_class = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
-    pipeline_class.save_lora_weights(lora_dir, unet_lora_layers=layers, safe_serialization=True)
-    for step in checkpoints:
-        # An earlier checkpoint: the same directions, a fraction of the final strength.
-        fraction = step / FINAL_STEP
-        partial = {k: v * fraction if "lora_B" in k or "lora.up" in k else v for k, v in layers.items()}
-        pipeline_class.save_lora_weights(
-            lora_dir / "checkpoints" / f"checkpoint-{step}", unet_lora_layers=partial, safe_serialization=True
-        )
-    record = TrainingRecord(
-        subject=Path(lora_dir).resolve().parent.name,
-        identifier="sks",
-        class_noun="woman",
-        instance_prompt="a photo of sks woman",
-        class_prompt="a photo of woman",
-        base_model=str(model_dir),
-        base_model_sha256="0" * 64,
-        family=family,
-        resolution=64,
-        lora_sha256=sha256_file(lora_dir / LORA_FILE),
-        dataset_sha256="0" * 64,
-        steps=FINAL_STEP,
-    )
-    atomic_write_json(lora_dir / "training.json", record.model_dump(mode="json"))
-    return lora_dir
+    The learning rate is high so that a few steps visibly change the images and the
+    step-3 checkpoint differs from the final LoRA. `keep_dataset=False` removes the
+    dataset afterwards: a LoRA studied on its own, away from the subject's photos.
+    """
+    from headshot.training.finetune import finetune_dataset
+    from headshot.training.finetune_config import FinetuneConfig
+
+    dataset = make_dataset(outputs, family, count=4, subject=subject)
+    options = fast_options(
+        steps=STEPS, checkpoint_steps=CHECKPOINT_STEPS, checkpoints_keep=3, lr=5e-2,
+        prior_preservation=False, class_noun="woman",
+    )  # fmt: skip
+    options.update(overrides)
+    config = FinetuneConfig(base_model=str(model_dir), cache_dir=Path(outputs) / "cache", **options)
+    finetune_dataset(dataset, config)
+    if not keep_dataset:
+        shutil.rmtree(dataset)
+    return dataset.parent / "lora"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,7 +55,12 @@ def test_cli_trains_sd15_and_plain_diffusers_loads_both_exports(run_cli, tiny_sd
     assert record.identifier == "sks" and record.class_noun == "woman"
     assert record.instance_prompt == "a photo of sks woman" and record.class_prompt == "a photo of woman"
     assert record.family == "sd15" and record.resolution == 64
-    assert record.base_model == str(tiny_sd15) and len(record.base_model_sha256) == 64
+    # A local model is recorded relative to the subject folder (no absolute path) and found again.
+    assert (
+        Path(record.base_model).resolve() == Path(tiny_sd15).resolve() and len(record.base_model_sha256) == 64
+    )
+    raw = json.loads((lora / "training.json").read_text())["base_model"]
+    assert raw.startswith("../") and str(tiny_sd15.parent) not in (lora / "training.json").read_text()
     assert record.num_instance_images == 8 and record.num_class_images == 4
     assert record.final_loss is not None and np.isfinite(record.final_loss)
     assert record.versions["diffusers"] and record.wall_time_s > 0

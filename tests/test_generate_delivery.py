@@ -237,22 +237,30 @@ def test_headshot_run_stage_uses_the_demo_generate_config(tmp_path, tmp_path_fac
     assert len(winners) == 4 and all(c["delivered"] for c in winners) and index["counts"]["delivered"] == 4
 
 
-def test_a_real_signing_failure_delivers_nothing_and_keeps_the_render(
+def test_a_failed_re_sign_keeps_every_earlier_headshot_and_exits_1(
     tmp_path, tmp_path_factory, tiny_sd15, run_cli
 ):
+    """Issue 11, case 1: signing that cannot happen (a missing certificate) used to leave only
+    index.json in headshots/ and exit 0."""
     layout = subject_copy(tmp_path, tmp_path_factory.getbasetemp() / "pristine", tiny_sd15, "sd15")
     template = write_template(tmp_path, "scene")
+    relaxed = tmp_path / "relaxed.yaml"
+    ranking = "ranking: {top_k: 1, require_face: false, max_relative_distance: null}\n"
+    relaxed.write_text(ranking)
+    assert run_cli(*generate_args(layout, template, seeds=1, config=relaxed)).code == 0
+    before = {p.name: p.read_bytes() for p in layout.headshots.iterdir()}
+    assert len(before) == 2  # a signed headshot and index.json
+
     signing = tmp_path / "signing.yaml"
     signing.write_text(
         f"cert_chain: {tmp_path / 'missing-chain.pem'}\nprivate_key: {tmp_path / 'missing.key'}\n"
     )
-    relaxed = tmp_path / "relaxed.yaml"
-    ranking = "ranking: {top_k: 1, require_face: false, max_relative_distance: null}\n"
     relaxed.write_text(f"signing_config: {signing}\n{ranking}")
     result = run_cli(*generate_args(layout, template, seeds=1, config=relaxed))
-    assert result.code == 0, result.err
-    assert [p.name for p in layout.headshots.iterdir()] == ["index.json"]
-    index = json.loads((layout.headshots / "index.json").read_text())
-    (best,) = [c for c in index["candidates"] if c["rank"] == 1]
-    assert best["dropped"] == "signing_failed" and "missing-chain.pem" in best["reason"]
-    assert (layout.root / best["render"]).is_file() and "could not be signed" in result.err
+    assert result.code == 1 and "Traceback" not in result.err
+    error = [line for line in result.err.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "missing-chain.pem" in error[0] and "unchanged" in error[0]
+    assert {p.name: p.read_bytes() for p in layout.headshots.iterdir()} == before
+    assert not list(layout.root.glob(".headshots.*"))  # no staging left behind
+    store = tmp_path / "outputs" / "manifest-store"
+    assert not list(store.glob(".pending-*")) and not list(store.glob(".*.tmp"))

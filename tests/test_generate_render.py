@@ -97,7 +97,9 @@ def test_rerun_skips_finished_candidates_and_redoes_damaged_or_changed_ones(sd15
     assert all(json.loads(p.read_text())["steps"] == 2 for p in scene.glob("*.json"))
 
 
-def test_killed_run_resumes_without_duplicates_or_half_written_files(sd15_subject, tmp_path, run_cli):
+def test_killed_run_resumes_without_duplicates_or_half_written_files(
+    sd15_subject, tmp_path, tmp_path_factory, tiny_sd15, run_cli
+):
     layout = sd15_subject
     template = write_template(tmp_path, "scene", steps=8, variations={"colour": ["navy", "white", "black"]})
     args = generate_args(layout, template, seeds=8, batch_size=1)
@@ -124,6 +126,18 @@ def test_killed_run_resumes_without_duplicates_or_half_written_files(sd15_subjec
         assert (scene / name).stat().st_mtime_ns == stamp  # finished work was kept, not redone
     index = json.loads((layout.headshots / "index.json").read_text())
     assert index["counts"]["candidates"] == 24
+
+    # The killed-and-resumed renders are the pictures an uninterrupted run makes, pixel for pixel.
+    whole = subject_copy(
+        tmp_path / "uninterrupted", tmp_path_factory.getbasetemp() / "pristine", tiny_sd15, "sd15"
+    )
+    assert run_cli(*generate_args(whole, template, seeds=8, batch_size=1)).code == 0
+    for png in sorted(scene.glob("*.png")):
+        assert np.array_equal(pixels(png), pixels(whole.renders / "scene" / png.name)), png.name
+    uninterrupted = json.loads((whole.headshots / "index.json").read_text())
+    assert [c["key"] for c in index["candidates"] if c["delivered"]] == [
+        c["key"] for c in uninterrupted["candidates"] if c["delivered"]
+    ]
 
 
 def test_max_images_stops_early_and_the_next_run_continues(sd15_subject, tmp_path, run_cli):

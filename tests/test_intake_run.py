@@ -1,15 +1,19 @@
-"""`headshot prepare` end to end: the demo set, reproducibility, resolution, the CLI."""
+"""`headshot prepare` end to end: the demo set, reproducibility, resolution, the CLI; `headshot run`."""
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 
 import pytest
+import yaml
 
 from headshot.errors import HeadshotError
 from headshot.training.dataset_record import read_dataset
 from headshot.training.intake import PrepareConfig, prepare_dataset
 from headshot.training.resolution import training_size
+from headshot.training.training_record import read_training_record
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +73,8 @@ def test_training_resolution_comes_from_the_base_model(tiny_sd15, tiny_sdxl):
     assert training_size("sdxl") == ("sdxl", 1024)
     assert training_size("sd15") == ("sd15", 512)
     assert training_size("someone/unknown-model", family="sdxl") == ("sdxl", 1024)
-    with pytest.raises(HeadshotError, match="'someone/unknown-model': cannot tell whether"):
+    assert training_size("flux-dev") == ("flux", 1024)
+    with pytest.raises(HeadshotError, match="'someone/unknown-model': cannot tell which model family"):
         training_size("someone/unknown-model")
 
 
@@ -116,10 +121,33 @@ def test_cli_bad_input_is_a_clear_error(run_cli, tmp_path, args, message):
     assert result.code == 1 and message in result.err and "Traceback" not in result.err
 
 
-def test_run_prepares_then_stops_at_the_next_unbuilt_stage(run_cli, few_selfies, tiny_sd15, tmp_path):
-    result = run_cli("run", few_selfies, "-s", "demo", "-m", tiny_sd15, "--outputs", tmp_path)
-    record = read_dataset(tmp_path / "demo" / "dataset")
+def test_run_chains_every_stage_and_succeeds(run_cli, few_selfies, tiny_sd15, tmp_path, monkeypatch):
+    from finetune_support import fast_options
+
+    monkeypatch.setenv("HEADSHOT_CACHE", str(tmp_path / "cache"))
+    stages = {
+        "finetune": fast_options(steps=4),
+        # Random weights draw no face: accept faceless candidates, as the demo's config does.
+        "generate": {"templates": ["studio-grey"], "seeds_per_template": 1, "steps": 2,
+                     "ranking": {"require_face": False, "max_relative_distance": None}},
+        "prepare": {"min_photos": 5},
+    }  # fmt: skip
+    run = {}
+    for stage, options in stages.items():
+        (tmp_path / f"{stage}.yaml").write_text(yaml.safe_dump(options))
+        run[f"{stage}_config"] = str(tmp_path / f"{stage}.yaml")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run))
+    result = run_cli(
+        "run", few_selfies, "-s", "demo", "-m", tiny_sd15, "--outputs", tmp_path / "out",
+        "--config", tmp_path / "run.yaml",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    subject = tmp_path / "out" / "demo"
+    record = read_dataset(subject / "dataset")
     assert len(record.accepted) == 5 and record.resolution == 64
-    if result.code != 0:  # until the later stages are merged, the run stops at the first unbuilt one
-        error_lines = [line for line in result.err.splitlines() if line.startswith("error:")]
-        assert error_lines and "prepare" not in error_lines[-1], result.err
+    assert read_training_record(subject / "lora").steps == 4
+    index = json.loads((subject / "headshots" / "index.json").read_text())
+    delivered = sorted(subject / c["delivered"] for c in index["candidates"] if c["delivered"])
+    assert delivered and delivered == sorted((subject / "headshots").glob("*.jpg"))
+    with open(subject / "audit" / "metrics.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == len(delivered)

@@ -1,10 +1,16 @@
 """Each artifact metric against a controlled manipulation of a real photo.
 
 For every metric, a manipulation imitating its artifact is applied at increasing
-strength to the real Grace Hopper portrait (tests/audit_support.py). The metric must
-move monotonically with strength and end beyond the audit's flag limit, while every
-OTHER manipulation leaves it within CROSS_TOLERANCE (in z units). The measured
-responses are recorded in docs/metrics.md.
+strength to the real Grace Hopper portrait (tests/audit_support.py), scored against a
+reference of the 7 OTHER sample photos (leave-one-out: the manipulated photo never sets
+its own mean and spread). The metric must rise strictly with strength (in its artifact
+direction) and end beyond the audit's flag limit, while every OTHER manipulation moves it
+by under CROSS_TOLERANCE z and keeps it at least ABSOLUTE_MARGIN z inside the limit. The
+measured responses are in docs/metrics.md (bench/metric_responses.py prints them).
+
+Where today's metrics miss these bars, the case is marked `xfail(strict=True)` with the
+measured number, and docs/metrics.md lists it: the claim stays tested, and a fix that
+makes it pass turns the mark into a failure until the mark is removed.
 """
 
 from __future__ import annotations
@@ -13,42 +19,93 @@ import math
 
 import numpy as np
 import pytest
-from audit_support import STRENGTHS, manipulated, reference_photos
+from audit_support import HELD_OUT, STRENGTHS, held_out_reference, manipulated, reference_photos
 
 from headshot.analysis.metrics import METRICS, normalise_face
 from headshot.analysis.reference import ReferenceProfile, measure_image
 
-# manipulation -> (metric that must respond, direction, the value the test follows)
+# manipulation -> (metric that must respond, direction)
 VALIDATION = {
     "smooth_skin": ("skin_texture", "down"),
     "add_wrinkles": ("age_texture", "up"),
     "break_glasses_frame": ("glasses_asymmetry", "up"),
+    "earring": ("ear_asymmetry", "up"),
     "earring_right": ("ear_asymmetry", "up"),
     "warp_background": ("background_bend", "up"),
     "blur_hair": ("hair_detail", "down"),
     "shift_iris": ("gaze_offset", "up"),
     "remove_catchlights": ("catchlight_strength", "down"),
+    "remove_one_catchlight": ("catchlight_mismatch", "up"),
     "tone_cast": ("skin_tone_delta_e", "up"),
 }
-# gaze_offset is a distance from the subject's mean gaze: when the subject looked slightly
-# the other way it first shrinks; its monotone response is checked on the signed position.
-FOLLOWED_ELSEWHERE = {"shift_iris"}
+# Metrics that respond to another's artifact by their definition, not by cross-talk:
+# catchlight_strength is the mean over both eyes, so one dead eye halves it.
+ALSO_RESPONDS = {"remove_one_catchlight": {"catchlight_strength"}}
 FLAG_LIMIT = 3.0  # configs/audit.yaml z_limit
-STEP_TOLERANCE = 0.6  # z: a step may go back this much (measurement noise) and still count as monotone
-CROSS_TOLERANCE = 3.0  # z: how far another manipulation may move a metric (never a flag on its own)
-# identity is judged on its own scale (relative distance, limit 1.6): allowed rise
-IDENTITY_CROSS_TOLERANCE = 1.0
+CROSS_TOLERANCE = 1.0  # z: how far another manipulation may move a metric
+ABSOLUTE_MARGIN = 1.0  # z: how far inside the limit every other metric must stay
+# identity is judged on its own scale (relative distance, limit 1.6, the subject's own
+# spread = 1): other manipulations may raise it by under half that spread, and it must
+# stay within the subject's own spread.
+IDENTITY_CROSS_TOLERANCE = 0.5
+IDENTITY_MAX = 1.0
+
+# Measured where today's metrics miss the bars (value at the worst strength), see docs/metrics.md.
+NOT_STRICTLY_RISING = {
+    "earring": "ear_asymmetry 0.013, 0.013, 0.010, 0.148, 0.269: flat, then dips, before the stud counts",
+    "break_glasses_frame": "glasses_asymmetry z +5.55 at s=0.75, +5.51 at s=1: saturates, rim gone",
+    "shift_iris": "gaze_offset 0.067, 0.011, 0.083, 0.165, 0.238: a small shift first nears the mean gaze",
+}
+CROSS_TALK = {  # (manipulation, metric): the largest move, and the largest |z| reached
+    ("smooth_skin", "age_texture"): "-1.7 z, to |z| 1.4",
+    ("smooth_skin", "catchlight_strength"): "-1.6 z, to |z| 2.5",
+    ("smooth_skin", "catchlight_mismatch"): "-1.0 z, to |z| 1.2",
+    ("add_wrinkles", "skin_texture"): "+2.0 z, to |z| 1.7",
+    ("add_wrinkles", "catchlight_strength"): "+1.2 z, to |z| 0.7",
+    ("add_wrinkles", "identity_relative"): "rises +0.72, to 1.12",
+    ("break_glasses_frame", "age_texture"): "-2.7 z, to |z| 2.3",
+    ("break_glasses_frame", "catchlight_strength"): "-1.2 z, to |z| 2.0",
+    ("break_glasses_frame", "catchlight_mismatch"): "+2.2 z, to |z| 2.0",
+    ("earring", "age_texture"): "-1.1 z, to |z| 0.8",
+    ("earring", "glasses_asymmetry"): "-1.1 z, to |z| 0.6",
+    ("earring", "gaze_offset"): "-1.6 z, to |z| 0.9",
+    ("earring", "catchlight_strength"): "+1.2 z, to |z| 0.4",
+    ("earring", "catchlight_mismatch"): "+1.4 z, to |z| 1.3",
+    ("earring_right", "age_texture"): "-1.3 z, to |z| 1.0",
+    ("earring_right", "catchlight_strength"): "+1.7 z, to |z| 0.9",
+    ("blur_hair", "age_texture"): "-1.3 z, to |z| 0.9",
+    ("blur_hair", "ear_asymmetry"): "+1.5 z, to |z| 1.5",
+    ("blur_hair", "glasses_asymmetry"): "-1.1 z, to |z| 0.7",
+    ("blur_hair", "catchlight_strength"): "+2.0 z, to |z| 1.2",
+    ("blur_hair", "catchlight_mismatch"): "+1.3 z, to |z| 1.2",
+    ("shift_iris", "age_texture"): "-1.6 z, to |z| 1.3",
+    ("shift_iris", "glasses_asymmetry"): "+2.4 z, to |z| 2.8",
+    ("shift_iris", "catchlight_strength"): "+1.8 z, to |z| 1.0",
+    ("remove_catchlights", "gaze_offset"): "-1.7 z, to |z| 1.0",
+    ("remove_one_catchlight", "glasses_asymmetry"): "+1.0 z, to |z| 1.4",
+    ("remove_one_catchlight", "gaze_offset"): "-1.7 z, to |z| 1.0",
+    ("tone_cast", "age_texture"): "-2.0 z, to |z| 1.7",
+    ("tone_cast", "ear_asymmetry"): "+1.5 z, to |z| 1.5",
+    ("tone_cast", "gaze_offset"): "-1.3 z, to |z| 1.0",
+}
+BACKGROUND_CROSS_TALK = {"break_glasses_frame": "+1.7 z", "blur_hair": "+1.4 z"}
+
+
+def _known(cases: dict, key, reason: str = "known (docs/metrics.md): "):
+    if key in cases:
+        return pytest.param(*(key if isinstance(key, tuple) else (key,)), marks=pytest.mark.xfail(
+            strict=True, reason=reason + cases[key]))  # fmt: skip
+    return pytest.param(*(key if isinstance(key, tuple) else (key,)))
 
 
 @pytest.fixture(scope="module")
 def reference() -> ReferenceProfile:
-    photos = reference_photos()
-    return ReferenceProfile.from_measurements(list(photos), [measure_image(p) for p in photos.values()])
+    return held_out_reference()
 
 
 @pytest.fixture(scope="module")
 def base():
-    photo = reference_photos()["hopper_01_original"]
+    photo = reference_photos()[HELD_OUT]
     return photo, normalise_face(np.asarray(photo))
 
 
@@ -77,54 +134,64 @@ def responses(reference, base):
     return table
 
 
-@pytest.mark.parametrize("manipulation", list(VALIDATION))
-def test_metric_moves_monotonically_with_its_artifact(responses, manipulation):
+@pytest.mark.parametrize("manipulation", [_known(NOT_STRICTLY_RISING, m) for m in VALIDATION])
+def test_metric_rises_strictly_with_its_artifact(responses, manipulation):
     metric, direction = VALIDATION[manipulation]
     sign = 1 if direction == "up" else -1
     z = [sign * row[2][metric] for row in responses[manipulation]]
     assert all(math.isfinite(v) for v in z), f"{metric} not measured: {z}"
-    if manipulation not in FOLLOWED_ELSEWHERE:
-        for weaker, stronger in zip(z, z[1:]):
-            assert stronger >= weaker - STEP_TOLERANCE, f"{metric} under {manipulation}: {z}"
-    assert z[-1] - z[0] > FLAG_LIMIT - 0.5, f"{metric} barely moves under {manipulation}: {z}"
+    assert all(stronger > weaker for weaker, stronger in zip(z, z[1:])), f"{metric} under {manipulation}: {z}"
     assert z[-1] > FLAG_LIMIT, f"{metric} under {manipulation} at full strength is not flagged: {z}"
-    assert z[0] < FLAG_LIMIT, f"{metric} flags the unmanipulated photo: {z}"
+    assert z[0] < FLAG_LIMIT - ABSOLUTE_MARGIN, f"{metric} near the limit on the unmanipulated photo: {z}"
 
 
 def test_gaze_position_follows_the_iris_shift(responses):
-    """The signed horizontal iris position, not only the distance from the mean, moves
-    with the shift (the distance first shrinks when the subject looked the other way)."""
+    """The signed horizontal iris position moves strictly with the shift, and the shifted
+    gaze is flagged (the distance from the mean first shrinks: NOT_STRICTLY_RISING)."""
     gaze = [row[1]["gaze_h"] for row in responses["shift_iris"]]
-    for weaker, stronger in zip(gaze, gaze[1:]):
-        assert stronger >= weaker - 0.02, gaze
+    assert all(stronger > weaker for weaker, stronger in zip(gaze, gaze[1:])), gaze
     assert gaze[-1] - gaze[0] > 0.15, gaze
+    assert responses["shift_iris"][-1][2]["gaze_offset"] > FLAG_LIMIT
 
 
-@pytest.mark.parametrize("manipulation", list(VALIDATION))
-def test_other_metrics_stay_put(responses, manipulation):
-    target = VALIDATION[manipulation][0]
+CROSS_CASES = [
+    (manipulation, spec.name)
+    for manipulation, (target, _) in VALIDATION.items()
+    for spec in METRICS
+    # background_bend needs lines in the background: the portrait has none (NaN at every
+    # strength); it is checked on the lined portrait by test_background_bend_ignores_...
+    if spec.name not in {target, "background_bend"} | ALSO_RESPONDS.get(manipulation, set())
+]
+
+
+@pytest.mark.parametrize(("manipulation", "metric"), [_known(CROSS_TALK, case) for case in CROSS_CASES])
+def test_other_metrics_stay_put(responses, manipulation, metric):
     rows = responses[manipulation]
     _, values0, z0 = rows[0]
     for strength, values, z in rows[1:]:
-        for spec in METRICS:
-            if spec.name == target:
-                continue
-            if spec.name == "identity_relative":
-                moved = values[spec.name] - values0[spec.name]
-                assert moved < IDENTITY_CROSS_TOLERANCE, (
-                    f"identity under {manipulation} {strength}: {moved:+.2f}"
-                )
-                continue
-            if not (math.isfinite(z[spec.name]) and math.isfinite(z0[spec.name])):
-                assert math.isfinite(z[spec.name]) == math.isfinite(z0[spec.name]), (manipulation, spec.name)
-                continue
-            moved = z[spec.name] - z0[spec.name]
-            assert abs(moved) < CROSS_TOLERANCE, (
-                f"{spec.name} moved {moved:+.2f} z under {manipulation} {strength}"
-            )
+        if metric == "identity_relative":
+            value = values[metric]
+            assert math.isfinite(value) and math.isfinite(values0[metric]), (manipulation, strength, value)
+            assert value - values0[metric] < IDENTITY_CROSS_TOLERANCE, (manipulation, strength, value)
+            assert value < IDENTITY_MAX, (manipulation, strength, value)
+            continue
+        # a metric that cannot be measured is no evidence that it stayed put
+        assert math.isfinite(z[metric]) and math.isfinite(z0[metric]), (
+            manipulation,
+            strength,
+            z0[metric],
+            z[metric],
+        )
+        moved = z[metric] - z0[metric]
+        assert abs(moved) < CROSS_TOLERANCE, f"{metric} moved {moved:+.2f} z under {manipulation} {strength}"
+        assert abs(z[metric]) <= FLAG_LIMIT - ABSOLUTE_MARGIN, (
+            f"{metric} at {z[metric]:+.2f} z under {manipulation}"
+        )
 
 
-@pytest.mark.parametrize("manipulation", [m for m in VALIDATION if m != "warp_background"])
+@pytest.mark.parametrize(
+    "manipulation", [_known(BACKGROUND_CROSS_TALK, m) for m in VALIDATION if m != "warp_background"]
+)
 def test_background_bend_ignores_other_manipulations(reference, lined_base, manipulation):
     """On the portrait with background lines, face and hair changes leave the lines alone."""
     photo, face = lined_base
@@ -132,8 +199,10 @@ def test_background_bend_ignores_other_manipulations(reference, lined_base, mani
     changed = reference.metric_values(measure_image(manipulated(photo, manipulation, 1.0, face)))[
         "background_bend"
     ]
-    spread = reference.stats("background_bend")[1]
-    assert abs(changed - plain) / spread < CROSS_TOLERANCE, (plain, changed)
+    assert math.isfinite(plain) and math.isfinite(changed), (plain, changed)
+    moved = (changed - plain) / reference.stats("background_bend")[1]
+    assert abs(moved) < CROSS_TOLERANCE, (plain, changed)
+    assert abs(reference.z_score("background_bend", changed)) <= FLAG_LIMIT - ABSOLUTE_MARGIN, changed
 
 
 def _ear_z(reference, photo, face, strength, manipulation="earring"):
@@ -144,17 +213,6 @@ def _ear_z(reference, photo, face, strength, manipulation="earring"):
 def test_an_earring_on_the_other_ear_is_flagged_at_full_strength(reference, base):
     photo, face = base
     assert _ear_z(reference, photo, face, 1.0) > FLAG_LIMIT
-
-
-def test_ear_asymmetry_rises_monotonically_on_either_ear(reference, base):
-    """On the portrait the image-left ear has the weaker natural colour spot: a stud there
-    must not first cancel the other ear's natural spot (only what exceeds the subject's
-    own earlobe level counts), so the metric rises from the start on both ears."""
-    photo, face = base
-    for manipulation in ("earring", "earring_right"):
-        z = [_ear_z(reference, photo, face, s, manipulation) for s in STRENGTHS]
-        assert all(b >= a - STEP_TOLERANCE for a, b in zip(z, z[1:])), (manipulation, z)
-        assert z[0] < FLAG_LIMIT < z[-1], (manipulation, z)
 
 
 @pytest.mark.xfail(

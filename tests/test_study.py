@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
-from study_support import make_lora_folder
+from study_support import finetuned_lora
 
 from headshot.analysis.study.config import load_study_config
 from headshot.analysis.study.run import run_study
@@ -19,9 +19,8 @@ GENERIC = ("high_frequency_energy", "rms_contrast")
 
 @pytest.fixture(scope="module")
 def sd15_study(tiny_sd15, tmp_path_factory):
-    """A study of a LoRA (with one earlier checkpoint) on the tiny SD1.5 model, full grid."""
-    subject = tmp_path_factory.mktemp("outputs") / "ada"
-    lora = make_lora_folder(tiny_sd15, "sd15", subject / "lora")
+    """A study of a real finetune's LoRA (with its step-3 checkpoint) on the tiny SD1.5 model, full grid."""
+    lora = finetuned_lora(tiny_sd15, "sd15", tmp_path_factory.mktemp("outputs"), keep_dataset=False)
     config = load_study_config(
         None,
         lora=lora,
@@ -93,8 +92,12 @@ def test_sweep_has_every_grid_point_and_the_lora_knobs_act(sd15_study):
         "guidance_scale": [1.0, 5.0],
         "steps": [2, 3],
         "lora_scale": [0.0, 1.0],
-        "checkpoint": ["checkpoint-50", "final"],
+        "checkpoint": ["step-000003", "final"],
     }
+    # Finetune wrote step-000003 and step-000006; the last one is the final LoRA itself.
+    assert record["lora"]["skipped_checkpoints"] == []
+    studied = [(c["label"], c["step"]) for c in record["lora"]["checkpoints"]]
+    assert studied == [("step-000003", 3), ("final", 6)]
     entries = sweep["entries"]
     assert len(entries) == 16
     assert len({(e["guidance_scale"], e["steps"], e["lora_scale"], e["checkpoint"]) for e in entries}) == 16
@@ -108,8 +111,8 @@ def test_sweep_has_every_grid_point_and_the_lora_knobs_act(sd15_study):
         return [e["metrics"] for e in entries if e["lora_scale"] == scale and e["checkpoint"] == checkpoint]
 
     # LoRA off: the checkpoint cannot matter. LoRA on: the final weights differ from the earlier ones.
-    assert metrics(0.0, "final") == metrics(0.0, "checkpoint-50")
-    assert metrics(1.0, "final") != metrics(1.0, "checkpoint-50")
+    assert metrics(0.0, "final") == metrics(0.0, "step-000003")
+    assert metrics(1.0, "final") != metrics(1.0, "step-000003")
     assert metrics(1.0, "final") != metrics(0.0, "final")
     assert Image.open(folder / "sweep.png").size == (3 * 64, 6 * 64)  # 16 images, 3 columns
     for knob in sweep["knobs"]:
@@ -122,7 +125,7 @@ def test_report_is_self_contained_with_every_image(sd15_study):
     # final, trajectory, curves, 4 overlays, per-step attention, sweep sheet, 4 knob plots
     assert page.count("src='data:image/png;base64,") == 13
     assert "http://" not in page and "https://" not in page
-    assert "settles at step" in page and "checkpoint-50" in page
+    assert "settles at step" in page and "step-000003" in page
 
 
 def test_study_of_an_sdxl_base_model_from_the_command_line(run_cli, tiny_sdxl, tmp_path):

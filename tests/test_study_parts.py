@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 import yaml
 from PIL import Image, ImageFilter
-from study_support import make_lora_folder
+from study_support import finetuned_lora
 
 from headshot.analysis.study import attention, trajectory
 from headshot.analysis.study.measures import (
@@ -67,6 +69,57 @@ def test_recorders_leave_the_render_unchanged(sd15_model):
     assert len(x0.steps) == len(scheduler.timesteps) and maps.per_step().shape == (len(x0.steps), 1, 8, 8)
     again = render()
     assert np.array_equal(again, plain)  # the attention processors were restored
+
+
+def test_an_attention_map_is_softmax_of_queries_times_keys_computed_by_hand(sd15_model):
+    """The recorded map of step 0 against softmax(Q K^T / sqrt(d)) computed here from each
+    cross-attention layer's own inputs: the prompt's half of the guided batch, averaged over
+    heads, the word's probability at every pixel, each layer's grid resized to the latent
+    grid (bilinear), averaged over the layers."""
+    import torch.nn.functional as F
+
+    pipe = sd15_model.pipeline
+    positions = attention.token_positions(pipe, PROMPT, ["hair", "earrings"])
+    layers = [m for m in pipe.unet.modules() if getattr(m, "is_cross_attention", False)]
+    inputs = {}  # layer -> (hidden states, text states) of its first call: step 0
+
+    def keep(layer):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            inputs.setdefault(
+                layer, (hidden.detach().double(), kwargs["encoder_hidden_states"].detach().double())
+            )
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(keep(i), with_kwargs=True) for i, m in enumerate(layers)]
+    try:
+        with attention.CrossAttentionRecorder(pipe, positions, (8, 8)) as recorder:
+            render_image(sd15_model, PROMPT, "", 64, seed=3, steps=2, guidance_scale=6.0)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    recorded = recorder.per_step()[0]  # (words, 8, 8)
+
+    expected = np.zeros_like(recorded, dtype=np.float64)
+    for index, module in enumerate(layers):
+        hidden, text = inputs[index]
+        hidden, text = hidden[hidden.shape[0] // 2 :], text[text.shape[0] // 2 :]  # the prompt's half
+        q = hidden @ module.to_q.weight.detach().double().T
+        k = text @ module.to_k.weight.detach().double().T
+        heads = module.heads
+        q = q.reshape(q.shape[0], q.shape[1], heads, -1).transpose(1, 2)  # (batch, heads, pixels, d)
+        k = k.reshape(k.shape[0], k.shape[1], heads, -1).transpose(1, 2)  # (batch, heads, tokens, d)
+        scores = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1).mean(dim=(0, 1))
+        side = math.isqrt(scores.shape[0])
+        for row, word in enumerate(positions):
+            grid = scores[:, positions[word]].sum(dim=-1).reshape(1, 1, side, side)
+            expected[row] += F.interpolate(grid, size=(8, 8), mode="bilinear", align_corners=False)[
+                0, 0
+            ].numpy()
+    expected /= len(layers)
+    assert len(layers) >= 3 and expected.std() > 1e-4
+    np.testing.assert_allclose(recorded, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_token_positions_sum_split_words_and_agree_across_sdxl_tokenizers(tiny_sdxl):
@@ -141,7 +194,7 @@ def test_study_needs_a_place_to_write(run_cli, tiny_sd15):
 
 
 def test_a_lora_on_the_wrong_family_is_refused(run_cli, tiny_sd15, tiny_sdxl, tmp_path):
-    lora = make_lora_folder(tiny_sd15, "sd15", tmp_path / "ada" / "lora", checkpoints=())
+    lora = finetuned_lora(tiny_sd15, "sd15", tmp_path, steps=1, checkpoint_steps=0)
     result = run_cli("study", lora, "-m", tiny_sdxl, "--no-sweep")
     assert result.code == 1
     assert "trained on a sd15 model" in result.err and str(lora) in result.err
@@ -202,15 +255,27 @@ def test_the_shipped_study_configs_are_valid():
     assert demo.steps <= 4 and demo.sweep.mode == "axes"
 
 
-def test_an_sdxl_lora_and_its_checkpoint_load_and_switch(tiny_sdxl, tmp_path):
-    lora = make_lora_folder(tiny_sdxl, "sdxl", tmp_path / "ada" / "lora", checkpoints=(50,))
+def test_an_sdxl_lora_and_finetunes_checkpoints_load_and_switch(tiny_sdxl, tmp_path):
+    from headshot.training.checkpoints import checkpoint_lora_layers, read_checkpoint
+
+    # Text-encoder LoRAs too, and alpha != rank: the checkpoint's scale must be folded in.
+    lora = finetuned_lora(tiny_sdxl, "sdxl", tmp_path, train_text_encoder=True, rank=4, alpha=8)
+    assert sorted(p.name for p in (lora / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
     model = load_study_model(lora, None)
-    assert model.family == "sdxl" and [c.label for c in model.checkpoints] == ["checkpoint-50", "final"]
+    assert model.family == "sdxl" and [c.label for c in model.checkpoints] == ["step-000003", "final"]
+    assert model.skipped_checkpoints == []
 
     def render(label, scale):
         model.use_lora(label, scale)
         return np.asarray(render_image(model, PROMPT, "", 64, seed=0, steps=2, guidance_scale=5.0), dtype=int)
 
-    off, final, early = render("final", 0.0), render("final", 1.0), render("checkpoint-50", 1.0)
-    assert np.array_equal(off, render("checkpoint-50", 0.0))
+    off, final, early = render("final", 0.0), render("final", 1.0), render("step-000003", 1.0)
+    assert np.array_equal(off, render("step-000003", 0.0))
     assert np.abs(final - off).mean() > 0.5 and np.abs(final - early).mean() > 0.1
+
+    # A checkpoint renders as the LoRA exported at its step: the step-6 one is the final LoRA.
+    last = read_checkpoint(lora / "checkpoints" / "step-000006")
+    model.pipeline.load_lora_weights(checkpoint_lora_layers(last.lora, 8 / 4), adapter_name="step_6")
+    model.pipeline.set_adapters(["step_6"], adapter_weights=[1.0])
+    again = np.asarray(render_image(model, PROMPT, "", 64, seed=0, steps=2, guidance_scale=5.0), dtype=int)
+    assert np.abs(again - final).max() <= 1, np.abs(again - final).max()

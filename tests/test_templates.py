@@ -9,6 +9,7 @@ import yaml
 
 from headshot.config import configs_root, load_config
 from headshot.errors import HeadshotError
+from headshot.pipelines.families import FAMILIES
 from headshot.pipelines.generate_config import GenerateConfig
 from headshot.pipelines.templates import (
     SAMPLERS,
@@ -51,15 +52,38 @@ def test_shipped_templates_cover_the_professional_scenes_and_aim_at_natural_phot
         assert template.variations, f"{item.source}: offers no variations"
 
 
-def test_shipped_prompts_fit_clips_77_token_window():
-    """CLIP truncates after 77 tokens, silently dropping the last prompt parts (the lens
-    and skin texture). Words and punctuation marks are counted, with 15 tokens kept free
-    for words the real BPE splits in two (softbox, catchlights, bokeh) and BOS/EOS."""
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_shipped_prompts_fit_every_text_encoders_token_window(family, request):
+    """CLIP silently drops every token past its 77th (BOS and EOS included): the last prompt
+    parts (the lens, skin texture, the negative prompt's tail) would vanish unnoticed.
+    Counted with CLIP's real BPE (the vocabulary of every SD1.5 and SDXL text encoder),
+    against the window of each of the family's text encoders."""
+    from clip_support import real_clip_tokenizer
+
+    clip = real_clip_tokenizer()
+    # The real vocabulary: CLIP's own ids; words the tiny vocabulary lacks split as CLIP splits them.
+    assert clip("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert clip.tokenize("softbox, 85mm") == ["soft", "box</w>", ",</w>", "8</w>", "5</w>", "mm</w>"]
+    from transformers import CLIPTokenizer
+
+    pipe = _tiny_pipeline(request.getfixturevalue(f"tiny_{family}"))
+    tokenizers = [getattr(pipe, name, None) for name in ("tokenizer", "tokenizer_2")]
+    windows = [t.model_max_length for t in tokenizers if isinstance(t, CLIPTokenizer)]
+    assert windows and set(windows) == {77}, windows  # SD1.5: one CLIP encoder; SDXL: two
+    longest = 0
     for item in load_templates(shipped_template_names()):
         for job in expand_grid([item], [0]):
             for text in job.prompts("sks", "woman"):
-                pieces = re.findall(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]", text)
-                assert len(pieces) <= 60, f"{item.source}: {len(pieces)} pieces in {text!r}"
+                count = len(clip(text).input_ids)
+                longest = max(longest, count)
+                assert count <= min(windows), f"{item.source}: {count} CLIP tokens in {text!r}"
+    assert longest > 60  # measured: 69 (a negative prompt); the word count said at most 60 pieces
+
+
+def _tiny_pipeline(folder):
+    from diffusers import DiffusionPipeline
+
+    return DiffusionPipeline.from_pretrained(folder)
 
 
 def test_grid_is_the_cartesian_product_of_variations_times_seeds(tmp_path):

@@ -37,4 +37,36 @@ def test_demo_runs_every_stage_and_delivers_disclosed_headshots(run_cli, tmp_pat
         assert len(list(csv.DictReader(handle))) == len(delivered)
     assert "<img" in (subject / "audit" / "report.html").read_text()
     study = json.loads((subject / "audit" / "study" / "study.json").read_text())
-    assert study and "<img" in (subject / "audit" / "study" / "report.html").read_text()
+    assert "<img" in (subject / "audit" / "study" / "report.html").read_text()
+    # Every checkpoint finetune wrote is studied; the one at the last step is the final LoRA.
+    written = sorted(p.name for p in (subject / "lora" / "checkpoints").iterdir())
+    assert written == ["step-000040", "step-000060"] and study["lora"]["skipped_checkpoints"] == []
+    studied = [(c["label"], c["step"]) for c in study["lora"]["checkpoints"]]
+    assert studied == [("step-000040", 40), ("final", training["steps"])] and training["steps"] == 60
+    assert study["sweep"]["knobs"]["checkpoint"] == ["step-000040", "final"]
+    _assert_no_local_paths_or_names(outputs)
+
+
+def _assert_no_local_paths_or_names(outputs):
+    """Issue 11: no record the demo writes holds an absolute path, the user name or the host
+    name (index.json, training.json, state.json, renders/*.json, study.json and report.html
+    did); no file name carries the host name (TensorBoard's event file did)."""
+    import getpass
+    import re
+    import socket
+
+    user, host = getpass.getuser(), socket.gethostname()
+    absolute = re.compile(r"(?<![\w.:/])/(tmp|home|root|Users|var|private|mnt|opt|srv)/")
+    written = [p for p in outputs.rglob("*") if p.is_file() and "models" not in p.relative_to(outputs).parts]
+    records = [p for p in written if p.suffix in (".json", ".html", ".csv", ".txt", ".yaml", ".c2pa")]
+    assert len(records) > 20
+    for path in records:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        text = re.sub(r"data:[\w/+;=.,-]+", "", text)  # embedded images are pixels, not names
+        where = path.relative_to(outputs)
+        assert str(outputs) not in text and str(outputs.resolve()) not in text, f"{where}: absolute path"
+        assert not absolute.search(text), f"{where}: absolute path {absolute.search(text).group()!r}"
+        assert not re.search(rf"\b{re.escape(user)}\b", text), f"{where}: user name {user!r}"
+        assert not re.search(rf"\b{re.escape(host)}\b", text), f"{where}: host name {host!r}"
+    for path in written:
+        assert host not in path.name and user not in path.name.split("."), path

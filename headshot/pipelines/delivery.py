@@ -1,24 +1,30 @@
 """Deliver the chosen candidates: sign each into headshots/, and write index.json.
 
 `headshots/` only ever receives files written by the signing stage's `sign_image`,
-which writes its destination atomically, fully signed or not at all. When signing
-a candidate fails, it stays in renders/ (unsigned candidates are never delivered)
-and index.json says why. index.json lists every candidate, delivered or not.
+which writes its destination atomically, fully signed or not at all. The new headshots
+and index.json are built in a staging folder beside headshots/ (`storage.StagedFolder`)
+and swapped in only when every chosen candidate was signed: a run that cannot sign
+leaves the earlier headshots and index.json as they were. Headshots of templates this
+run did not render, and files of the user's own, are carried over into the new folder.
+index.json lists every candidate, delivered or not.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from headshot.bounded_io import read_json_object
 from headshot.errors import HeadshotError
 from headshot.pipelines.ranking import Candidate
 from headshot.records import atomic_write_json
 from headshot.signing.generation_info import GenerationInfo
+from headshot.storage import final_path
 
 INDEX_FILE = "index.json"
 
@@ -31,6 +37,7 @@ class Signer:
     sign: Callable[[Image.Image, Path, GenerationInfo], object]
     # verify(path) -> Verification (.state Absent/Invalid/Valid/Trusted, .ai_generated).
     verify: Callable[[Path], object]
+    store: Path | None = None  # the manifest store, settled after the swap (store.recover)
 
 
 def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
@@ -67,6 +74,7 @@ def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
         sign=lambda image, destination, info: sign_image(image, destination, info, config),
         # Delivery requires the disclosure: what `headshot verify --require-ai` checks.
         verify=lambda path: verify_file(path, config, options=VerifyOptions(require_ai=True)),
+        store=config.manifest_store,
     )
 
 
@@ -119,9 +127,8 @@ def deliver(
         except HeadshotError as exc:
             candidate.dropped, candidate.detail = "signing_failed", str(exc)
             continue
-        candidate.delivered = destination.relative_to(subject_root).as_posix()
+        candidate.delivered = final_path(destination).relative_to(subject_root).as_posix()
         delivered.append(candidate)
-    _remove_stale(headshots, {Path(c.delivered).name for c in delivered})
     return delivered
 
 
@@ -141,28 +148,64 @@ def _checked_signature(signer: Signer, destination: Path, signed) -> dict:
     }
 
 
-def _remove_stale(headshots: Path, keep: set[str]) -> None:
-    """Remove headshots a previous run delivered that this ranking no longer chose.
-
-    Only files the previous index.json lists as delivered are touched, never others.
-    """
-    try:
-        previous = json.loads((headshots / INDEX_FILE).read_text(encoding="utf-8"))
-        listed = {Path(c["delivered"]).name for c in previous.get("candidates", []) if c.get("delivered")}
-    except (OSError, ValueError, AttributeError, TypeError):
-        return
-    for name in listed - keep:
-        (headshots / name).unlink(missing_ok=True)
-
-
-def write_index(headshots: Path, candidates: list[Candidate], summary: dict) -> Path:
+def read_previous_index(headshots: Path) -> dict | None:
+    """The index.json an earlier run delivered with, read before anything is signed."""
     path = headshots / INDEX_FILE
-    counts: dict[str, int] = {"candidates": len(candidates), "delivered": 0}
+    if not path.exists():
+        return None
+    index = read_json_object(path)
+    candidates = index.get("candidates", [])
+    if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
+        raise HeadshotError(f"{path}: field 'candidates': expected a list of candidate records")
     for candidate in candidates:
-        if candidate.delivered:
-            counts["delivered"] += 1
-        elif candidate.dropped:
-            counts[candidate.dropped] = counts.get(candidate.dropped, 0) + 1
+        delivered = candidate.get("delivered")
+        if delivered is not None and not isinstance(delivered, str):
+            raise HeadshotError(f"{path}: field 'candidates.delivered': expected a file name")
+    return index
+
+
+def carry_over(headshots: Path, staging: Path, previous: dict | None, templates: set[str]) -> list[dict]:
+    """Bring into `staging` what this run does not replace; returns the kept index records.
+
+    Replaced: index.json and the headshots the previous index lists as delivered from the
+    templates rendered now. Kept: headshots of other templates (`-t studio-grey` does not
+    delete the office ones) and every file headshot did not write.
+    """
+    if not headshots.is_dir():
+        return []
+    records = (previous or {}).get("candidates", [])
+    kept = [c for c in records if c.get("template") not in templates]
+    replaced = {Path(c["delivered"]).name for c in records if c.get("delivered") and c not in kept}
+    for path in sorted(headshots.iterdir()):
+        if (
+            path.name == INDEX_FILE
+            or path.name in replaced
+            or not path.is_file()
+            or path.name.startswith(".")
+        ):
+            continue
+        try:
+            os.link(path, staging / path.name)  # no copy: the bytes stay where they are
+        except OSError:
+            shutil.copy2(path, staging / path.name)
+    return kept
+
+
+def write_index(
+    headshots: Path, candidates: list[Candidate], summary: dict, kept: list[dict] | None = None
+) -> Path:
+    """index.json: this run's candidates and the `kept` records of templates it did not render."""
+    path = headshots / INDEX_FILE
     ordered = sorted(candidates, key=lambda c: (c.template, c.rank is None, c.rank or 0, c.key))
-    atomic_write_json(path, {**summary, "counts": counts, "candidates": [c.as_record() for c in ordered]})
+    records = sorted(
+        [c.as_record() for c in ordered] + list(kept or []),
+        key=lambda r: (str(r.get("template")), r.get("rank") is None, r.get("rank") or 0, str(r.get("key"))),
+    )
+    counts: dict[str, int] = {"candidates": len(records), "delivered": 0}
+    for record in records:
+        if record.get("delivered"):
+            counts["delivered"] += 1
+        elif record.get("dropped"):
+            counts[record["dropped"]] = counts.get(record["dropped"], 0) + 1
+    atomic_write_json(path, {**summary, "counts": counts, "candidates": records})
     return path

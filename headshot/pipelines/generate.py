@@ -20,8 +20,16 @@ from headshot.layout import SubjectLayout
 from headshot.pipelines import delivery, ranking
 from headshot.pipelines.generate_config import GenerateConfig
 from headshot.pipelines.render import load_renderer, read_finished, render_jobs
-from headshot.pipelines.templates import RenderJob, expand_grid, load_templates, shipped_template_names
-from headshot.records import library_versions
+from headshot.pipelines.templates import (
+    RenderJob,
+    check_templates_for_family,
+    expand_grid,
+    load_templates,
+    shipped_template_names,
+)
+from headshot.records import library_versions, portable_record
+from headshot.signing import store
+from headshot.storage import StagedFolder
 from headshot.training.dataset_record import read_dataset
 from headshot.training.training_record import read_training_record
 
@@ -59,6 +67,7 @@ def _generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
     state.wait_for_everyone()  # no process writes before leftovers are cleaned
     mine = jobs[state.process_index :: state.num_processes]
     renderer = load_renderer(lora_folder, record, config, device)
+    check_templates_for_family(templates, renderer.loaded.family, config.size, renderer.loaded.resolution)
     renderer.process_index = state.process_index
     if state.is_main_process:
         console.print(
@@ -122,13 +131,21 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
         except HeadshotError as exc:
             signer_error = str(exc)
     photo_hashes = sorted(p.sha256 for p in dataset.accepted)
-    delivered = delivery.deliver(
-        candidates, layout.root, layout.headshots, signer, signer_error, photo_hashes
-    )
-    index = delivery.write_index(
-        layout.headshots,
-        candidates,
-        {
+    # New headshots and index.json are built beside the old ones and swapped in only when
+    # every chosen candidate is signed; a failure leaves the earlier delivery as it was.
+    staged = StagedFolder(layout.headshots)
+    repaired = staged.recover()
+    if repaired:
+        console.print(f"[yellow]{repaired}[/]")
+    if signer is not None and signer.store is not None:
+        store.recover(signer.store)  # entries a killed run left: kept if their file was delivered
+    previous = delivery.read_previous_index(layout.headshots)
+    staging = staged.begin()
+    try:
+        kept = delivery.carry_over(layout.headshots, staging, previous, {c.template for c in candidates})
+        delivered = delivery.deliver(candidates, layout.root, staging, signer, signer_error, photo_hashes)
+        _refuse_partial_delivery(candidates, signer_error, layout.headshots)
+        index_summary = {
             "format": 1,
             "subject": record.subject,
             "base_model": record.base_model,
@@ -149,12 +166,31 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
                 "ranking_s": round(ranking_seconds, 3),
             },
             "versions": library_versions(),
-        },
-    )
+        }
+        delivery.write_index(staging, candidates, portable_record(index_summary, layout.root), kept)
+        staged.commit()
+    except BaseException:
+        staged.abort()
+        raise
+    finally:
+        if signer is not None and signer.store is not None:
+            store.recover(signer.store)  # keeps the entries of delivered files, drops the rest
+    index = layout.headshots / delivery.INDEX_FILE
     if auditor is not None and auditor.note.startswith("skipped"):
         console.print(f"[yellow]artifact audit {auditor.note}[/]")
     _report(candidates, delivered, signer_error, index, options)
     return index
+
+
+def _refuse_partial_delivery(candidates, signer_error: str | None, headshots: Path) -> None:
+    """A chosen candidate that could not be signed fails the stage (exit 1), before the swap."""
+    unsigned = [c for c in candidates if c.dropped == "signing_failed"]
+    if unsigned:
+        reason = signer_error or unsigned[0].detail
+        raise HeadshotError(
+            f"{reason} ({len(unsigned)} chosen candidate(s) not signed; {headshots} is unchanged "
+            "and the candidates stay in renders/)"
+        )
 
 
 def _auditor(options, dataset_folder: Path) -> ranking.Auditor | None:

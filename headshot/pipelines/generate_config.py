@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from headshot.config import StrictModel
+from headshot.config import MAX_SEED, Seed, StrictModel
 from headshot.pipelines.refine import RefineOptions
 
 
@@ -23,7 +23,7 @@ class PerformanceOptions(StrictModel):
 
 
 class RankingOptions(StrictModel):
-    top_k: int = Field(2, ge=0)  # delivered per template
+    top_k: int = Field(2, ge=0, le=1000)  # delivered per template
     require_face: bool = True
     # Drop candidates farther from the subject than this many times the spread of
     # the subject's own photos (1.0 = as far as their most unusual real photo).
@@ -35,7 +35,7 @@ class RankingOptions(StrictModel):
     drop_copies: bool = False
     detector: Literal["hog", "cnn"] = "hog"
     upsample: int = Field(1, ge=0, le=3)
-    detect_size: int = Field(640, ge=64)  # larger renders are scaled down to this side first
+    detect_size: int = Field(640, ge=64, le=8192)  # larger renders are scaled down to this side first
     # Audit every candidate with a face for the artifacts `headshot audit` measures (plastic
     # skin, earrings, warped background, gaze...), against the subject's own photos.
     audit: bool = True
@@ -51,14 +51,16 @@ class RankingOptions(StrictModel):
 class GenerateConfig(StrictModel):
     # Shipped template names or paths to template YAML files; empty = every shipped template.
     templates: list[str] = Field(default_factory=list)
-    seeds: list[int] | None = None  # explicit seeds; otherwise seed_start .. + seeds_per_template
-    seeds_per_template: int = Field(4, ge=1)
-    seed_start: int = Field(0, ge=0)
-    batch_size: int = Field(4, ge=1)
-    steps: int | None = Field(None, ge=1)  # overrides every template's steps (quick previews)
-    size: int | None = Field(None, ge=64)  # overrides every template's size
+    seeds: list[Seed] | None = Field(
+        None, max_length=1000
+    )  # explicit seeds; otherwise seed_start .. + seeds_per_template
+    seeds_per_template: int = Field(4, ge=1, le=1000)
+    seed_start: Seed = 0
+    batch_size: int = Field(4, ge=1, le=256)
+    steps: int | None = Field(None, ge=1, le=1000)  # overrides every template's steps (quick previews)
+    size: int | None = Field(None, ge=64, le=4096)  # overrides every template's size
     # Stop after rendering this many new images (a budget); a re-run continues.
-    max_images: int | None = Field(None, ge=0)
+    max_images: int | None = Field(None, ge=0, le=10_000_000)
     base_model: str | None = None  # default: the base model named in training.json
     # What to do when the base model's fingerprint differs from training.json's.
     base_model_mismatch: Literal["refuse", "warn"] = "refuse"
@@ -80,4 +82,4 @@ class GenerateConfig(StrictModel):
     def seed_list(self) -> list[int]:
         if self.seeds is not None:
             return list(self.seeds)
-        return list(range(self.seed_start, self.seed_start + self.seeds_per_template))
+        return list(range(self.seed_start, min(self.seed_start + self.seeds_per_template, MAX_SEED + 1)))

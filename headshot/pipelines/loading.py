@@ -1,4 +1,4 @@
-"""Load a base model of either family from a preset, hub id, local folder or single file.
+"""Load a base model of any registered family from a preset, hub id, local folder or single file.
 
 This is the only place that turns a user's `--base-model` into a diffusers pipeline.
 Real models and the tiny test models go through exactly the same code.
@@ -6,19 +6,19 @@ Real models and the tiny test models go through exactly the same code.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from headshot.config import StrictModel, cache_root, configs_root, read_yaml, validate
 from headshot.errors import HeadshotError
-from headshot.pipelines.families import (
-    FAMILIES,
+from headshot.families import (
+    Family,
     FamilyName,
-    ModelFamily,
+    family_names,
     family_of_checkpoint_keys,
     family_of_folder,
+    get_family,
 )
 from headshot.records import sha256_file
 
@@ -45,14 +45,14 @@ class BaseModelSpec(StrictModel):
 @dataclass
 class LoadedModel:
     pipeline: object
-    family: ModelFamily
+    family: Family
     spec: BaseModelSpec
     local_path: Path | None
 
     @property
     def resolution(self) -> int:
-        """Native image size: the UNet's latent size times the VAE's downscale factor."""
-        return int(self.pipeline.unet.config.sample_size) * int(self.pipeline.vae_scale_factor)
+        """Native image size, read from the loaded model's configs by its family."""
+        return self.family.resolution(self.pipeline)
 
     def fingerprint(self) -> str:
         """SHA-256 over the model's weight and config files (cached by size and mtime)."""
@@ -92,7 +92,7 @@ def _missing_model_error(spec: BaseModelSpec, where: str) -> HeadshotError:
         "Point --base-model at a local diffusers folder or a single .safetensors file "
         "(or a preset name: " + ", ".join(preset_names()) + ")."
     )
-    family = spec.family or "sd15"
+    family = spec.family or family_names()[0]
     if spec.tiny:
         hint = f"Build it first: headshot tiny-model --family {family} --out {spec.source}"
     else:
@@ -140,7 +140,7 @@ def load_base_model(
         loaded = _load_single_file(spec, path, dtype, allow_pickle)
     else:
         loaded = _load_folder(spec, path, dtype, allow_pickle)
-    if dtype == torch.float16 and spec.fp16_vae and loaded.family.name == "sdxl":
+    if dtype == torch.float16 and spec.fp16_vae:
         _swap_fp16_vae(loaded, dtype)
     loaded.pipeline.set_progress_bar_config(disable=True)
     if device:
@@ -150,12 +150,16 @@ def load_base_model(
 
 def folder_family(spec: BaseModelSpec, folder: Path) -> FamilyName:
     """The family of a diffusers folder: the spec's, else its model_index.json's."""
-    family_name = spec.family or family_of_folder(folder)
-    if family_name is None:
+    if spec.family is not None:
+        return spec.family
+    found = family_of_folder(folder)
+    if found is None:
+        classes = ", ".join(get_family(name).pipeline_class_name for name in family_names())
         raise HeadshotError(
-            f"{folder}: not a diffusers model folder (no model_index.json naming a Stable Diffusion pipeline)"
+            f"{folder}: not a diffusers model folder of a supported family "
+            f"(no model_index.json naming one of {classes})"
         )
-    return family_name
+    return found.name
 
 
 def single_file_family(spec: BaseModelSpec, path: Path) -> FamilyName:
@@ -170,19 +174,21 @@ def single_file_family(spec: BaseModelSpec, path: Path) -> FamilyName:
                 keys = set(handle.keys())
         except (SafetensorError, OSError) as exc:
             raise HeadshotError(f"{path}: not a readable .safetensors file: {exc}") from None
-        family_name = family_name or family_of_checkpoint_keys(keys)
+        if family_name is None:
+            found = family_of_checkpoint_keys(keys)
+            family_name = found.name if found else None
     elif path.suffix.lower() not in PICKLE_SUFFIXES:
         raise HeadshotError(f"{path}: expected a .safetensors checkpoint or a diffusers folder")
     if family_name is None:
         raise HeadshotError(
-            f"{path}: cannot tell whether this is an SD1.5 or SDXL checkpoint; "
+            f"{path}: cannot tell which model family this checkpoint is ({', '.join(family_names())}); "
             "set 'family' in a model YAML file"
         )
     return family_name
 
 
 def _load_folder(spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool) -> LoadedModel:
-    family = FAMILIES[folder_family(spec, folder)]
+    family = get_family(folder_family(spec, folder))
     has_safetensors = any(folder.rglob("*.safetensors"))
     if not has_safetensors and not allow_pickle:
         raise HeadshotError(
@@ -195,7 +201,7 @@ def _load_folder(spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool) -
             dtype=dtype,
             variant=spec.variant,
             use_safetensors=not allow_pickle or has_safetensors,
-            **_no_safety_checker(family),
+            **family.load_kwargs(),
         )
     except (OSError, ValueError) as exc:
         raise HeadshotError(f"{folder}: could not load as a {family.name} model: {exc}") from None
@@ -203,7 +209,7 @@ def _load_folder(spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool) -
 
 
 def _load_single_file(spec: BaseModelSpec, path: Path, dtype, allow_pickle: bool) -> LoadedModel:
-    family = FAMILIES[single_file_family(spec, path)]
+    family = get_family(single_file_family(spec, path))
     try:
         pipeline = family.pipeline_class.from_single_file(
             str(path), config=spec.single_file_config, dtype=dtype
@@ -217,8 +223,16 @@ def _load_single_file(spec: BaseModelSpec, path: Path, dtype, allow_pickle: bool
 
 
 def _load_from_hub(spec: BaseModelSpec, dtype, allow_pickle: bool) -> LoadedModel:
+    import logging
+
     from diffusers import DiffusionPipeline
 
+    # diffusers logs "Couldn't connect to the Hub ... will try the local cache" before it
+    # looks there; the outcome is reported below (or the cached copy loads), so that
+    # warning only repeats it.
+    hub_logger = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
     try:
         folder = DiffusionPipeline.download(
             spec.source,
@@ -234,15 +248,9 @@ def _load_from_hub(spec: BaseModelSpec, dtype, allow_pickle: bool) -> LoadedMode
             f"'{spec.source}' in the cache {cache} and on the Hugging Face hub "
             f"({type(exc).__name__}: {_first_sentence(str(exc))})",
         ) from None
+    finally:
+        hub_logger.setLevel(level)
     return _load_folder(spec, Path(folder), dtype, allow_pickle)
-
-
-def _no_safety_checker(family: ModelFamily) -> dict:
-    # Headshots are portraits of consenting adults; the SD1.5 NSFW checker only
-    # blacks out false positives and is not part of SDXL at all.
-    if family.name == "sd15":
-        return {"safety_checker": None, "requires_safety_checker": False}
-    return {}
 
 
 def _swap_fp16_vae(loaded: LoadedModel, dtype) -> None:
@@ -258,20 +266,30 @@ def _swap_fp16_vae(loaded: LoadedModel, dtype) -> None:
 
 
 def fingerprint_path(path: Path) -> str:
-    """SHA-256 over a weight file or a model folder's files, cached by size and mtime."""
+    """SHA-256 over a weight file or a model folder's files, cached by each file's stamp.
+
+    The stamp is size, mtime, inode change time (ctime) and inode. The mtime alone can be
+    restored after editing weights in place (`touch -d`); the ctime cannot be set by a user
+    and changes on every write, so such an edit is re-hashed. The cost: chmod, a hard
+    link or a copy of the folder also change ctime/inode and cost one re-hash (about 1 s
+    per GB), never a wrong hash.
+    """
+    from headshot.bounded_io import read_json_object
+
     cache_file = cache_root() / "hashes.json"
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    stamp = [
-        [str(p.relative_to(path) if path.is_dir() else p.name), p.stat().st_size, p.stat().st_mtime_ns]
-        for p in files
-    ]
+    stamp = []
+    for p in files:
+        info = p.stat()
+        name = str(p.relative_to(path) if path.is_dir() else p.name)
+        stamp.append([name, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino])
     key = str(path.resolve())
     try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
+        cache = read_json_object(cache_file, max_bytes=64 * 1024 * 1024) if cache_file.is_file() else {}
+    except HeadshotError:
+        cache = {}  # damaged: rebuilt
     entry = cache.get(key)
-    if entry and entry.get("stamp") == stamp:
+    if isinstance(entry, dict) and entry.get("stamp") == stamp and isinstance(entry.get("sha256"), str):
         return entry["sha256"]
     if path.is_file():
         digest = sha256_file(path)

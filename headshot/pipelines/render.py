@@ -9,7 +9,6 @@ work and redoes whatever an interruption left half-done.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,12 +25,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
 from headshot.pipelines.generate_config import GenerateConfig, PerformanceOptions
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
 from headshot.pipelines.refine import FaceRefiner
 from headshot.pipelines.templates import SAMPLERS, RenderJob
-from headshot.records import atomic_save_image, atomic_write_json, sha256_file
+from headshot.records import atomic_save_image, atomic_write_json, portable_record, sha256_file
 from headshot.training.training_record import TrainingRecord
 
 console = Console(stderr=True, soft_wrap=True)
@@ -78,16 +78,18 @@ class Renderer:
         """Everything that decides a candidate's pixels, as written to its sidecar."""
         prompt, negative = job.prompts(self.record.identifier, self.record.class_noun)
         template = job.template
+        family = self.loaded.family
+        sampler, steps, guidance = template.settings_for(family)
         return {
             "template": template.name,
             "variant": dict(job.variant),
             "seed": job.seed,
             "prompt": prompt,
-            "negative_prompt": negative,
-            "sampler": template.sampler,
-            "scheduler": SAMPLERS[template.sampler],
-            "steps": self.steps_override or template.steps,
-            "guidance": template.guidance,
+            "negative_prompt": negative if family.negative_prompts else None,
+            "sampler": sampler,
+            "scheduler": SAMPLERS[sampler],
+            "steps": self.steps_override or steps,
+            "guidance": guidance,
             "size": self.size_override or template.size or self.loaded.resolution,
             "lora_scale": template.lora_scale,
             "dtype": self.dtype_name,
@@ -100,15 +102,14 @@ class Renderer:
             "refine": self.refiner.settings() if self.refiner is not None else None,
         }
 
-    @staticmethod
-    def prompt_arguments(settings: dict) -> dict:
+    def prompt_arguments(self, settings: dict) -> dict:
         """The pipeline arguments that come from one candidate's settings (prompts, steps,
-        guidance): the text-to-image call batches them; the face-detail pass reuses them."""
+        guidance, as the family passes them): the face-detail pass reuses them."""
         return {
-            "prompt": settings["prompt"],
-            "negative_prompt": settings["negative_prompt"],
+            **self.loaded.family.render_kwargs(
+                settings["prompt"], settings["negative_prompt"], settings["guidance"]
+            ),
             "num_inference_steps": settings["steps"],
-            "guidance_scale": settings["guidance"],
         }
 
     def render(self, jobs: list[RenderJob]) -> list:
@@ -120,13 +121,15 @@ class Renderer:
         self._use_sampler(first["sampler"])
         self._use_lora_scale(first["lora_scale"])
         generators = [torch.Generator("cpu").manual_seed(job.seed) for job in jobs]
-        calls = [self.prompt_arguments(s) for s in settings]
         with torch.inference_mode():
+            # The family says how prompts and guidance are passed (FLUX: embedded guidance, no
+            # negative prompt); one template's jobs share steps, guidance and size.
+            prompting = self.loaded.family.render_kwargs(
+                [s["prompt"] for s in settings], [s["negative_prompt"] for s in settings], first["guidance"]
+            )
             result = self.pipeline(
-                prompt=[call["prompt"] for call in calls],
-                negative_prompt=[call["negative_prompt"] for call in calls],
+                **prompting,
                 num_inference_steps=first["steps"],
-                guidance_scale=first["guidance"],
                 height=first["size"],
                 width=first["size"],
                 generator=generators,
@@ -163,6 +166,11 @@ def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateCon
     """Load the base model named in training.json (or the override) and the LoRA, once."""
 
     dtype_name, dtype = _resolve_dtype(config.performance, device)
+    if config.base_model is None and record.base_model.startswith("local:"):
+        raise HeadshotError(
+            f"{lora_folder / 'training.json'}: the LoRA was trained on the local model folder "
+            f"'{record.base_model[6:]}', whose path is not recorded; pass --base-model PATH"
+        )
     spec = resolve_base_model(config.base_model or record.base_model)
     loaded = load_base_model(spec, dtype=dtype, allow_pickle=config.allow_pickle)
     if loaded.family.name != record.family:
@@ -231,7 +239,7 @@ def _apply_performance(loaded: LoadedModel, options: PerformanceOptions, device:
     else:
         pipeline.to(device)
     if options.compile:
-        pipeline.unet.compile()
+        loaded.family.denoiser_of(pipeline).compile()
 
 
 def candidate_paths(renders: Path, job: RenderJob) -> tuple[Path, Path]:
@@ -245,9 +253,9 @@ def read_finished(renders: Path, job: RenderJob, expected: dict) -> dict | None:
     if not (png.is_file() and sidecar.is_file()):
         return None
     try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        record = read_json(sidecar)
+    except HeadshotError:
+        return None  # damaged or hostile: rendered again
     if not isinstance(record, dict) or any(record.get(k) != expected[k] for k in _REUSE_KEYS):
         return None
     if record.get("png_sha256") != sha256_file(png):
@@ -350,6 +358,7 @@ def _write_batch(renders: Path, jobs: list[RenderJob], images: list, records: li
         # The PNG first, then the sidecar that vouches for it: a crash in between leaves
         # a PNG without a sidecar, which the next run renders again.
         atomic_save_image(png, image)
+        record = portable_record(record, Path(renders).resolve().parent)  # no absolute paths
         atomic_write_json(
             sidecar, {**record, "png_sha256": sha256_file(png), "wall_time_s": round(seconds, 4)}
         )

@@ -14,12 +14,13 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from headshot.config import StrictModel, configs_root, read_yaml, validate
+from headshot.config import StrictModel, Text, configs_root, read_yaml, validate
 from headshot.errors import HeadshotError
+from headshot.families import FamilyName
 from headshot.layout import check_safe_name
 
 # Sampler names a template may use, and the diffusers scheduler class each one means.
@@ -30,8 +31,13 @@ SAMPLERS: dict[str, str] = {
     "ddim": "DDIMScheduler",
     "pndm": "PNDMScheduler",
     "unipc": "UniPCMultistepScheduler",
+    "flow_euler": "FlowMatchEulerDiscreteScheduler",  # flow-matching families (FLUX)
 }
-SamplerName = Literal["euler", "euler_a", "dpmpp_2m", "ddim", "pndm", "unipc"]
+SamplerName = Literal["euler", "euler_a", "dpmpp_2m", "ddim", "pndm", "unipc", "flow_euler"]
+
+# A value's slug goes into the render's file name, so it must stay short.
+VariationValue = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_CANDIDATES = 10_000  # templates x variations x seeds in one run
 
 SUBJECT_FIELDS = ("identifier", "class_noun")
 PROMPT_PARTS = ("framing", "wardrobe", "background", "lighting", "lens")
@@ -40,11 +46,11 @@ PROMPT_PARTS = ("framing", "wardrobe", "background", "lighting", "lens")
 class PromptParts(StrictModel):
     """The pieces of a photographer's brief, joined in this order into the prompt."""
 
-    framing: str
-    wardrobe: str = ""
-    background: str = ""
-    lighting: str = ""
-    lens: str = ""
+    framing: Text
+    wardrobe: Text = ""
+    background: Text = ""
+    lighting: Text = ""
+    lens: Text = ""
 
     def joined(self) -> str:
         return ", ".join(
@@ -52,18 +58,41 @@ class PromptParts(StrictModel):
         )
 
 
+class FamilySettings(StrictModel):
+    """A template's sampler settings for one model family, where they differ from its defaults."""
+
+    sampler: SamplerName | None = None
+    steps: int | None = Field(None, ge=1, le=500)
+    guidance: float | None = Field(None, ge=0.0, le=30.0)
+
+
 class SceneTemplate(StrictModel):
     name: str
-    description: str
+    description: Text
     prompt: PromptParts
-    negative_prompt: str = ""
+    negative_prompt: Text = ""
     sampler: SamplerName = "dpmpp_2m"
     steps: int = Field(30, ge=1, le=500)
     guidance: float = Field(5.0, ge=0.0, le=30.0)
     # Square image side in pixels; None means the base model's native resolution.
     size: int | None = Field(None, ge=64, le=4096)
     lora_scale: float = Field(1.0, ge=0.0, le=2.0)
-    variations: dict[str, list[str]] = Field(default_factory=dict)
+    # At most 8 variations of at most 100 values each; each value becomes part of file names.
+    variations: dict[str, Annotated[list[VariationValue], Field(max_length=100)]] = Field(
+        default_factory=dict, max_length=8
+    )
+    # Per family: settings where it renders differently (FLUX: embedded guidance, flow sampler).
+    families: dict[FamilyName, FamilySettings] = Field(default_factory=dict)
+
+    def settings_for(self, family) -> tuple[str, int, float]:
+        """(sampler, steps, guidance) for a family: the template's, then the family's own
+        defaults (`template_defaults`), then the template's `families` entry for it."""
+        chosen = {"sampler": self.sampler, "steps": self.steps, "guidance": self.guidance}
+        chosen.update(family.template_defaults)
+        override = self.families.get(family.name)
+        if override is not None:
+            chosen.update(override.model_dump(exclude_none=True))
+        return chosen["sampler"], chosen["steps"], chosen["guidance"]
 
     @field_validator("size")
     @classmethod
@@ -205,7 +234,16 @@ def _check_placeholders(template: SceneTemplate, path: Path) -> None:
             )
 
 
+MAX_STEM = 200  # file names are limited to 255 bytes; room for the seed and suffix
+
+
 def _check_variant_labels(template: SceneTemplate, path: Path) -> None:
+    longest = sum(max(len(_slug(v)) for v in values) + 1 for values in template.variations.values())
+    if longest + 11 > MAX_STEM:
+        raise HeadshotError(
+            f"{path}: field 'variations': the longest combination of values makes a file name of "
+            f"{longest + 11} characters, over the limit of {MAX_STEM}; use shorter values"
+        )
     for name, values in template.variations.items():
         slugs = [_slug(value) for value in values]
         for value, slug in zip(values, slugs):
@@ -219,8 +257,42 @@ def _check_variant_labels(template: SceneTemplate, path: Path) -> None:
             )
 
 
+def check_templates_for_family(
+    templates: list[LoadedTemplate], family, size: int | None, native: int
+) -> None:
+    """Every template renders on this family: a sampler it has and a size it can make."""
+    for item in templates:
+        sampler, _, _ = item.template.settings_for(family)
+        if sampler not in family.samplers:
+            raise HeadshotError(
+                f"{item.source}: field 'sampler': {sampler} does not sample {family.name} models "
+                f"(use one of {', '.join(family.samplers)}, or set families.{family.name}.sampler)"
+            )
+        side = size or item.template.size or native
+        if side % family.size_multiple:
+            where = "the generate option 'size'" if size else "field 'size'"
+            raise HeadshotError(
+                f"{item.source}: {where}: {side} is not a multiple of {family.size_multiple}, "
+                f"which {family.name} models need"
+            )
+
+
 def expand_grid(templates: list[LoadedTemplate], seeds: list[int]) -> list[RenderJob]:
-    """Templates x (cartesian product of each template's variations) x seeds, in a fixed order."""
+    """Templates x (cartesian product of each template's variations) x seeds, in a fixed order.
+
+    The size is checked before anything is built: a grid of millions is an error, not a
+    MemoryError."""
+    total = 0
+    for item in templates:
+        combinations = 1
+        for values in item.template.variations.values():
+            combinations *= len(values)
+        total += combinations * len(seeds)
+        if total > MAX_CANDIDATES:
+            raise HeadshotError(
+                f"{item.source}: field 'variations': the grid reaches {total:,} candidates with "
+                f"{len(seeds):,} seeds, over the limit of {MAX_CANDIDATES:,}; use fewer values or seeds"
+            )
     jobs = []
     for item in templates:
         names = list(item.template.variations)

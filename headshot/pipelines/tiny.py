@@ -8,10 +8,10 @@ spot, so every code path that runs on them runs on a real model too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from headshot.errors import HeadshotError
-from headshot.pipelines.families import FamilyName
 
 # Words that prompts and attention studies use; each becomes one token when possible.
 _VOCABULARY = (
@@ -73,7 +73,7 @@ def build_tiny_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
 
 
-def _text_encoder(vocab_size: int, with_projection: bool, hidden: int = 32):
+def clip_text_encoder(vocab_size: int, with_projection: bool, hidden: int = 32):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
@@ -92,7 +92,7 @@ def _text_encoder(vocab_size: int, with_projection: bool, hidden: int = 32):
     return model_class(config)
 
 
-def _vae():
+def vae(latent_channels: int = 4, **extra):
     from diffusers import AutoencoderKL
 
     # Four blocks: the same 8x downscale as the real SD VAEs, with tiny channel counts.
@@ -103,13 +103,14 @@ def _vae():
         up_block_types=("UpDecoderBlock2D",) * 4,
         block_out_channels=(8, 16, 16, 16),
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=latent_channels,
         norm_num_groups=8,
         sample_size=64,
+        **extra,
     )
 
 
-def _calibrate_latent_scale(vae) -> None:
+def calibrate_latent_scale(vae) -> None:
     """Set the VAE's scaling_factor so portrait latents have unit variance.
 
     That is how Stable Diffusion's own factor (0.18215) was chosen. The random tiny VAE's
@@ -130,11 +131,16 @@ def _calibrate_latent_scale(vae) -> None:
                 torch.from_numpy(np.asarray(tile, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
             )
     with torch.no_grad():
-        spread = float(vae.encode(torch.stack(portraits)).latent_dist.mean.std())
-    vae.register_to_config(scaling_factor=1.0 / spread)
+        mean = vae.encode(torch.stack(portraits)).latent_dist.mean
+    shift = vae.config.shift_factor
+    if shift is not None:  # FLUX's VAE also centres its latents
+        shift = float(mean.mean())
+        vae.register_to_config(shift_factor=shift)
+    vae.register_to_config(scaling_factor=1.0 / float((mean - (shift or 0.0)).std()))
 
 
-def _unet(family: FamilyName, cross_attention_dim: int, pooled_dim: int):
+def unet(cross_attention_dim: int, pooled_dim: int | None = None):
+    """A two-block UNet; with `pooled_dim`, SDXL's added text-and-time embedding."""
     from diffusers import UNet2DConditionModel
 
     common = dict(
@@ -148,7 +154,7 @@ def _unet(family: FamilyName, cross_attention_dim: int, pooled_dim: int):
         cross_attention_dim=cross_attention_dim,
         norm_num_groups=8,
     )
-    if family == "sd15":
+    if pooled_dim is None:
         return UNet2DConditionModel(attention_head_dim=8, **common)
     time_embed_dim = 8
     return UNet2DConditionModel(
@@ -163,51 +169,75 @@ def _unet(family: FamilyName, cross_attention_dim: int, pooled_dim: int):
     )
 
 
-def build_tiny_pipeline(family: FamilyName, seed: int = 0):
-    """Build (not save) a random-weight pipeline of the given family."""
+SD_SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+
+
+@dataclass
+class CommonParts:
+    vae: object
+    tokenizer: object
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+
+def common_parts(seed: int, **vae_options) -> CommonParts:
+    """Seed, then a calibrated VAE and a CLIP tokenizer: the start of every tiny model."""
     import torch
-    from diffusers import (
-        EulerDiscreteScheduler,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        StableDiffusionXLPipeline,
-    )
 
     torch.manual_seed(seed)
-    vae = _vae()
-    _calibrate_latent_scale(vae)
-    tokenizer = build_tiny_tokenizer()
-    vocab_size = len(tokenizer)
-    schedule = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-    if family == "sd15":
-        return StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=_text_encoder(vocab_size, with_projection=False),
-            tokenizer=tokenizer,
-            unet=_unet("sd15", cross_attention_dim=32, pooled_dim=0),
-            scheduler=PNDMScheduler(skip_prk_steps=True, steps_offset=1, **schedule),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-    if family == "sdxl":
-        return StableDiffusionXLPipeline(
-            vae=vae,
-            text_encoder=_text_encoder(vocab_size, with_projection=False),
-            text_encoder_2=_text_encoder(vocab_size, with_projection=True),
-            tokenizer=tokenizer,
-            tokenizer_2=build_tiny_tokenizer(),
-            unet=_unet("sdxl", cross_attention_dim=64, pooled_dim=32),
-            scheduler=EulerDiscreteScheduler(timestep_spacing="leading", steps_offset=1, **schedule),
-        )
-    raise HeadshotError(f"unknown model family '{family}' (expected sd15 or sdxl)")
+    model = vae(**vae_options)
+    calibrate_latent_scale(model)
+    return CommonParts(model, build_tiny_tokenizer())
 
 
-def save_tiny_model(family: FamilyName, out: Path, seed: int = 0) -> Path:
+def build_tiny_pipeline(family: str, seed: int = 0, pretrain_steps: int = 0):
+    """Build (not save) a random-weight pipeline of the given family.
+
+    `pretrain_steps` > 0: then pre-train its denoiser briefly (`tiny_pretrain`), so that it
+    renders latents of the data's scale and keeps "a photo of person" apart.
+    """
+    from headshot.families import get_family
+
+    pipeline = get_family(family).tiny(seed)
+    if pretrain_steps:
+        from headshot.pipelines.tiny_pretrain import pretrain_denoiser
+
+        pretrain_denoiser(pipeline, pretrain_steps, seed=seed)
+    return pipeline
+
+
+def save_tiny_model(family: str, out: Path, seed: int = 0, pretrain_steps: int = 0) -> Path:
     """Build a tiny model and save it in diffusers format (safetensors) under `out`."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "model_index.json").is_file():
         raise HeadshotError(f"{out}: folder exists and is not a model folder; choose an empty one")
-    pipeline = build_tiny_pipeline(family, seed=seed)
+    pipeline = build_tiny_pipeline(family, seed=seed, pretrain_steps=pretrain_steps)
     pipeline.save_pretrained(out, safe_serialization=True)
     return out
+
+
+def build_tiny_t5_tokenizer(max_length: int = 512):
+    """A unigram (sentencepiece-style) tokenizer in T5's format, built offline.
+
+    Ids 0-2 are T5's <pad>, </s>, <unk>; every vocabulary word is one "▁word" piece, and
+    single characters (with and without the word-start mark) let any other text encode.
+    """
+    import string
+
+    from transformers import T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    seen = {piece for piece, _ in pieces}
+    for word in _VOCABULARY:
+        if f"▁{word}" not in seen:
+            pieces.append((f"▁{word}", -1.0))
+            seen.add(f"▁{word}")
+    for char in string.ascii_letters + string.digits + string.punctuation:
+        for piece in (char, f"▁{char}"):
+            if piece not in seen:
+                pieces.append((piece, -10.0))
+                seen.add(piece)
+    pieces.append(("▁", -5.0))
+    return T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=max_length)

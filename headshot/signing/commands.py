@@ -10,11 +10,13 @@ import typer
 from headshot.analysis.image_io import is_photo_name
 from headshot.config import read_json_record
 from headshot.errors import HeadshotError
+from headshot.signing import store
 from headshot.signing.config import SigningConfig
 from headshot.signing.credentials import DEV_NOTICE, create_dev_credentials
 from headshot.signing.generation_info import GenerationInfo
 from headshot.signing.sign import SignedImage, sign_file
 from headshot.signing.verify import Verification, VerifyOptions, verify_file
+from headshot.storage import unique_names
 
 SIGNABLE = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".webp": "webp"}
 
@@ -39,9 +41,16 @@ def run_sign(
     info_file: Path | None = None,
 ) -> list[SignedImage]:
     info = read_generation_info(info_file) if info_file is not None else None
+    destinations = [destination_for(source, out, image_format, config) for source in images]
+    # Two sources with one destination (a/x.png and b/x.png with --out D) would lose one.
+    unique_names(((str(s), str(d)) for s, d in zip(images, destinations)), "the signed file")
+    store.recover(config.manifest_store)  # entries of images a killed run never wrote
+    for destination in destinations:  # and the temporary files of its interrupted writes
+        for leftover in destination.parent.glob(f".{destination.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
     signed = []
-    for source in images:
-        result = sign_file(source, destination_for(source, out, image_format, config), info, config)
+    for source, destination in zip(images, destinations):
+        result = sign_file(source, destination, info, config)
         mark = f", watermark {result.watermark_id}" if result.watermark_id else ""
         typer.echo(f"{source} -> {result.path} (signed by {result.signer}{mark})")
         signed.append(result)

@@ -184,8 +184,11 @@ def write_certificate(path: Path, certificate_pem: bytes) -> None:
 
 
 def create_dev_credentials(folder: Path) -> CredentialPaths:
-    """Write a fresh development CA, signing certificate and key into `folder`."""
+    """Write a fresh development CA, signing certificate and key into `folder` (mode 0700:
+    a keys folder made with the umask would be world-writable under umask 000)."""
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
     ca, ca_key = make_ca()
     leaf, leaf_key = issue_signing_certificate(ca, ca_key)
     paths = CredentialPaths(folder / DEV_CHAIN_FILE, folder / DEV_KEY_FILE, folder / DEV_CA_FILE)
@@ -213,7 +216,7 @@ def ensure_dev_credentials(folder: Path) -> CredentialPaths:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         create_dev_credentials(staging)
-        os.chmod(staging, 0o755)
+        os.chmod(staging, 0o700)
         os.rename(staging, folder)
     except OSError:
         if not (paths.cert_chain.is_file() and paths.private_key.is_file()):

@@ -26,6 +26,7 @@ from headshot.signing.credentials import Credentials, resolve_credentials
 from headshot.signing.generation_info import GenerationInfo
 from headshot.signing.manifest import MIME_TYPES, PIL_FORMATS, generation_record, manifest_definition
 from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA, save_options, xmp_packet
+from headshot.storage import final_path
 
 _ALGORITHMS = {
     "es256": c2pa.C2paSigningAlg.ES256,
@@ -120,25 +121,40 @@ def sign_image(
     manifest_label = label.group().decode() if label else None
     digest = sha256_bytes(signed)
     entry = None
-    try:
-        if watermark_id is not None:
-            summary = {
-                "watermark_id": watermark_id,
-                "manifest_label": manifest_label,
-                "title": destination.name,
-                "format": mime_type,
-                "sha256": digest,
-                "signed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "claim_generator": f"headshot {__version__}",
-                "digital_source_type": TRAINED_ALGORITHMIC_MEDIA,
-                "signer": credentials.signer_name,
-                "training_mining": config.training_mining,
-                "generation": generation_record(info, config.include_prompts) if info else None,
-            }
+    # Built in a staging folder (generate's headshots/): the entry stays pending until the
+    # folder is swapped in, and the store's recovery then keeps or drops it.
+    final = final_path(destination)
+    if watermark_id is not None:
+        summary = {
+            "watermark_id": watermark_id,
+            "manifest_label": manifest_label,
+            "title": destination.name,
+            "format": mime_type,
+            "sha256": digest,
+            "signed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "claim_generator": f"headshot {__version__}",
+            "digital_source_type": TRAINED_ALGORITHMIC_MEDIA,
+            "signer": credentials.signer_name,
+            "training_mining": config.training_mining,
+            "generation": generation_record(info, config.include_prompts) if info else None,
+        }
+        try:
+            store.begin_entry(config.manifest_store, watermark_id, final)
             entry = store.save_entry(config.manifest_store, watermark_id, summary, manifest_bytes)
+        except OSError as exc:
+            store.abort_entry(config.manifest_store, watermark_id)
+            where = config.manifest_store
+            raise HeadshotError(
+                f"{where}: cannot write to the manifest store ({exc.strerror or exc})"
+            ) from None
+    try:
         atomic_write_bytes(destination, signed)
     except OSError as exc:
-        raise HeadshotError(f"{destination}: cannot write the signed image: {exc.strerror or exc}") from None
+        if watermark_id is not None:
+            store.abort_entry(config.manifest_store, watermark_id)  # no image, so no entry
+        raise HeadshotError(f"{destination}: cannot write the signed image ({exc.strerror or exc})") from None
+    if watermark_id is not None and final == destination:
+        store.commit_entry(config.manifest_store, watermark_id)
     return SignedImage(
         destination, digest, mime_type, manifest_label, watermark_id, credentials.signer_name, entry
     )

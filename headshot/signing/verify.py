@@ -217,6 +217,9 @@ def verify_file(
     except UnidentifiedImageError:
         errors.append(f"{path.name}: not an image (or a format headshot cannot read)")
         xmp_type, found = None, None
+    except Image.DecompressionBombError as exc:  # a header claiming gigapixels, refused before decoding
+        errors.append(f"{path.name}: not a readable image: {' '.join(str(exc).split())[:200]}")
+        xmp_type, found = None, None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # what Pillow's decoders raise
         errors.append(f"{path.name}: truncated or corrupt image data ({exc})")
         xmp_type, found = None, None

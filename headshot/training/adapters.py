@@ -1,4 +1,4 @@
-"""LoRA adapters (peft) on the UNet attention and, optionally, the text encoder(s)."""
+"""LoRA adapters (peft) on the denoiser (the family's targets) and, optionally, the text encoder(s)."""
 
 from __future__ import annotations
 
@@ -7,31 +7,24 @@ from pathlib import Path
 import torch
 
 from headshot.errors import HeadshotError
-
-UNET_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
-# "all": also the transformer projections and feed-forward, and the ResNet blocks' convolutions
-# and time-embedding projections. More capacity, bigger files; diffusers and kohya load both.
-UNET_ALL = UNET_ATTENTION + [
-    "proj_in",
-    "proj_out",
-    "ff.net.0.proj",
-    "ff.net.2",
-    "conv1",
-    "conv2",
-    "conv_shortcut",
-    "time_emb_proj",
-]
-TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+from headshot.families.sd import UNET_ALL, UNET_ATTENTION  # noqa: F401  (older imports)
 
 
-def add_lora_adapters(pipeline, config, seed: int) -> list[torch.nn.Module]:
-    """Freeze the base model, add LoRA layers; returns the modules that now train.
+def add_lora_adapters(pipeline, config, seed: int, family=None) -> list[torch.nn.Module]:
+    """Freeze the base model, add LoRA layers; returns the modules that now train (denoiser first).
 
-    The LoRA down-projections are initialised from `seed`, so a run is reproducible.
+    The targets are the family's (`lora_layers`: attention or all). The LoRA
+    down-projections are initialised from `seed`, so a run is reproducible.
     """
     from peft import LoraConfig
 
-    for module in (pipeline.unet, pipeline.vae, *_text_encoders(pipeline)):
+    if family is None:
+        from headshot.pipelines.families import family_of_pipeline
+
+        family = family_of_pipeline(pipeline)
+    denoiser = family.denoiser_of(pipeline)
+    encoders = family.text_encoders(pipeline)
+    for module in (denoiser, pipeline.vae, *encoders):
         module.requires_grad_(False)
     torch.manual_seed(seed)
 
@@ -44,11 +37,11 @@ def add_lora_adapters(pipeline, config, seed: int) -> list[torch.nn.Module]:
             target_modules=targets,
         )
 
-    pipeline.unet.add_adapter(lora(UNET_ALL if config.unet_lora_layers == "all" else UNET_ATTENTION))
-    trained = [pipeline.unet]
+    denoiser.add_adapter(lora(family.lora_targets[config.lora_layers]))
+    trained = [denoiser]
     if config.train_text_encoder:
-        for encoder in _text_encoders(pipeline):
-            encoder.add_adapter(lora(TEXT_ENCODER_TARGETS))
+        for encoder in encoders:
+            encoder.add_adapter(lora(family.text_encoder_lora_targets))
             trained.append(encoder)
     for module in trained:
         for parameter in module.parameters():
@@ -56,12 +49,6 @@ def add_lora_adapters(pipeline, config, seed: int) -> list[torch.nn.Module]:
                 # LoRA weights train in float32 even when the frozen base runs in bf16/fp16.
                 parameter.data = parameter.data.float()
     return trained
-
-
-def _text_encoders(pipeline) -> list:
-    from headshot.training.conditioning import text_encoders_of
-
-    return text_encoders_of(pipeline)
 
 
 def trainable_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:

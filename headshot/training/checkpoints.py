@@ -8,8 +8,8 @@ folder and renamed into place, so a kill during the write leaves the previous on
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from headshot.bounded_io import read_json_object
 from headshot.errors import HeadshotError
 from headshot.records import atomic_write_json
 
@@ -32,6 +33,12 @@ class TrainingState:
 
 def checkpoint_folder(checkpoints: Path, step: int) -> Path:
     return Path(checkpoints) / f"step-{step:06d}"
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    """The training step a checkpoint folder's name says (step-000100 -> 100), else None."""
+    match = re.fullmatch(r"step-(\d+)", Path(folder).name)
+    return int(match.group(1)) if match else None
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
@@ -92,37 +99,90 @@ class Checkpoint:
     lora: dict[str, torch.Tensor]
 
 
-def read_checkpoint(folder: Path) -> Checkpoint:
-    try:
-        data = json.loads((folder / "state.json").read_text())
-        lora = load_file(folder / "lora.safetensors")
-    except (OSError, ValueError) as exc:
-        message = f"{folder}: unreadable checkpoint ({exc}); delete it to resume from an older one"
-        raise HeadshotError(message) from None
-    state = TrainingState(
-        step=data["step"],
-        losses=data["losses"],
-        wall_time_s=data["wall_time_s"],
-        step_seconds=data.get("step_seconds", []),
+def _damaged(path: Path, exc: BaseException) -> HeadshotError:
+    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return HeadshotError(
+        f"{path}: unreadable checkpoint file ({reason}); delete {path.parent.name} to resume "
+        "from an older checkpoint, or start over without --resume"
     )
-    return Checkpoint(folder, state, data["settings"], lora)
+
+
+def read_checkpoint(folder: Path) -> Checkpoint:
+    """state.json (bounded, every field type-checked) and the LoRA tensors; errors name the file."""
+    state_file = folder / "state.json"
+    try:
+        data = read_json_object(state_file)
+        state = TrainingState(
+            step=int(data["step"]),
+            losses=[float(v) for v in data["losses"]],
+            wall_time_s=float(data["wall_time_s"]),
+            step_seconds=[float(v) for v in data.get("step_seconds", [])],
+        )
+        settings = data["settings"]
+        if not isinstance(settings, dict) or state.step < 0:
+            raise ValueError("'settings' must be a mapping and 'step' not negative")
+    except HeadshotError as exc:
+        raise _damaged(state_file, exc) from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise _damaged(state_file, ValueError(f"field {exc}")) from None
+    try:
+        lora = load_file(folder / "lora.safetensors")
+    except Exception as exc:  # safetensors raises its own error type for damaged headers
+        raise _damaged(folder / "lora.safetensors", exc) from None
+    return Checkpoint(folder, state, settings, lora)
+
+
+def checkpoint_lora_layers(lora: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """A checkpoint's LoRA tensors as the state dict diffusers' `load_lora_weights` takes.
+
+    A checkpoint keeps the trainable tensors under their parameter names (component prefix,
+    peft's adapter name inside, alpha/rank not applied: what resuming needs). The export
+    folds `scale` (alpha / rank) into the up-projections; so does this, so a checkpoint
+    renders exactly as the LoRA exported at that step would.
+    """
+    layers = {}
+    for name, tensor in lora.items():
+        key = re.sub(r"\.(lora_[AB])\.default\.", r".\1.", name)
+        layers[key] = tensor * scale if ".lora_B." in key else tensor
+    return layers
+
+
+# Settings renamed since a checkpoint may have been written: old name -> new name.
+_RENAMED = {"unet_lora_layers": "lora_layers"}
 
 
 def changed_settings(checkpoint: Checkpoint, settings: dict) -> str | None:
-    """What differs between the checkpoint's settings and these, e.g. "lr: 0.001 -> 0.5"."""
-    changed = [name for name in settings if checkpoint.settings.get(name) != settings[name]]
+    """What differs between the checkpoint's settings and these, e.g. "lr: 0.001 -> 0.5".
+
+    A checkpoint written before an option existed counts as having had its default; one
+    written under an option's old name is read under the new one.
+    """
+    from headshot.training.finetune_config import FinetuneConfig
+
+    saved = {_RENAMED.get(name, name): value for name, value in checkpoint.settings.items()}
+    for name in settings:
+        field = FinetuneConfig.model_fields.get(name)
+        if name not in saved and field is not None:
+            saved[name] = field.default
+    changed = [name for name in settings if saved.get(name) != settings[name]]
     if not changed:
         return None
-    return ", ".join(f"{name}: {checkpoint.settings.get(name)!r} -> {settings[name]!r}" for name in changed)
+    return ", ".join(f"{name}: {saved.get(name)!r} -> {settings[name]!r}" for name in changed)
 
 
 def restore_training_state(checkpoint: Checkpoint, optimizer, lr_scheduler) -> None:
     """Optimizer, LR scheduler and RNG states (the LoRA tensors are loaded by the caller)."""
     # weights_only: plain tensors and numbers, never arbitrary pickled objects.
-    optimizer.load_state_dict(torch.load(checkpoint.folder / "optimizer.pt", weights_only=True))
-    lr_scheduler.load_state_dict(torch.load(checkpoint.folder / "scheduler.pt", weights_only=True))
-    rng = load_file(checkpoint.folder / "rng.safetensors")
-    torch.set_rng_state(rng["torch_cpu"])
+    for name, target in (("optimizer.pt", optimizer), ("scheduler.pt", lr_scheduler)):
+        try:
+            target.load_state_dict(torch.load(checkpoint.folder / name, weights_only=True))
+        except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, KeyError...
+            raise _damaged(checkpoint.folder / name, exc) from None
+    try:
+        rng = load_file(checkpoint.folder / "rng.safetensors")
+        torch.set_rng_state(rng["torch_cpu"])
+    except Exception as exc:
+        raise _damaged(checkpoint.folder / "rng.safetensors", exc) from None
     cuda_states = [rng[key] for key in sorted(rng) if key.startswith("torch_cuda_")]
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda_states)

@@ -33,9 +33,9 @@ class ImageSet:
 
 @dataclass
 class LatentSet:
-    latents: torch.Tensor  # (n, 4, res/8, res/8), scaled as the UNet expects
-    masks: torch.Tensor  # (n, 1, res/8, res/8)
-    time_ids: torch.Tensor  # (n, 6): SDXL micro-conditioning (unused for SD1.5)
+    latents: torch.Tensor  # (n, c, res/8, res/8), scaled (and shifted) as the denoiser expects
+    masks: torch.Tensor  # (n, 1, res/8, res/8): the face share of each latent cell
+    time_ids: torch.Tensor  # (n, k): per-image extra conditioning (SDXL: 6 numbers; others: none)
 
     def __len__(self) -> int:
         return len(self.latents)
@@ -111,10 +111,11 @@ def load_class_images(paths: list[Path], resolution: int) -> ImageSet:
 
 
 @torch.no_grad()
-def encode_latents(vae, images: ImageSet, resolution: int, batch_size: int = 8) -> LatentSet:
-    """Encode with the frozen VAE (its distribution's mean: deterministic, cacheable)."""
-    from headshot.training.conditioning import sdxl_time_ids
+def encode_latents(vae, images: ImageSet, resolution: int, batch_size: int = 8, family=None) -> LatentSet:
+    """Encode with the frozen VAE (its distribution's mean: deterministic, cacheable).
 
+    `family` adds its per-image conditioning (SDXL's time ids); without one there is none.
+    """
     device, dtype = vae.device, vae.dtype
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     chunks = []
@@ -125,5 +126,8 @@ def encode_latents(vae, images: ImageSet, resolution: int, batch_size: int = 8) 
     latents = torch.cat(chunks)
     # Area-average the pixel mask down to the latent grid: a latent's share of face.
     masks = torch.nn.functional.adaptive_avg_pool2d(images.masks, latents.shape[-2:])
-    time_ids = torch.stack([sdxl_time_ids(size, (0, 0), resolution) for size in images.original_sizes])
+    if family is None:
+        time_ids = torch.zeros(len(images), 0)
+    else:
+        time_ids = torch.stack([family.time_ids(size, resolution) for size in images.original_sizes])
     return LatentSet(latents, masks, time_ids)

@@ -14,6 +14,8 @@ from pydantic import Field
 
 from headshot.config import StrictModel, read_json_record
 from headshot.errors import HeadshotError
+from headshot.families import FamilyName
+from headshot.records import check_inside
 
 DATASET_FORMAT = 1
 
@@ -42,7 +44,7 @@ class PhotoRecord(StrictModel):
 class DatasetRecord(StrictModel):
     format: int = DATASET_FORMAT
     subject: str
-    family: Literal["sd15", "sdxl"]
+    family: FamilyName  # a registered family (headshot.families)
     resolution: int
     config: dict = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
@@ -65,6 +67,9 @@ def read_dataset(folder: Path) -> DatasetRecord:
     if not path.is_file():
         raise HeadshotError(f"{folder}: no dataset.json; is this a folder written by `headshot prepare`?")
     record = read_json_record(path, DatasetRecord)
+    for number, photo in enumerate(record.photos):
+        check_inside(path, f"photos.{number}.image", photo.image)
+        check_inside(path, f"photos.{number}.mask", photo.mask)
     for photo in record.accepted:
         for relative in (photo.image, photo.mask):
             if relative is None or not (Path(folder) / relative).is_file():

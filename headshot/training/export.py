@@ -18,15 +18,17 @@ from headshot.records import atomic_write_bytes
 from headshot.training.training_record import LORA_FILE
 
 
-def peft_layers(pipeline, train_text_encoder: bool, scale: float = 1.0) -> dict[str, dict]:
-    """The LoRA tensors of each trained component (unet, text_encoder, text_encoder_2), peft naming.
+def peft_layers(
+    pipeline, train_text_encoder: bool, scale: float = 1.0, denoiser: str = "unet"
+) -> dict[str, dict]:
+    """The LoRA tensors of each trained component (the denoiser, text_encoder, text_encoder_2), peft naming.
 
     `scale` (alpha / rank) is folded into the up-projections: both file formats load
     LoRAs at alpha = rank, so the saved weights must carry the trained scale themselves.
     """
     from peft.utils import get_peft_model_state_dict
 
-    names = ["unet"]
+    names = [denoiser]
     if train_text_encoder:
         names += [n for n in ("text_encoder", "text_encoder_2") if getattr(pipeline, n, None) is not None]
     return {
@@ -38,13 +40,15 @@ def peft_layers(pipeline, train_text_encoder: bool, scale: float = 1.0) -> dict[
     }
 
 
-def save_diffusers_lora(pipeline, folder: Path, train_text_encoder: bool, scale: float = 1.0) -> Path:
+def save_diffusers_lora(
+    pipeline, folder: Path, train_text_encoder: bool, scale: float = 1.0, denoiser: str = "unet"
+) -> Path:
     """Write `folder/pytorch_lora_weights.safetensors` atomically with diffusers' own writer."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     layers = {
         f"{name}_lora_layers": _diffusers_naming(state)
-        for name, state in peft_layers(pipeline, train_text_encoder, scale).items()
+        for name, state in peft_layers(pipeline, train_text_encoder, scale, denoiser).items()
     }
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=".export-"))
     try:
@@ -67,7 +71,9 @@ def _diffusers_naming(state: dict) -> dict:
     return converted
 
 
-def save_kohya_lora(pipeline, out: Path, train_text_encoder: bool, scale: float = 1.0) -> Path:
+def save_kohya_lora(
+    pipeline, out: Path, train_text_encoder: bool, scale: float = 1.0, denoiser: str = "unet"
+) -> Path:
     """The same LoRA in the kohya layout (lora_unet_*, lora_te1_*, lora_te2_*; alpha = rank).
 
     The metadata carries `ss_base_model_version` as kohya's trainer writes it: AUTOMATIC1111
@@ -80,7 +86,7 @@ def save_kohya_lora(pipeline, out: Path, train_text_encoder: bool, scale: float 
 
     prefixed = {
         f"{name}.{_clip_layout_key(name, key)}": value
-        for name, state in peft_layers(pipeline, train_text_encoder, scale).items()
+        for name, state in peft_layers(pipeline, train_text_encoder, scale, denoiser).items()
         for key, value in state.items()
     }
     kohya = {key: value.contiguous() for key, value in convert_state_dict_to_kohya(prefixed).items()}

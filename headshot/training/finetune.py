@@ -17,13 +17,13 @@ import torch
 
 from headshot.busy import subject_busy
 from headshot.errors import HeadshotError
+from headshot.families import family_of_folder, get_family
 from headshot.layout import SubjectLayout
-from headshot.pipelines.families import family_of_folder
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
-from headshot.records import library_versions, sha256_file
+from headshot.records import library_versions, portable_record, sha256_file
+from headshot.storage import StagedFiles, repair_files, run_staged
 from headshot.training import checkpoints as ckpt
 from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
-from headshot.training.conditioning import encode_prompt, text_encoders_of, tokenize
 from headshot.training.data import (
     dataset_sha256,
     encode_latents,
@@ -32,9 +32,8 @@ from headshot.training.data import (
     read_training_dataset,
 )
 from headshot.training.dataset_record import DatasetRecord
-from headshot.training.export import save_diffusers_lora, save_kohya_lora
 from headshot.training.finetune_config import FinetuneConfig
-from headshot.training.monitor import Monitor
+from headshot.training.monitor import Monitor, console
 from headshot.training.prior import (
     class_image_folder,
     class_image_path,
@@ -122,7 +121,10 @@ def open_session(
     dataset = read_training_dataset(dataset_folder)
     layout = SubjectLayout.of_stage_folder(dataset_folder)
     spec = resolve_base_model(config.base_model)
-    _check_family(dataset, dataset_folder, config.base_model, spec.family or _family_on_disk(spec.source))
+    known = spec.family or _family_on_disk(spec.source)
+    _check_family(dataset, dataset_folder, config.base_model, known)
+    if known is not None:  # before any loading: an option the family cannot use is an error now
+        get_family(known).check_training_options(config, "finetune")
 
     if config.use_8bit_adam:
         adam_8bit()
@@ -131,56 +133,63 @@ def open_session(
         main = accelerator.is_main_process
         loaded = load_base_model(spec, dtype=_weight_dtype(accelerator), allow_pickle=allow_pickle)
         _check_family(dataset, dataset_folder, config.base_model, loaded.family.name, loaded.resolution)
+        family = loaded.family
+        family.check_training_options(config, "finetune")
         pipeline = loaded.pipeline
         pipeline.to(accelerator.device)
         model_sha256 = loaded.fingerprint()
         data_sha256 = dataset_sha256(dataset_folder, dataset)
+        if main:
+            repair_files(layout.lora, say=lambda message: console.print(f"[yellow]{message}[/]"))
         monitor = Monitor(layout.lora, config, dataset, pipeline, enabled=main)
 
         class_latents = None
         if config.prior_preservation:
             paths = _class_images(loaded, config, model_sha256, accelerator, monitor)
             class_images = load_class_images(paths, loaded.resolution)
-            class_latents = encode_latents(pipeline.vae, class_images, loaded.resolution)
+            class_latents = encode_latents(pipeline.vae, class_images, loaded.resolution, family=family)
         instance_images = load_instance_images(dataset_folder, dataset)
-        instance_latents = encode_latents(pipeline.vae, instance_images, loaded.resolution)
-        instance_prompt = tokenize(pipeline, config.instance_prompt)
-        class_prompt = tokenize(pipeline, config.class_prompt)
+        instance_latents = encode_latents(pipeline.vae, instance_images, loaded.resolution, family=family)
+        instance_prompt = family.tokenize(pipeline, config.instance_prompt, config)
+        class_prompt = family.tokenize(pipeline, config.class_prompt, config)
         if not config.train_text_encoder:  # frozen encoders: embed each prompt once
             with torch.no_grad():
-                encoders, device = text_encoders_of(pipeline), accelerator.device
-                instance_prompt = encode_prompt(encoders, instance_prompt, device)
-                class_prompt = encode_prompt(encoders, class_prompt, device)
+                encoders, device = family.text_encoders(pipeline), accelerator.device
+                instance_prompt = family.encode_prompt(encoders, instance_prompt, device)
+                class_prompt = family.encode_prompt(encoders, class_prompt, device)
+            # Everything is cached: the text encoders and the VAE leave the accelerator until
+            # a validation sample needs them (FLUX's T5 alone is 9 GB in bf16).
+            offload_frozen_parts(family, pipeline)
 
-        trained = add_lora_adapters(pipeline, config, config.seed)
+        trained = add_lora_adapters(pipeline, config, config.seed, family)
         if config.gradient_checkpointing:
-            pipeline.unet.enable_gradient_checkpointing()
+            trained[0].enable_gradient_checkpointing()
             for encoder in trained[1:]:
                 encoder.gradient_checkpointing_enable()
-        named = dict(zip(("unet", "text_encoder", "text_encoder_2"), trained))
-        optimizer = make_optimizer(config, pipeline.unet, trained[1:])
+        named = dict(zip((family.denoiser, "text_encoder", "text_encoder_2"), trained))
+        optimizer = make_optimizer(config, trained[0], trained[1:])
         lr_scheduler = make_lr_scheduler(config, optimizer)
         *prepared, optimizer = accelerator.prepare(*trained, optimizer)
 
-        settings = {
-            **config.result_settings(),
-            "dataset_sha256": data_sha256,
-            "base_model_sha256": model_sha256,
-        }
+        settings = portable_record(
+            {**config.result_settings(), "dataset_sha256": data_sha256, "base_model_sha256": model_sha256},
+            layout.root,
+        )  # as state.json records them: no absolute paths
         state = _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, monitor)
         accelerator.wait_for_everyone()
         run = TrainingRun(
             config=config,
             accelerator=accelerator,
-            unet=prepared[0],
+            family=family,
+            denoiser=prepared[0],
             trainable=trainable_parameters(trained),
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
-            noise_scheduler=_noise_scheduler(pipeline),
+            objective=family.training_objective(pipeline, config),
             instances=instance_latents,
             classes=class_latents,
             prompts=Prompts(
-                instance_prompt, class_prompt if config.prior_preservation else None, prepared[1:]
+                family, instance_prompt, class_prompt if config.prior_preservation else None, prepared[1:]
             ),
             on_step_end=lambda s, logs, stop: _on_step_end(s, logs, stop, run, named, settings, monitor),
         )
@@ -202,13 +211,21 @@ def open_session(
 
 
 def _export(session: Session, state) -> TrainingRecord:
+    config, monitor, out = session.config, session.monitor, session.layout.lora
+    scale = config.lora_alpha / config.rank
+    # The LoRA, its kohya export and training.json are staged and moved in as one set, so a
+    # kill never leaves a new LoRA beside the old record (storage.StagedFiles).
+    record = run_staged(StagedFiles(out), lambda staging: _export_files(session, state, staging, scale))
+    monitor.say(f"LoRA written to {out / record.lora_file} (+ {record.kohya_file} for ComfyUI and others)")
+    return record
+
+
+def _export_files(session: Session, state, out: Path, scale: float) -> TrainingRecord:
     config, layout, loaded, monitor = session.config, session.layout, session.loaded, session.monitor
     pipeline, dataset = loaded.pipeline, session.dataset
-    out = layout.lora
-    scale = config.lora_alpha / config.rank
-    lora_file = save_diffusers_lora(pipeline, out, config.train_text_encoder, scale)
-    kohya_file = out / "kohya" / f"{layout.subject}.safetensors"
-    save_kohya_lora(pipeline, kohya_file, config.train_text_encoder, scale)
+    lora_file, kohya_file = loaded.family.export(
+        pipeline, out, layout.subject, config.train_text_encoder, scale
+    )
     record = TrainingRecord(
         subject=layout.subject,
         identifier=config.identifier,
@@ -236,8 +253,7 @@ def _export(session: Session, state) -> TrainingRecord:
         config=config.model_dump(mode="json"),
         versions=library_versions(),
     )
-    write_training_record(out, record)
-    monitor.say(f"LoRA written to {lora_file} (+ {kohya_file.name} for kohya/A1111/ComfyUI)")
+    write_training_record(out, record, subject_root=layout.root)
     return record
 
 
@@ -328,15 +344,18 @@ def _class_images(loaded: LoadedModel, config, model_sha256, accelerator, monito
     return [class_image_path(folder, index) for index in range(config.num_class_images)]
 
 
-def _noise_scheduler(pipeline):
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler.from_config(pipeline.scheduler.config)
+def offload_frozen_parts(family, pipeline) -> None:
+    """Move the text encoders and the VAE to the CPU once latents and prompts are cached."""
+    if pipeline.device.type == "cpu":
+        return
+    for module in (*family.text_encoders(pipeline), pipeline.vae):
+        module.to("cpu")
 
 
 def _family_on_disk(source: str) -> str | None:
     path = Path(source).expanduser()
-    return family_of_folder(path) if path.is_dir() else None
+    found = family_of_folder(path) if path.is_dir() else None
+    return found.name if found else None
 
 
 def _check_family(dataset, folder: Path, model: str, family: str | None, resolution: int | None = None):

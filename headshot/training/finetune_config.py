@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
-from headshot.config import StrictModel
+from headshot.config import Seed, StrictModel, Text, Word
 from headshot.config import cache_root as default_cache_root
 
 # Options that change the trained weights: a resumed run must use the same values.
@@ -27,7 +27,7 @@ RESULT_FIELDS = (
     "rank",
     "alpha",
     "lora_dropout",
-    "unet_lora_layers",
+    "lora_layers",
     "train_text_encoder",
     "prior_preservation",
     "prior_loss_weight",
@@ -39,7 +39,22 @@ RESULT_FIELDS = (
     "snr_gamma",
     "noise_offset",
     "face_loss_weight",
+    "timestep_sampling",
+    "logit_mean",
+    "logit_std",
+    "training_guidance",
+    "max_sequence_length",
     "seed",
+)
+
+
+# Options only flow-matching families read; a noise-prediction family refuses a changed value.
+FLOW_ONLY_OPTIONS = (
+    "timestep_sampling",
+    "logit_mean",
+    "logit_std",
+    "training_guidance",
+    "max_sequence_length",
 )
 
 
@@ -48,15 +63,15 @@ class FinetuneConfig(StrictModel):
 
     base_model: str = "sdxl"  # preset, hub id, diffusers folder or .safetensors file
     # Words: the rare identifier token means *this* person; the class noun what they are.
-    identifier: str = "sks"
-    class_noun: str = "person"
-    instance_prompt: str | None = None  # default: "a photo of {identifier} {class_noun}"
-    class_prompt: str | None = None  # default: "a photo of {class_noun}"
+    identifier: Word = "sks"
+    class_noun: Word = "person"
+    instance_prompt: Text | None = None  # default: "a photo of {identifier} {class_noun}"
+    class_prompt: Text | None = None  # default: "a photo of {class_noun}"
 
     # Optimisation. One step = one optimizer update (batch_size x accumulation x processes images).
-    steps: int = Field(800, gt=0)
-    batch_size: int = Field(1, gt=0)
-    gradient_accumulation: int = Field(1, gt=0)
+    steps: int = Field(800, gt=0, le=1_000_000)
+    batch_size: int = Field(1, gt=0, le=1024)
+    gradient_accumulation: int = Field(1, gt=0, le=1024)
     lr: float = Field(1e-4, gt=0)
     text_encoder_lr: float | None = Field(None, gt=0)  # default: lr
     lr_scheduler: Literal["constant", "constant_with_warmup", "linear", "cosine"] = "constant"
@@ -66,39 +81,62 @@ class FinetuneConfig(StrictModel):
     use_8bit_adam: bool = False  # needs bitsandbytes (CUDA)
 
     # LoRA on the UNet attention projections, optionally on the text encoder(s) too.
-    rank: int = Field(16, gt=0)
+    rank: int = Field(16, gt=0, le=1024)
     alpha: float | None = Field(None, gt=0)  # default: rank (scale 1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
-    # attention: to_q/k/v/out (the DreamBooth-LoRA standard); all: + feed-forward, ResNet convs.
-    unet_lora_layers: Literal["attention", "all"] = "attention"
+    lora_layers: Literal["attention", "all"] = Field(
+        "attention",
+        validation_alias=AliasChoices("lora_layers", "unet_lora_layers"),
+        description="denoiser layers with LoRA: attention (the DreamBooth-LoRA standard), or all "
+        "(+ feed-forward; UNets also ResNet convs); the family names the modules",
+    )
     train_text_encoder: bool = False
 
     # Prior preservation: class images from the base model keep the class noun intact.
     prior_preservation: bool = True
     prior_loss_weight: float = Field(1.0, ge=0)
-    num_class_images: int = Field(100, gt=0)
-    class_inference_steps: int = Field(25, gt=0)
+    num_class_images: int = Field(100, gt=0, le=100_000)
+    class_inference_steps: int = Field(25, gt=0, le=1000)
     class_guidance_scale: float = Field(5.0, ge=0)
-    class_batch_size: int = Field(4, gt=0)
+    class_batch_size: int = Field(4, gt=0, le=1024)
 
     # Loss shaping.
-    snr_gamma: float | None = Field(5.0, gt=0)  # min-SNR weighting; null turns it off
-    noise_offset: float = Field(0.0, ge=0)
+    snr_gamma: float | Literal["auto"] | None = Field(
+        "auto",
+        description="min-SNR weighting gamma (noise-prediction families only); auto: 5 for SD, "
+        "off for flow matching; null: off",
+    )
+    noise_offset: float = Field(0.0, ge=0)  # noise-prediction families only
     face_loss_weight: float = Field(2.0, gt=0)  # loss weight inside the face mask (1 = plain loss)
+
+    # Flow matching (FLUX): how timesteps are drawn, the guidance the transformer is told.
+    timestep_sampling: Literal["resolution_shift", "logit_normal", "uniform"] = Field(
+        "resolution_shift",
+        description="flow-matching timesteps: logit_normal, resolution_shift (logit-normal, then "
+        "the model's resolution-dependent shift, as its sampler shifts), or uniform",
+    )
+    logit_mean: float = Field(0.0, description="mean of the logit-normal timestep draw")
+    logit_std: float = Field(1.0, gt=0, description="spread of the logit-normal timestep draw")
+    training_guidance: float = Field(
+        1.0, ge=0, description="value fed to a guidance-distilled model's guidance embedding while training"
+    )
+    max_sequence_length: int = Field(
+        512, ge=16, le=512, description="T5 prompt tokens (FLUX; fewer is faster, 512 is the model's own)"
+    )
 
     # Speed and memory.
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16 on CUDA, no on CPU
     gradient_checkpointing: bool = False
 
-    seed: int = 0
+    seed: Seed = 0
     checkpoint_steps: int = Field(100, ge=0)  # 0: only the final state
     checkpoints_keep: int = Field(2, gt=0)
     stop_after_steps: int | None = Field(None, gt=0)  # this run: stop (checkpointed) after N steps
 
     validation_steps: int = Field(200, ge=0)  # 0: only after the last step
-    validation_prompt: str | None = None  # default: the instance prompt
-    validation_seeds: list[int] = Field(default_factory=lambda: [0, 1])
-    validation_inference_steps: int = Field(25, gt=0)
+    validation_prompt: Text | None = None  # default: the instance prompt
+    validation_seeds: list[Seed] = Field(default_factory=lambda: [0, 1], max_length=64)
+    validation_inference_steps: int = Field(25, gt=0, le=1000)
     validation_guidance_scale: float = Field(5.0, ge=0)
 
     cache_dir: Path | None = None  # class images; default $HEADSHOT_CACHE or ~/.cache/headshot
@@ -116,6 +154,12 @@ class FinetuneConfig(StrictModel):
             raise ValueError(f"instance_prompt must contain the identifier '{self.identifier}'")
         if self.validation_prompt is None:
             self.validation_prompt = self.instance_prompt
+        return self
+
+    @model_validator(mode="after")
+    def _snr_gamma_positive(self) -> FinetuneConfig:
+        if isinstance(self.snr_gamma, float) and self.snr_gamma <= 0:
+            raise ValueError("snr_gamma must be greater than 0 (or auto, or null for off)")
         return self
 
     @property

@@ -16,11 +16,11 @@ absolute paths, and nothing from the photos' EXIF (GPS, device, names).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
@@ -29,8 +29,10 @@ from headshot.analysis.image_io import DEFAULT_MAX_PIXELS, is_photo_name
 from headshot.busy import subject_busy
 from headshot.config import StrictModel
 from headshot.errors import HeadshotError
+from headshot.families import FamilyName
 from headshot.layout import SubjectLayout
 from headshot.records import atomic_write_bytes, atomic_write_json, library_versions
+from headshot.storage import StagedFolder, unique_names
 from headshot.training.dataset_record import DatasetRecord, PhotoRecord, dataset_json
 from headshot.training.intake_summary import print_summary, too_few_message
 from headshot.training.photo_analysis import AnalysisSettings, PhotoAnalysis, analyse_photo
@@ -46,15 +48,15 @@ class PrepareConfig(StrictModel):
     base_model: str = "sdxl"
     outputs: Path = Path("outputs")
     resolution: int | None = Field(None, ge=8, le=4096)
-    family: Literal["sd15", "sdxl"] | None = None
+    family: FamilyName | None = None
     detector: Detector = "hog"
     upsample: int = Field(1, ge=0, le=3)
-    detect_max_side: int = Field(800, ge=100)
+    detect_max_side: int = Field(800, ge=100, le=10_000)
     face_fraction: float = Field(0.45, gt=0.05, le=1.0)
     face_center_y: float = Field(0.55, gt=0, lt=1)
-    min_photos: int = Field(5, ge=1)
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
-    workers: int = Field(2, ge=1)
+    min_photos: int = Field(5, ge=1, le=10_000)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, le=1_000_000_000)
+    workers: int = Field(2, ge=1, le=256)
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
 
     @property
@@ -89,12 +91,32 @@ def _prepare_dataset(config: PrepareConfig, show_summary: bool) -> DatasetRecord
     )
     analyses = _analyse_all(paths, settings, config.workers)
     _judge_set(analyses, config.quality)
-    record = _write_dataset(layout.dataset, config, family, resolution, analyses)
-    _write_run_record(layout.dataset, analyses, config.workers, time.perf_counter() - started)
+    names = _output_names(analyses)
+    # The new dataset is built beside the old one and swapped in whole (storage.StagedFolder).
+    # A run with too few usable photos keeps an earlier dataset as it was; only a first run
+    # keeps its (failed) dataset.json, for inspection.
+    staged = StagedFolder(layout.dataset)
+    repaired = staged.recover()
+    if repaired and show_summary:
+        print(repaired, file=sys.stderr)
+    earlier = dataset_json(layout.dataset).is_file()
+    staging = staged.begin()
+    try:
+        record = _write_dataset(staging, config, family, resolution, analyses, names)
+        _write_run_record(staging, analyses, config.workers, time.perf_counter() - started)
+        enough = len(record.accepted) >= config.min_photos
+        if enough or not earlier:
+            staged.commit()
+        else:
+            staged.abort()
+    except BaseException:
+        staged.abort()
+        raise
     if show_summary:
         print_summary(record, layout.dataset)
-    if len(record.accepted) < config.min_photos:
-        raise HeadshotError(too_few_message(record, config.min_photos, config.photos))
+    if not enough:
+        kept = layout.dataset if earlier else None
+        raise HeadshotError(too_few_message(record, config.min_photos, config.photos, kept))
     return record
 
 
@@ -104,7 +126,12 @@ def list_photos(folder: Path) -> list[Path]:
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "folder not found"
         raise HeadshotError(f"{folder}: photo {what}")
-    paths = sorted((p for p in folder.iterdir() if p.is_file() and is_photo_name(p)), key=lambda p: p.name)
+    try:
+        # Regular files only: a FIFO or device named x.jpg would block or never end.
+        entries = [p for p in folder.iterdir() if is_photo_name(p) and p.is_file()]
+    except OSError as exc:
+        raise HeadshotError(f"{folder}: cannot list the photo folder ({exc.strerror or exc})") from None
+    paths = sorted(entries, key=lambda p: p.name)
     if not paths:
         raise HeadshotError(f"{folder}: no photos found (JPEG, PNG, WebP, TIFF, BMP or HEIC files)")
     return paths
@@ -145,13 +172,19 @@ def _judge_set(analyses: list[PhotoAnalysis], thresholds: QualityThresholds) -> 
 
 
 def _output_names(analyses: list[PhotoAnalysis]) -> dict[str, str]:
-    """images/ and masks/ file names: the source's stem, or stem_suffix where stems clash."""
-    stems = [Path(a.name).stem for a in analyses]
-    names = {}
+    """images/ and masks/ file names: the source's stem, or stem_suffix where stems clash.
+
+    Names that would still be one file (face.jpg and face.JPG; Face.png and face.png on a
+    case-insensitive disk) are an error naming both, never a silent overwrite."""
+    stems = [Path(a.name).stem.casefold() for a in analyses]
+    pairs = []
     for analysis, stem in zip(analyses, stems):
-        suffix = Path(analysis.name).suffix.lstrip(".").lower()
-        names[analysis.name] = f"{stem}_{suffix}.png" if stems.count(stem) > 1 else f"{stem}.png"
-    return names
+        original = Path(analysis.name).stem
+        suffix = Path(analysis.name).suffix.lstrip(".")
+        pairs.append(
+            (analysis.name, f"{original}_{suffix}.png" if stems.count(stem) > 1 else f"{original}.png")
+        )
+    return unique_names(pairs, "the crop")
 
 
 def _write_dataset(
@@ -160,8 +193,8 @@ def _write_dataset(
     family: str,
     resolution: int,
     analyses: list[PhotoAnalysis],
+    names: dict[str, str],
 ) -> DatasetRecord:
-    names = _output_names(analyses)
     photos = []
     for analysis in analyses:
         accepted = analysis.verdict.accepted
@@ -178,7 +211,6 @@ def _write_dataset(
         photos=photos,
     )
     atomic_write_json(dataset_json(folder), record.model_dump(mode="json"))
-    _remove_stale_crops(folder, {names[p.name] for p in analyses if p.verdict.accepted})
     return record
 
 
@@ -208,14 +240,6 @@ def _recorded_config(config: PrepareConfig) -> dict:
     base = Path(config.base_model)
     recorded["base_model"] = base.name if base.expanduser().exists() else config.base_model
     return recorded
-
-
-def _remove_stale_crops(folder: Path, keep: set[str]) -> None:
-    """Crops from an earlier run whose photo is no longer accepted (or no longer there)."""
-    for sub in ("images", "masks"):
-        for path in sorted((folder / sub).glob("*.png")):
-            if path.name not in keep:
-                path.unlink()
 
 
 def _write_run_record(folder: Path, analyses: list[PhotoAnalysis], workers: int, seconds: float) -> None:

@@ -6,12 +6,13 @@ Only the main process shows and writes anything; on the others every method is a
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from headshot.bounded_io import read_json
+from headshot.errors import HeadshotError
 from headshot.training.validation import SampleScore, Validator, summarize
 
 console = Console(stderr=True)
@@ -42,9 +43,7 @@ class Monitor:
             identity=SubjectIdentity.from_embeddings(embeddings) if embeddings else None,
         )
         if config.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.out / "logs"))
+            self._writer = _summary_writer(self.out / "logs")
 
     def say(self, message: str) -> None:
         if self.enabled:
@@ -104,8 +103,8 @@ class Monitor:
         samples = self.out / "samples" / "samples.json"
         if self.enabled and samples.is_file():
             try:
-                earlier = [SampleScore(**item) for item in json.loads(samples.read_text())]
-            except (ValueError, TypeError):
+                earlier = [SampleScore(**item) for item in read_json(samples)]
+            except (HeadshotError, ValueError, TypeError):
                 earlier = []
             self._history = [s for s in earlier if s.step <= checkpoint.state.step]
 
@@ -119,3 +118,22 @@ class Monitor:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def _summary_writer(folder: Path):
+    """A TensorBoard writer whose event file name carries no host name.
+
+    TensorBoard names event files `events.out.tfevents.<time>.<host>.<pid>...` with no option
+    to leave the host out, so the host name is replaced by "headshot" while the writer opens
+    its file (a few microseconds; nothing else here asks for the host name meanwhile).
+    """
+    import socket
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    real = socket.gethostname
+    socket.gethostname = lambda: "headshot"
+    try:
+        return SummaryWriter(str(folder))
+    finally:
+        socket.gethostname = real

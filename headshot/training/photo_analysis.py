@@ -65,7 +65,12 @@ def analyse_photo(path: Path, settings: AnalysisSettings) -> PhotoAnalysis:
 
 
 def _analyse(path: Path, settings: AnalysisSettings) -> PhotoAnalysis:
-    digest = sha256_file(path)
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:  # unreadable (permissions), vanished, or a folder/special file
+        return PhotoAnalysis(
+            path.name, "", Verdict("unreadable", f"cannot read the file ({exc.strerror or exc})")
+        )
     try:
         image = read_photo(path, max_pixels=settings.max_pixels)
     except HeadshotError as exc:

@@ -1,18 +1,17 @@
 """The training resolution of a base model, read from its configs without loading weights.
 
-A local diffusers folder says it exactly: the UNet's latent `sample_size` times the
-VAE's downscale factor (2 ** (number of VAE blocks - 1)); tiny test models come out
-at 64. Presets and hub ids use the family's native size (SDXL 1024, SD1.5 512),
-or the exact one when the model is already in the local Hugging Face cache.
+A local diffusers folder says it exactly, read by its family (SD: the UNet's latent
+`sample_size` times the VAE's downscale factor; FLUX: the VAE's `sample_size`); tiny
+test models come out at 64. Presets and hub ids use the family's native size (SDXL and
+FLUX 1024, SD1.5 512), or the exact one when the model is already in the local cache.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from headshot.errors import HeadshotError
-from headshot.pipelines.families import FamilyName
+from headshot.families import family_names, get_family
 from headshot.pipelines.loading import (
     BaseModelSpec,
     folder_family,
@@ -21,11 +20,14 @@ from headshot.pipelines.loading import (
     single_file_family,
 )
 
-FAMILY_RESOLUTION: dict[str, int] = {"sd15": 512, "sdxl": 1024}
 TINY_RESOLUTION = 64
 
 
-def training_size(base_model: str, family: FamilyName | None = None) -> tuple[FamilyName, int]:
+def native_resolution(family: str) -> int:
+    return get_family(family).native_resolution
+
+
+def training_size(base_model: str, family: str | None = None) -> tuple[str, int]:
     """(family, resolution) of `base_model`; `family` overrides what the model says."""
     spec = resolve_base_model(base_model)
     source = Path(spec.source).expanduser()
@@ -33,9 +35,9 @@ def training_size(base_model: str, family: FamilyName | None = None) -> tuple[Fa
         return _from_folder(spec, source, family)
     if source.is_file():
         found = family or single_file_family(spec, source)
-        return found, FAMILY_RESOLUTION[found]
+        return found, native_resolution(found)
     if spec.tiny:
-        return family or spec.family or "sd15", TINY_RESOLUTION
+        return family or spec.family or family_names()[0], TINY_RESOLUTION
     if is_hub_id(spec.source):
         cached = _cached_hub_folder(spec)
         if cached is not None:
@@ -43,21 +45,16 @@ def training_size(base_model: str, family: FamilyName | None = None) -> tuple[Fa
     found = family or spec.family
     if found is None:
         raise HeadshotError(
-            f"base model '{base_model}': cannot tell whether it is an SD1.5 or SDXL model without "
-            "downloading it; set 'family' (sd15 or sdxl) or 'resolution' in the prepare config"
+            f"base model '{base_model}': cannot tell which model family it is without downloading "
+            f"it; set 'family' ({', '.join(family_names())}) or 'resolution' in the prepare config"
         )
-    return found, FAMILY_RESOLUTION[found]
+    return found, native_resolution(found)
 
 
-def _from_folder(spec: BaseModelSpec, folder: Path, family: FamilyName | None) -> tuple[FamilyName, int]:
+def _from_folder(spec: BaseModelSpec, folder: Path, family: str | None) -> tuple[str, int]:
     found = family or folder_family(spec, folder)
-    try:
-        unet = json.loads((folder / "unet" / "config.json").read_text())
-        vae = json.loads((folder / "vae" / "config.json").read_text())
-        factor = 2 ** (len(vae["block_out_channels"]) - 1)
-        return found, int(unet["sample_size"]) * factor
-    except (OSError, ValueError, KeyError, TypeError):
-        return found, FAMILY_RESOLUTION[found]  # configs unreadable: the family's native size
+    # Configs unreadable: the family's native size.
+    return found, get_family(found).resolution_from_folder(folder) or native_resolution(found)
 
 
 def _cached_hub_folder(spec: BaseModelSpec) -> Path | None:
@@ -66,7 +63,7 @@ def _cached_hub_folder(spec: BaseModelSpec) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - diffusers depends on it
         return None
-    found = try_to_load_from_cache(spec.source, "unet/config.json", revision=spec.revision)
+    found = try_to_load_from_cache(spec.source, "model_index.json", revision=spec.revision)
     if isinstance(found, str):
-        return Path(found).parent.parent
+        return Path(found).parent
     return None

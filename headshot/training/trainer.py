@@ -1,9 +1,11 @@
 """The training loop. Everything is set up before it (see finetune.py); here the reader sees the step.
 
-Determinism: all randomness of a step (which images, noise, timesteps, dropout) is
-drawn from generators seeded by (seed, step, process), never from state carried
-over from earlier steps. A run resumed from the checkpoint of step k therefore
-draws exactly what the uninterrupted run drew, and on CPU ends bit-identical.
+Determinism: all randomness of a step is drawn from generators seeded afresh, never
+from state carried over from earlier steps: which images, and each image's noise and
+timestep, by the image's place in the run's stream of examples (so the split over
+processes and micro-batches does not change them); LoRA dropout by (seed, step,
+process). A run resumed from the checkpoint of step k therefore draws exactly what
+the uninterrupted run drew, and on CPU ends bit-identical.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from headshot.families.base import PromptEmbeddings
 from headshot.training.checkpoints import TrainingState
-from headshot.training.conditioning import PromptEmbeddings, encode_prompt
 from headshot.training.data import LatentSet
 from headshot.training.finetune_config import FinetuneConfig
 from headshot.training.loss import Batch, LossSettings, dreambooth_loss
@@ -29,13 +31,14 @@ from headshot.training.loss import Batch, LossSettings, dreambooth_loss
 class Prompts:
     """Instance and class prompts: cached embeddings, or token ids when the encoders train."""
 
+    family: object  # the model's Family: it encodes token ids when the encoders train
     instance: PromptEmbeddings | list[torch.Tensor]
     prior: PromptEmbeddings | list[torch.Tensor] | None
     text_encoders: list = field(default_factory=list)  # the (wrapped) trained encoders, if any
 
     def embed(self, which, count: int, device) -> PromptEmbeddings:
         if self.text_encoders:
-            which = encode_prompt(self.text_encoders, which, device)
+            which = self.family.encode_prompt(self.text_encoders, which, device)
         return which.to(device).repeat(count)
 
 
@@ -43,11 +46,12 @@ class Prompts:
 class TrainingRun:
     config: FinetuneConfig
     accelerator: object
-    unet: torch.nn.Module  # prepared (DDP-wrapped when several processes run)
+    family: object  # the model's Family: how a prediction is made
+    denoiser: torch.nn.Module  # UNet or transformer, prepared (DDP-wrapped with several processes)
     trainable: list[torch.nn.Parameter]
     optimizer: object
     lr_scheduler: object
-    noise_scheduler: object
+    objective: object  # training/objectives.py: noisy input, timesteps, target, weights
     instances: LatentSet
     classes: LatentSet | None
     prompts: Prompts
@@ -75,9 +79,13 @@ def make_batch(run: TrainingRun, step: int, micro: int) -> Batch:
     cfg, acc = run.config, run.accelerator
     size = cfg.batch_size
     start = ((step * cfg.gradient_accumulation + micro) * acc.num_processes + acc.process_index) * size
-    parts = [(run.instances, example_indices(len(run.instances), cfg.seed, start, size, "instance"))]
-    if run.classes is not None:
-        parts.append((run.classes, example_indices(len(run.classes), cfg.seed, start, size, "class")))
+    streams = [("instance", run.instances)] + ([("class", run.classes)] if run.classes is not None else [])
+    parts = [
+        (latents, example_indices(len(latents), cfg.seed, start, size, name)) for name, latents in streams
+    ]
+    noise_seeds = [
+        step_seed(cfg.seed, name, "noise", k) for name, _ in streams for k in range(start, start + size)
+    ]
     device = acc.device
     prompts = [run.prompts.embed(run.prompts.instance, size, device)]
     if run.classes is not None:
@@ -88,6 +96,7 @@ def make_batch(run: TrainingRun, step: int, micro: int) -> Batch:
         time_ids=torch.cat([s.time_ids[i] for s, i in parts]).to(device),
         prompts=PromptEmbeddings.cat(prompts),
         num_instance=size,
+        noise_seeds=noise_seeds,
     )
 
 
@@ -103,8 +112,8 @@ def seed_global_rng(seed: int, step: int, process: int) -> None:
 
 def train(run: TrainingRun, state: TrainingState, progress) -> TrainingState:
     cfg, acc = run.config, run.accelerator
-    settings = LossSettings(cfg.prior_loss_weight, cfg.snr_gamma, cfg.noise_offset, cfg.face_loss_weight)
-    wrapped = [run.unet, *run.prompts.text_encoders]
+    settings = LossSettings(cfg.prior_loss_weight, cfg.face_loss_weight, cfg.training_guidance)
+    wrapped = [run.denoiser, *run.prompts.text_encoders]
     last = cfg.steps if cfg.stop_after_steps is None else min(cfg.steps, state.step + cfg.stop_after_steps)
     while state.step < last:
         started = time.perf_counter()
@@ -112,7 +121,6 @@ def train(run: TrainingRun, state: TrainingState, progress) -> TrainingState:
         seed_global_rng(cfg.seed, step, acc.process_index)
         logs = {"loss": 0.0, "instance_loss": 0.0, "prior_loss": 0.0}
         for micro in range(cfg.gradient_accumulation):
-            noise = torch.Generator().manual_seed(step_seed(cfg.seed, step, micro, acc.process_index))
             syncing = micro == cfg.gradient_accumulation - 1  # gradients all-reduce once per step
             with contextlib.ExitStack() as stack:
                 if not syncing:
@@ -121,7 +129,7 @@ def train(run: TrainingRun, state: TrainingState, progress) -> TrainingState:
                 with acc.autocast():
                     batch = make_batch(run, step, micro)  # runs trained text encoders: inside no_sync
                     loss, instance_loss, prior_loss = dreambooth_loss(
-                        run.unet, run.noise_scheduler, batch, settings, noise
+                        run.family, run.denoiser, run.objective, batch, settings
                     )
                 acc.backward(loss / cfg.gradient_accumulation)
             logs["loss"] += loss.detach() / cfg.gradient_accumulation
@@ -151,8 +159,8 @@ def trainable_parameters(modules: list[torch.nn.Module]) -> list[torch.nn.Parame
     return [p for module in modules for p in module.parameters() if p.requires_grad]
 
 
-def make_optimizer(config: FinetuneConfig, unet: torch.nn.Module, text_encoders: list[torch.nn.Module]):
-    groups = [{"params": trainable_parameters([unet]), "lr": config.lr}]
+def make_optimizer(config: FinetuneConfig, denoiser: torch.nn.Module, text_encoders: list[torch.nn.Module]):
+    groups = [{"params": trainable_parameters([denoiser]), "lr": config.lr}]
     if text_encoders:
         groups.append(
             {"params": trainable_parameters(text_encoders), "lr": config.text_encoder_lr or config.lr}

@@ -7,12 +7,12 @@ base model from it, so renders always use the words the LoRA was trained on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 
 from headshot.config import StrictModel, read_json_record
 from headshot.errors import HeadshotError
+from headshot.families import FamilyName
 
 TRAINING_FORMAT = 1
 LORA_FILE = "pytorch_lora_weights.safetensors"
@@ -27,7 +27,7 @@ class TrainingRecord(StrictModel):
     class_prompt: str  # e.g. "a photo of person"
     base_model: str  # what --base-model named: preset, hub id or local path
     base_model_sha256: str
-    family: Literal["sd15", "sdxl"]
+    family: FamilyName  # a registered family (headshot.families)
     resolution: int
     lora_file: str = LORA_FILE
     lora_sha256: str
@@ -48,11 +48,18 @@ class TrainingRecord(StrictModel):
     versions: dict[str, str] = Field(default_factory=dict)
 
 
-def write_training_record(lora_folder: Path, record: TrainingRecord) -> Path:
-    from headshot.records import atomic_write_json
+def write_training_record(
+    lora_folder: Path, record: TrainingRecord, subject_root: Path | None = None
+) -> Path:
+    """Written with portable paths only: the base model relative to the subject folder (or by
+    name), no absolute path anywhere (records.portable_record)."""
+    from headshot.records import atomic_write_json, portable_record, recorded_model
 
+    subject_root = Path(subject_root or Path(lora_folder).resolve().parent)
+    data = portable_record(record.model_dump(mode="json"), subject_root)
+    data["base_model"] = recorded_model(record.base_model, subject_root)
     path = Path(lora_folder) / "training.json"
-    atomic_write_json(path, record.model_dump(mode="json"))
+    atomic_write_json(path, data)
     return path
 
 
@@ -62,7 +69,29 @@ def read_training_record(lora_folder: Path) -> TrainingRecord:
         raise HeadshotError(
             f"{lora_folder}: no training.json; is this a folder written by `headshot finetune`?"
         )
+    from headshot.records import check_inside, model_from_record
+    from headshot.storage import StagedFiles
+
+    StagedFiles(lora_folder).recover()  # a run killed while saving LoRA + record: finish it
     record = read_json_record(path, TrainingRecord)
-    if not (Path(lora_folder) / record.lora_file).is_file():
+    check_inside(path, "lora_file", record.lora_file)
+    lora = Path(lora_folder) / record.lora_file
+    if not lora.is_file():
         raise HeadshotError(f"{path}: the LoRA file {record.lora_file} it names is missing")
+    check_lora_file(lora)
+    record.base_model = model_from_record(record.base_model, Path(lora_folder).resolve().parent)
     return record
+
+
+def check_lora_file(path: Path) -> None:
+    """A LoRA file must be a readable safetensors file holding at least one tensor."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            count = len(list(handle.keys()))
+    except Exception as exc:  # safetensors raises its own error types for damaged headers
+        reason = " ".join(str(exc).split())[:160]
+        raise HeadshotError(f"{path}: not a readable safetensors LoRA file ({reason})") from None
+    if count == 0:
+        raise HeadshotError(f"{path}: the LoRA file holds no tensors (an empty export?); train again")

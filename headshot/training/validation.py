@@ -40,14 +40,24 @@ class Validator:
 
     @torch.no_grad()
     def run(self, pipeline, step: int) -> list[SampleScore]:
-        unet = pipeline.unet
-        was_training = unet.training
-        unet.eval()
+        from headshot.pipelines.families import family_of_pipeline
+
+        family = family_of_pipeline(pipeline)
+        denoiser = family.denoiser_of(pipeline)
+        # Each module's own mode comes back afterwards: peft's LoRA dropout layers train while
+        # the frozen base is in eval mode, and a blanket train(False) would switch dropout off
+        # for the rest of the run (a resumed run, not validated yet, would then differ).
+        modes = [(module, module.training) for module in denoiser.modules()]
+        denoiser.eval()
+        # Parts moved off the accelerator after caching come back for the samples only.
+        parked = [m for m in (*family.text_encoders(pipeline), pipeline.vae) if m.device != denoiser.device]
+        for module in parked:
+            module.to(denoiser.device)
         scores = []
         # Mixed precision: frozen weights in bf16/fp16 meet float32 LoRA layers; autocast joins them.
         frozen = pipeline.vae.dtype
         precision = (
-            torch.autocast(pipeline.device.type, dtype=frozen)
+            torch.autocast(denoiser.device.type, dtype=frozen)
             if frozen != torch.float32
             else contextlib.nullcontext()
         )
@@ -55,9 +65,8 @@ class Validator:
             for seed in self.seeds:
                 with precision:
                     image = pipeline(
-                        self.prompt,
+                        **family.render_kwargs([self.prompt], None, self.guidance),
                         num_inference_steps=self.steps,
-                        guidance_scale=self.guidance,
                         height=self.resolution,
                         width=self.resolution,
                         generator=torch.Generator(device="cpu").manual_seed(seed),
@@ -68,7 +77,10 @@ class Validator:
                 score.step, score.seed, score.image = step, seed, name
                 scores.append(score)
         finally:
-            unet.train(was_training)
+            for module, mode in modes:
+                module.train(mode)
+            for module in parked:
+                module.to("cpu")
         return scores
 
     def record(self, history: list[SampleScore]) -> None:

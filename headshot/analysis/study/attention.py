@@ -9,6 +9,10 @@ resized to the latent grid. Maps are averaged over layers per step, then over st
 SDXL: the two text encoders' outputs are concatenated along the channel axis, not the
 sequence, so a token position means the same in both; `token_positions` checks that the
 two tokenizers put every chosen word at the same positions.
+
+Which tokenizers index the keys, and which recorder a model needs, is its family's
+answer (`attention_tokenizers`, `attention_recorder`); FLUX's joint attention is in
+joint_attention.py and shares this module's averaging and plots.
 """
 
 from __future__ import annotations
@@ -36,9 +40,15 @@ def word_positions(tokenizer, prompt: str, word: str) -> list[int]:
     return positions
 
 
-def token_positions(pipeline, prompt: str, words: list[str]) -> dict[str, list[int]]:
-    """Each word's token positions in the prompt; every word must be there."""
-    tokenizers = [t for t in (pipeline.tokenizer, getattr(pipeline, "tokenizer_2", None)) if t is not None]
+def token_positions(tokenizers, prompt: str, words: list[str]) -> dict[str, list[int]]:
+    """Each word's token positions in the prompt (by each of `tokenizers`, which must agree).
+
+    `tokenizers` may also be a pipeline: its family's attention tokenizers are used.
+    """
+    if not isinstance(tokenizers, (list, tuple)):
+        from headshot.pipelines.families import family_of_pipeline
+
+        tokenizers = family_of_pipeline(tokenizers).attention_tokenizers(tokenizers)
     first = tokenizers[0]
     result = {}
     for word in words:
@@ -130,9 +140,6 @@ class CrossAttentionRecorder:
         self.pipeline.unet.set_attn_processor(self._saved)
 
     def record(self, probabilities, heads: int) -> None:
-        import torch
-        import torch.nn.functional as F
-
         # A UNet call visits every cross-attention layer once: the call count gives the step.
         step = self.calls // self._layers
         self.calls += 1
@@ -140,7 +147,13 @@ class CrossAttentionRecorder:
         probabilities = probabilities.detach().float().reshape(batch, heads, *probabilities.shape[1:])
         if self.pipeline.do_classifier_free_guidance:
             probabilities = probabilities[batch // 2 :]  # the prompt's half; the first is the negative
-        mean = probabilities.mean(dim=(0, 1))  # (queries, tokens)
+        self.add_step_mean(step, probabilities.mean(dim=(0, 1)))
+
+    def add_step_mean(self, step: int, mean) -> None:
+        """Add one layer's (image queries, text tokens) probabilities, averaged over batch and heads."""
+        import torch
+        import torch.nn.functional as F
+
         words = torch.stack([mean[:, index].sum(dim=-1) for index in self.positions])  # (n_words, queries)
         latent_h, latent_w = self.latent_hw
         factor = math.sqrt(latent_h * latent_w / words.shape[1])

@@ -22,7 +22,7 @@ FINAL = "final"
 
 @dataclass
 class LoraCheckpoint:
-    label: str  # the folder name, e.g. checkpoint-500; "final" for the finished LoRA
+    label: str  # the checkpoint folder name, e.g. step-000500; "final" for the finished LoRA
     step: int  # training step (the final LoRA: training.json's steps)
     file: Path
     adapter: str  # the adapter name inside the pipeline
@@ -96,36 +96,51 @@ def load_study_model(
         )
     _load_lora(model, FINAL, record.steps, Path(lora_folder) / record.lora_file)
     if with_checkpoints:
-        for label, step, file in _checkpoint_files(Path(lora_folder), record.lora_file, model):
-            _load_lora(model, label, step, file)
+        for label, step, folder in _checkpoint_folders(Path(lora_folder), record, model):
+            _load_lora(model, label, step, folder / "lora.safetensors", _checkpoint_weights(folder, record))
     model.use_lora(FINAL, 1.0)
     return model
 
 
-def _checkpoint_files(lora_folder: Path, lora_file: str, model: StudyModel):
-    """lora/checkpoints/<name>/<lora file>, with the training step read from the name's digits."""
+def _checkpoint_folders(lora_folder: Path, record: TrainingRecord, model: StudyModel):
+    """Finetune's training checkpoints, `lora/checkpoints/step-NNNNNN/`, in step order.
+
+    The one at the final step holds the final LoRA's weights and is studied as "final".
+    A folder that is not a complete checkpoint (no state.json or lora.safetensors), or a
+    record without the LoRA scale (rank, alpha), cannot be rendered: listed as skipped.
+    """
+    from headshot.training.checkpoints import checkpoint_step
+
     folder = lora_folder / "checkpoints"
     if not folder.is_dir():
         return []
     found = []
     for child in sorted(folder.iterdir()):
-        digits = re.findall(r"\d+", child.name)
-        file = child / lora_file
-        if not child.is_dir() or not digits or not file.is_file():
-            # Optimizer-only states (no LoRA weights) cannot be rendered; say so in study.json.
-            model.skipped_checkpoints.append(child.name)
+        if child.name.startswith("."):  # a checkpoint still being written
             continue
-        found.append((child.name, int(digits[-1]), file))
+        step = checkpoint_step(child)
+        complete = (child / "state.json").is_file() and (child / "lora.safetensors").is_file()
+        if step is None or not complete or record.rank is None or record.lora_alpha is None:
+            model.skipped_checkpoints.append(child.name)
+        elif step != record.steps:
+            found.append((child.name, step, child))
     return sorted(found, key=lambda item: item[1])
 
 
-def _load_lora(model: StudyModel, label: str, step: int, file: Path) -> None:
+def _checkpoint_weights(folder: Path, record: TrainingRecord) -> dict:
+    from headshot.training.checkpoints import checkpoint_lora_layers, read_checkpoint
+
+    return checkpoint_lora_layers(read_checkpoint(folder).lora, record.lora_alpha / record.rank)
+
+
+def _load_lora(model: StudyModel, label: str, step: int, file: Path, weights: dict | None = None) -> None:
     adapter = re.sub(r"[^A-Za-z0-9_]", "_", f"study_{label}")
+    source, options = (weights, {}) if weights is not None else (str(file.parent), {"weight_name": file.name})
     try:
         with warnings.catch_warnings():
             # peft warns on every adapter after the first; several adapters is the point here.
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            model.pipeline.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=adapter)
+            model.pipeline.load_lora_weights(source, adapter_name=adapter, **options)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise HeadshotError(f"{file}: could not load this LoRA into the base model: {exc}") from None
     model.loras[label] = LoraCheckpoint(label=label, step=step, file=file, adapter=adapter)

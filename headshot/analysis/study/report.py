@@ -8,7 +8,13 @@ from pathlib import Path
 from PIL import Image
 
 from headshot.analysis.html import escape, html_page, png_data_uri
-from headshot.records import atomic_save_image, atomic_write_bytes, atomic_write_json, atomic_write_text
+from headshot.records import (
+    atomic_save_image,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    portable_record,
+)
 
 
 def figure_png(figure) -> bytes:
@@ -37,6 +43,8 @@ class StudyOutput:
 
     def finish(self, record: dict) -> None:
         record["plots"] = dict(self.plots)
+        # No absolute paths: relative to the subject folder (<subject>/audit/study), else names.
+        record = portable_record(record, self.folder.resolve().parent.parent)
         atomic_write_json(self.folder / "study.json", record)
         atomic_write_text(self.folder / "report.html", render_report(record, self.images))
 

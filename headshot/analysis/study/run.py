@@ -37,12 +37,11 @@ def render_image(model: StudyModel, prompt: str, negative: str, size: int, *, se
 
     # A CPU generator makes the starting noise the same on every device.
     generator = torch.Generator("cpu").manual_seed(int(seed))
+    prompting = model.loaded.family.render_kwargs(prompt, negative or None, float(guidance_scale))
     with torch.no_grad():
         result = model.pipeline(
-            prompt=prompt,
-            negative_prompt=negative or None,
+            **prompting,
             num_inference_steps=int(steps),
-            guidance_scale=float(guidance_scale),
             height=size,
             width=size,
             generator=generator,
@@ -80,12 +79,15 @@ def run_study(config: StudyConfig, metrics: MetricSet | None = None, source: str
     prompt = _fill(config.prompt, words, source, "prompt")
     tokens = list(dict.fromkeys(_fill(token, words, source, "tokens") for token in config.tokens))
     size = config.size or model.loaded.resolution
-    if size % model.pipeline.vae_scale_factor:
+    family = model.loaded.family
+    if size % family.size_multiple:
         raise HeadshotError(
-            f"{source}: field 'size': {size} is not a multiple of {model.pipeline.vae_scale_factor}"
+            f"{source}: field 'size': {size} is not a multiple of {family.size_multiple} "
+            f"(which {family.name} models need)"
         )
     # Checked before any rendering: an unknown word stops the study at once.
-    positions = attention.token_positions(model.pipeline, prompt, tokens) if config.attention else {}
+    tokenizers = family.attention_tokenizers(model.pipeline)
+    positions = attention.token_positions(tokenizers, prompt, tokens) if config.attention else {}
     model.use_lora(FINAL, config.lora_scale)
     console.print(f"study of a {model.family} model -> {output.folder}")
 
@@ -177,18 +179,22 @@ def _header(config: StudyConfig, model: StudyModel, prompt: str, size: int, metr
 def _recorded_render(model, config, positions, size, render) -> RecordedRender:
     """One render at the study's settings with the x0 and attention recorders installed."""
     latent_hw = (size // model.pipeline.vae_scale_factor,) * 2
+    family = model.loaded.family
     with ExitStack() as stack:
-        x0 = stack.enter_context(trajectory.X0Recorder(model.pipeline.scheduler))
+        x0 = stack.enter_context(trajectory.X0Recorder(model.pipeline.scheduler, family.x0_function()))
         recorder = None
         if config.attention:
-            recorder = attention.CrossAttentionRecorder(model.pipeline, positions, latent_hw)
+            recorder = family.attention_recorder(model.pipeline, positions, latent_hw)
             stack.enter_context(recorder)
         final = render(seed=config.seed, steps=config.steps, guidance_scale=config.guidance_scale)
     return RecordedRender(final, x0.steps, recorder)
 
 
 def _write_trajectory(output, model, config, recorded: RecordedRender, metrics) -> dict:
-    frames = trajectory.trajectory_frames(model.pipeline, recorded.x0_steps)
+    family, size = model.loaded.family, recorded.final.width
+    frames = trajectory.trajectory_frames(
+        model.pipeline, recorded.x0_steps, lambda x0: family.latents_for_decoding(model.pipeline, x0, size)
+    )
     sheet = trajectory.contact_sheet(frames, config.frame_size, config.sheet_columns)
     output.image("trajectory", sheet)
     columns = min(config.sheet_columns, len(frames))

@@ -8,6 +8,9 @@ latents it was made for. So `X0Recorder` wraps `step` on the scheduler *instance
 duration of one pipeline call (any scheduler, either family) and keeps x0 per step: the
 scheduler's own `pred_original_sample` where its output has one (Euler, DDIM, LMS), else
 computed from the prediction and the scheduler's noise schedule (PNDM, DPM-Solver, ...).
+A family whose objective has its own x0 (flow matching: x0 = x_t - sigma v) supplies it as
+`x0_of`, computed before the step; FLUX's packed latents are unpacked for decoding by the
+family too (`latents_for_decoding`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ class X0Step:
 class X0Recorder:
     """`with X0Recorder(pipe.scheduler) as rec: pipe(...)`; then `rec.steps` holds x0 per step."""
 
-    def __init__(self, scheduler):
+    def __init__(self, scheduler, x0_of=None):
         self.scheduler = scheduler
+        self.x0_of = x0_of  # f(scheduler, output, timestep, sample) -> x0, or None
         self.steps: list[X0Step] = []
         self._original_step = None
 
@@ -46,8 +50,9 @@ class X0Recorder:
     def _recording_step(self, model_output, timestep, sample, *args, return_dict: bool = True, **kwargs):
         # Read the sigma before the call: `step` advances the scheduler's step index.
         sigma = current_sigma(self.scheduler, timestep)
+        own = self.x0_of(self.scheduler, model_output, timestep, sample) if self.x0_of else None
         output = self._original_step(model_output, timestep, sample, *args, return_dict=True, **kwargs)
-        x0 = getattr(output, "pred_original_sample", None)
+        x0 = own if own is not None else getattr(output, "pred_original_sample", None)
         if x0 is None:
             x0 = predicted_x0(self.scheduler, model_output, timestep, sample, sigma)
         self.steps.append(X0Step(len(self.steps), float(timestep), x0.detach().float().cpu().clone()))
@@ -97,7 +102,7 @@ def predicted_x0(scheduler, model_output, timestep, sample, sigma: float | None)
 
 
 def decode_latents(pipeline, latents) -> list[Image.Image]:
-    """Latents -> PIL images with the pipeline's own VAE, as the pipeline decodes its output."""
+    """Latents (b, c, h, w) -> PIL images with the pipeline's own VAE, as the pipeline decodes."""
     import torch
 
     vae = pipeline.vae
@@ -109,7 +114,7 @@ def decode_latents(pipeline, latents) -> list[Image.Image]:
         std_t = torch.tensor(std).view(1, -1, 1, 1).to(latents)
         latents = latents * std_t / config.scaling_factor + mean_t
     else:
-        latents = latents / config.scaling_factor
+        latents = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
     # float16 SDXL VAEs overflow; decode those in float32 as the pipeline does.
     dtype = torch.float32 if vae.dtype == torch.float16 and config.get("force_upcast") else vae.dtype
     original = vae.dtype
@@ -122,9 +127,10 @@ def decode_latents(pipeline, latents) -> list[Image.Image]:
     return pipeline.image_processor.postprocess(decoded.float(), output_type="pil")
 
 
-def trajectory_frames(pipeline, steps: list[X0Step]) -> list[Image.Image]:
+def trajectory_frames(pipeline, steps: list[X0Step], to_vae_layout=None) -> list[Image.Image]:
     """The decoded x0 of every step (the first image of the batch)."""
-    return [decode_latents(pipeline, step.x0[:1])[0] for step in steps]
+    to_vae_layout = to_vae_layout or (lambda latents: latents)
+    return [decode_latents(pipeline, to_vae_layout(step.x0[:1]))[0] for step in steps]
 
 
 def contact_sheet(frames: list[Image.Image], tile: int, columns: int) -> Image.Image:

@@ -1,0 +1,99 @@
+"""FLUX joint-attention maps: how much each image token attends to a chosen word's text tokens.
+
+FLUX has no cross-attention: its double-stream blocks run one attention over the text
+tokens followed by the image tokens. `JointAttentionRecorder` swaps those blocks' processor
+for one that, besides computing the block's output with diffusers' own processor (so the
+image is unchanged), recomputes the softmaxed scores of the image queries against every
+key (text and image, as the model normalises them) and keeps the columns of the chosen
+words' T5 token positions. The averaging over heads, layers and steps, the grid and the
+plots are the cross-attention recorder's.
+"""
+
+from __future__ import annotations
+
+from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
+
+from headshot.analysis.study.attention import CrossAttentionRecorder
+from headshot.errors import HeadshotError
+
+
+def image_to_text_probabilities(attn, hidden_states, encoder_hidden_states, image_rotary_emb):
+    """(image tokens, text tokens) attention probabilities, averaged over batch and heads."""
+    import torch
+    from diffusers.models.embeddings import apply_rotary_emb
+
+    def heads(projection, norm, states):
+        return norm(projection(states).unflatten(-1, (-1, attn.head_dim)))
+
+    query = torch.cat(
+        [
+            heads(attn.add_q_proj, attn.norm_added_q, encoder_hidden_states),
+            heads(attn.to_q, attn.norm_q, hidden_states),
+        ],
+        dim=1,
+    )
+    key = torch.cat(
+        [
+            heads(attn.add_k_proj, attn.norm_added_k, encoder_hidden_states),
+            heads(attn.to_k, attn.norm_k, hidden_states),
+        ],
+        dim=1,
+    )
+    if image_rotary_emb is not None:
+        query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+        key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+    text = encoder_hidden_states.shape[1]
+    image_queries = query[:, text:].float()
+    key = key.float()
+    total = None
+    for head in range(image_queries.shape[2]):  # one head at a time: (queries x keys) stays small
+        scores = image_queries[:, :, head] @ key[:, :, head].transpose(-1, -2) / attn.head_dim**0.5
+        part = scores.softmax(dim=-1)[..., :text].mean(dim=0)
+        total = part if total is None else total + part
+    return total / image_queries.shape[2]
+
+
+class RecordingJointAttnProcessor(FluxAttnProcessor):
+    def __init__(self, recorder: JointAttentionRecorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None
+    ):
+        if encoder_hidden_states is not None:
+            import torch
+
+            with torch.no_grad():
+                self.recorder.record_joint(
+                    image_to_text_probabilities(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
+                )
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+
+
+class JointAttentionRecorder(CrossAttentionRecorder):
+    """`with JointAttentionRecorder(pipe, positions, latent_hw) as rec: pipe(...)`; then `rec.maps()`."""
+
+    def __enter__(self) -> JointAttentionRecorder:
+        transformer = self.pipeline.transformer
+        self._saved = dict(transformer.attn_processors)
+        processors = {}
+        for name, processor in self._saved.items():
+            if name.startswith("transformer_blocks."):  # the double-stream (joint) blocks
+                processors[name] = RecordingJointAttnProcessor(self)
+                self._layers += 1
+            else:
+                processors[name] = processor
+        if self._layers == 0:
+            raise HeadshotError("study: this transformer has no joint-attention blocks to record")
+        transformer.set_attn_processor(processors)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.pipeline.transformer.set_attn_processor(self._saved)
+
+    def record_joint(self, mean) -> None:
+        # Packed latents: one image token per 2x2 latent patch, upsampled to the latent grid.
+        step = self.calls // self._layers
+        self.calls += 1
+        self.add_step_mean(step, mean)

@@ -1,0 +1,89 @@
+"""A few seconds of pre-training for a tiny model's denoiser, so that it is a base model.
+
+A random-weight UNet is not a diffusion model: its renders are ~9x the training
+latents' size and it ignores its prompt, so fine-tuning it can only shrink its output,
+never show what DreamBooth does. Pre-trained briefly with the real training objective
+(`headshot.training.loss`) on captioned photos that ship offline, it renders latents
+of the data's own scale and keeps what it learned for "a photo of person" apart from
+the rest, which is what prior preservation has to protect:
+
+- "a photo of person": the 100 faces of scikit-image's LFW subset (25x25 grey crops
+  of many people, none of them the demo subject), upscaled to the model's size;
+- "a photo of background": the subset's 100 non-face crops.
+
+Only the denoiser trains (the VAE and text encoders stay as built); `pretrain_steps=0`
+(the default of `save_tiny_model`) keeps the plain random model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+CAPTIONS = ("a photo of person", "a photo of background")
+
+
+def pretraining_pixels(size: int) -> list[torch.Tensor]:
+    """Per caption, the images as (n, 3, size, size) in [-1, 1]."""
+    import skimage.data
+
+    crops = skimage.data.lfw_subset()  # (200, 25, 25) in [0, 1]: 100 faces, then 100 non-faces
+
+    def pixels(crop: np.ndarray) -> torch.Tensor:
+        image = (
+            Image.fromarray((crop * 255).astype(np.uint8)).convert("RGB").resize((size, size), Image.BICUBIC)
+        )
+        return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+
+    return [torch.stack([pixels(c) for c in crops[:100]]), torch.stack([pixels(c) for c in crops[100:]])]
+
+
+def pretrain_denoiser(
+    pipeline, steps: int, *, batch_size: int = 8, lr: float = 1e-3, seed: int = 0
+) -> list[float]:
+    """Train the pipeline's denoiser in place for `steps` AdamW steps; returns the losses."""
+    from headshot.families.base import PromptEmbeddings
+    from headshot.pipelines.families import family_of_pipeline
+    from headshot.training.finetune_config import FinetuneConfig
+    from headshot.training.loss import Batch, LossSettings, dreambooth_loss
+
+    family = family_of_pipeline(pipeline)
+    size = family.resolution(pipeline)
+    vae = pipeline.vae
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    with torch.no_grad():
+        latents = [
+            (vae.encode(p).latent_dist.mean - shift) * vae.config.scaling_factor
+            for p in pretraining_pixels(size)
+        ]
+        encoders = family.text_encoders(pipeline)
+        prompts = [family.encode_prompt(encoders, family.tokenize(pipeline, c), "cpu") for c in CAPTIONS]
+    half = batch_size // 2
+    time_ids = family.time_ids((size, size), size).repeat(2 * half, 1)
+    masks = torch.ones(2 * half, 1, *latents[0].shape[-2:])
+    objective = family.training_objective(pipeline, FinetuneConfig(base_model="tiny", snr_gamma=None))
+    denoiser = family.denoiser_of(pipeline)
+    denoiser.train()
+    optimizer = torch.optim.AdamW(denoiser.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    settings = LossSettings(prior_loss_weight=1.0, face_loss_weight=1.0)
+    losses = []
+    for step in range(steps):
+        picks = [torch.randint(0, len(group), (half,), generator=generator) for group in latents]
+        batch = Batch(
+            latents=torch.cat([group[index] for group, index in zip(latents, picks)]),
+            masks=masks,
+            time_ids=time_ids,
+            prompts=PromptEmbeddings.cat([p.repeat(half) for p in prompts]),
+            num_instance=2 * half,
+            noise_seeds=[seed * 1_000_003 + step * 2 * half + row for row in range(2 * half)],
+        )
+        loss, _, _ = dreambooth_loss(family, denoiser, objective, batch, settings)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    denoiser.eval()
+    denoiser.requires_grad_(False)
+    return losses

@@ -1,0 +1,36 @@
+"""Measuring "it learns" the corrected way, for any family: size-independent distances.
+
+A raw RMS distance between latents grows with the latents' size and overall scale, so a
+LoRA that only makes renders duller or brighter can look "nearer". Here every latent is
+centred and scaled to unit norm first and compared by cosine distance (1 - cos), the
+direction only. Baselines: the base model's class-prompt renders, and a LoRA of the same
+shapes and per-tensor norms as the trained one but random directions (size-matched and
+untrained), so that "any LoRA of this size" cannot pass for learning.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def normalised(latents: torch.Tensor) -> torch.Tensor:
+    """(n, ...) -> (n, d): each latent centred and scaled to unit length."""
+    flat = latents.flatten(1).double()
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    return flat / flat.norm(dim=1, keepdim=True)
+
+
+def cosine_distance(generated: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean over generated latents of the cosine distance to the nearest target latent."""
+    similarity = normalised(generated) @ normalised(targets).T
+    return float((1 - similarity.max(dim=1).values).mean())
+
+
+def size_matched_random(state: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors with the shapes and Frobenius norms of `state`'s."""
+    generator = torch.Generator().manual_seed(seed)
+    result = {}
+    for key, value in state.items():
+        noise = torch.randn(value.shape, generator=generator, dtype=torch.float32)
+        result[key] = (noise * (value.float().norm() / noise.norm())).to(value.dtype)
+    return result
