@@ -24,8 +24,9 @@ from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA, read_digital_source_
 
 @pytest.fixture(scope="module")
 def signed_jpeg(tmp_path_factory, portrait, generation_info, signing_config):  # noqa: F811
+    headshot = portrait.resize((1024, 1024))  # the size generate delivers
     return sign_image(
-        portrait, tmp_path_factory.mktemp("signed") / "studio.jpg", generation_info, signing_config
+        headshot, tmp_path_factory.mktemp("signed") / "studio.jpg", generation_info, signing_config
     )
 
 
