@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 
-from headshot import cli_signing  # noqa: F401  (registers sign, verify, keys)
 from headshot.cli_common import (
     AllowPickleOption,
     BaseModelOption,
@@ -207,6 +206,10 @@ def generate_command(
     if seeds is not None:  # --seeds N wins over a `seeds:` list in the config file
         options = options.model_copy(update={"seeds": None})
     generate(lora, options)
+
+
+# sign and verify come after generate in --help, as in the pipeline.
+from headshot import cli_signing  # noqa: E402, F401  (registers sign, verify, keys)
 
 
 @app.command("audit")
