@@ -20,6 +20,12 @@ from headshot.errors import HeadshotError
 Model = TypeVar("Model", bound=BaseModel)
 
 
+# The base model a command uses when none is named (a preset, see configs/models/), and the
+# family the demo runs on: named here once, so stages never spell a family out.
+DEFAULT_BASE_MODEL = "sdxl"
+DEMO_FAMILY = "sd15"
+
+
 class StrictModel(BaseModel):
     """A config object: unknown keys are errors, not silently ignored."""
 

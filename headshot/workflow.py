@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from headshot.busy import subject_busy
-from headshot.config import StrictModel, configs_root, load_config
+from headshot.config import DEFAULT_BASE_MODEL, DEMO_FAMILY, StrictModel, configs_root, load_config
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
 
@@ -25,7 +25,7 @@ class RunConfig(StrictModel):
 
     photos: Path
     subject: str
-    base_model: str = "sdxl"
+    base_model: str = DEFAULT_BASE_MODEL
     outputs: Path = Path("outputs")
     allow_pickle: bool = False
     # Each stage's own YAML config (the same file its own command takes with --config).
@@ -133,7 +133,7 @@ def run_study(config: RunConfig, layout: SubjectLayout) -> None:
     study(study_config, source=str(config.study_config))  # it reports where it wrote
 
 
-def run_demo(family: str = "sd15", outputs: Path = Path("outputs")) -> SubjectLayout:
+def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> SubjectLayout:
     """Build the tiny model and the sample selfies if missing, then run every stage."""
     from headshot.pipelines.families import FAMILIES
     from headshot.pipelines.tiny import save_tiny_model

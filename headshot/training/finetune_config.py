@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from headshot.config import Seed, StrictModel, Text, Word
+from headshot.config import DEFAULT_BASE_MODEL, Seed, StrictModel, Text, Word
 from headshot.config import cache_root as default_cache_root
 
 # Options that change the trained weights: a resumed run must use the same values.
@@ -61,7 +61,7 @@ FLOW_ONLY_OPTIONS = (
 class FinetuneConfig(StrictModel):
     """DreamBooth + LoRA options. Defaults are for SDXL on one GPU."""
 
-    base_model: str = "sdxl"  # preset, hub id, diffusers folder or .safetensors file
+    base_model: str = DEFAULT_BASE_MODEL  # preset, hub id, diffusers folder or .safetensors file
     # Words: the rare identifier token means *this* person; the class noun what they are.
     identifier: Word = "sks"
     class_noun: Word = "person"

@@ -27,7 +27,7 @@ from pydantic import Field
 from headshot.analysis.faces import Detector
 from headshot.analysis.image_io import DEFAULT_MAX_PIXELS, is_photo_name
 from headshot.busy import subject_busy
-from headshot.config import StrictModel
+from headshot.config import DEFAULT_BASE_MODEL, StrictModel
 from headshot.errors import HeadshotError
 from headshot.families import FamilyName
 from headshot.layout import SubjectLayout
@@ -45,7 +45,7 @@ class PrepareConfig(StrictModel):
 
     photos: Path
     subject: str
-    base_model: str = "sdxl"
+    base_model: str = DEFAULT_BASE_MODEL
     outputs: Path = Path("outputs")
     resolution: int | None = Field(None, ge=8, le=4096)
     family: FamilyName | None = None

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headshot.config import DEFAULT_BASE_MODEL
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
@@ -81,7 +82,7 @@ def load_study_model(
 ) -> StudyModel:
     """Load the base model (the LoRA's own unless `base_model` names another) and its LoRAs."""
     record = read_training_record(lora_folder) if lora_folder is not None else None
-    name = base_model or (record.base_model if record else "sdxl")
+    name = base_model or (record.base_model if record else DEFAULT_BASE_MODEL)
     device, torch_dtype = _device_and_dtype(device, dtype)
     loaded = load_base_model(
         resolve_base_model(name), dtype=torch_dtype, device=device, allow_pickle=allow_pickle

@@ -24,6 +24,7 @@ from headshot.analysis.study.measures import MetricSet, measure, select_metrics,
 from headshot.analysis.study.model import FINAL, StudyModel, load_study_model, study_folder
 from headshot.analysis.study.report import StudyOutput
 from headshot.analysis.study.sweeps import plot_knob, run_sweep, sweep_knobs
+from headshot.config import DEFAULT_BASE_MODEL
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
 from headshot.records import atomic_write_bytes, library_versions
@@ -158,7 +159,7 @@ def _header(config: StudyConfig, model: StudyModel, prompt: str, size: int, metr
         "format": STUDY_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "family": model.family,
-        "base_model": config.base_model or (model.record.base_model if model.record else "sdxl"),
+        "base_model": config.base_model or (model.record.base_model if model.record else DEFAULT_BASE_MODEL),
         "base_model_sha256": model.loaded.fingerprint(),
         "lora": lora,
         "prompt": prompt,
