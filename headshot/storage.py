@@ -119,7 +119,31 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-class StagedFolder:
+class _Staging:
+    """What both kinds of staging share: a fresh staging area after repairing the last run's,
+    and sealing it (temp files out, marked complete, synced) before it goes in."""
+
+    staging: Path
+
+    def recover(self) -> str | None:
+        raise NotImplementedError
+
+    def begin(self) -> Path:
+        self.recover()
+        self.staging.mkdir(parents=True)
+        return self.staging
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _seal(self, name: str) -> None:
+        remove_temp_files(self.staging)
+        (self.staging / COMPLETE_MARKER).write_bytes(b"")
+        _sync_folder(self.staging)
+        fault_point(f"swap:{name}")
+
+
+class StagedFolder(_Staging):
     """A folder rebuilt in full beside the old one (`.NAME.staging`) and swapped in at once."""
 
     def __init__(self, final: Path):
@@ -149,17 +173,9 @@ class StagedFolder:
         remove_temp_files(self.final)
         return message
 
-    def begin(self) -> Path:
-        self.recover()
-        self.staging.mkdir(parents=True)
-        return self.staging
-
     def commit(self) -> None:
         """Swap the staging folder in; the previous folder is removed only after that."""
-        remove_temp_files(self.staging)
-        (self.staging / COMPLETE_MARKER).write_bytes(b"")
-        _sync_folder(self.staging)
-        fault_point(f"swap:{self.final.name}")
+        self._seal(self.final.name)
         if self.final.exists():
             os.replace(self.final, self.old)
         fault_point(f"commit:{self.final.name}")
@@ -168,11 +184,8 @@ class StagedFolder:
         _sync_folder(self.final.parent)
         shutil.rmtree(self.old, ignore_errors=True)
 
-    def abort(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
 
-
-class StagedFiles:
+class StagedFiles(_Staging):
     """Files that belong together, staged in `FOLDER/.staged/` and moved in as one set.
 
     Moving several files is not one atomic step, so the set is marked complete first: a
@@ -196,20 +209,9 @@ class StagedFiles:
         remove_temp_files(self.folder, recursive=False)
         return message
 
-    def begin(self) -> Path:
-        self.recover()
-        self.staging.mkdir(parents=True)
-        return self.staging
-
     def commit(self) -> None:
-        remove_temp_files(self.staging)
-        (self.staging / COMPLETE_MARKER).write_bytes(b"")
-        _sync_folder(self.staging)
-        fault_point(f"swap:{self.folder.name}")
+        self._seal(self.folder.name)
         self._move_all()
-        shutil.rmtree(self.staging, ignore_errors=True)
-
-    def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def _move_all(self) -> None:
