@@ -69,6 +69,13 @@ def tiny_flux(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux2_klein(tmp_path_factory) -> Path:
+    from headshot.pipelines.tiny import save_tiny_model
+
+    return save_tiny_model("flux2-klein", tmp_path_factory.mktemp("models") / "tiny-flux2-klein")
+
+
+@pytest.fixture(scope="session")
 def sample_selfies(tmp_path_factory) -> Path:
     from headshot.samples import make_sample_selfies
 

@@ -16,6 +16,7 @@ class FamilyCase:
     pipeline_class: str
     denoiser: str
     latent_channels: int
+    training_latents: tuple[int, int, int]  # (c, h, w) the denoiser trains on, for a 64 px image
     hidden_dim: int  # width of the prompt sequence the denoiser attends to
     pooled_dim: int | None
     size_multiple: int
@@ -31,6 +32,9 @@ class FamilyCase:
         if self.name == "sdxl":
             hidden, _, pooled, _ = pipe.encode_prompt(prompt, device="cpu", do_classifier_free_guidance=False)
             return hidden, pooled
+        if self.name == "flux2-klein":
+            hidden, _ = pipe.encode_prompt(prompt, device="cpu", max_sequence_length=32)
+            return hidden, None
         hidden, pooled, _ = pipe.encode_prompt(prompt, prompt_2=None, device="cpu", max_sequence_length=32)
         return hidden, pooled
 
@@ -42,6 +46,7 @@ CASES = [
         pipeline_class="StableDiffusionPipeline",
         denoiser="unet",
         latent_channels=4,
+        training_latents=(4, 8, 8),
         hidden_dim=32,
         pooled_dim=None,
         size_multiple=8,
@@ -57,6 +62,7 @@ CASES = [
         pipeline_class="StableDiffusionXLPipeline",
         denoiser="unet",
         latent_channels=4,
+        training_latents=(4, 8, 8),
         hidden_dim=64,
         pooled_dim=32,
         size_multiple=8,
@@ -72,6 +78,7 @@ CASES = [
         pipeline_class="FluxPipeline",
         denoiser="transformer",
         latent_channels=16,
+        training_latents=(16, 8, 8),
         hidden_dim=32,
         pooled_dim=32,
         size_multiple=16,
@@ -80,6 +87,24 @@ CASES = [
             "double_blocks.0.img_attn.qkv.weight",
             "single_blocks.0.linear1.weight",
             "guidance_in.in_layer.weight",
+            "img_in.weight",
+        ),
+    ),
+    FamilyCase(
+        name="flux2-klein",
+        fixture="tiny_flux2_klein",
+        pipeline_class="Flux2KleinPipeline",
+        denoiser="transformer",
+        latent_channels=32,
+        training_latents=(128, 4, 4),  # 2x2-patchified, batch-normalised
+        hidden_dim=48,  # three stacked Qwen3 layers of 16
+        pooled_dim=None,
+        size_multiple=16,
+        native_resolution=1024,
+        single_file_keys=(
+            "double_blocks.0.img_attn.qkv.weight",
+            "single_blocks.0.linear1.weight",
+            "double_stream_modulation_img.lin.weight",
             "img_in.weight",
         ),
     ),

@@ -93,7 +93,11 @@ def test_a_training_prediction_keeps_the_vae_latent_layout(case, model):
         prompts = family.encode_prompt(
             family.text_encoders(pipe), family.tokenize(pipe, PROMPT, config), "cpu"
         )
-        latents = torch.randn(2, case.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+        pixels = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        latents = family.encode_latents(pipe.vae, pixels)  # the layout training sees
+        assert latents.shape == (2, *case.training_latents)
+        decoded = pipe.vae.decode(family.vae_latents(pipe.vae, latents)).sample
+        assert decoded.shape == pixels.shape  # and back through the family's inverse
         time_ids = torch.stack([family.time_ids((64, 64), 64)] * 2)
         objective = family.training_objective(pipe, config)
         noisy, timesteps, target = objective.sample(latents, [1, 2])

@@ -67,7 +67,7 @@ def family_of_checkpoint_keys(keys: set[str]) -> Family | None:
 
 
 # Each module registers its family on import; this order is the order users see.
-MODULES = ("sd15", "sdxl", "flux1")
+MODULES = ("sd15", "sdxl", "flux1", "flux2_klein")
 for _module in MODULES:
     importlib.import_module(f"headshot.families.{_module}")
 

@@ -18,7 +18,7 @@ class TemplateFamily(Family):
     name = "template"  # the value of `family:` in presets and records
     description = "one line for listings"
     pipeline_class_name = "SomePipeline"  # diffusers text-to-image class (model_index.json _class_name)
-    img2img_class_name = "SomeImg2ImgPipeline"  # for the face-detail pass
+    img2img_class_name = "SomeImg2ImgPipeline"  # for the face-detail pass (None: diffusers has none)
     denoiser = "transformer"  # the pipeline attribute that is trained: "unet" or "transformer"
     objective = "flow"  # "epsilon", "v" or "flow": what the denoiser predicts
     native_resolution = 1024  # training side of the real model (prepare crops to it)
@@ -27,6 +27,7 @@ class TemplateFamily(Family):
     text_encoder_names = ("text_encoder",)
     tokenizer_names = ("tokenizer",)
     single_file_markers = ("only.this.family.has.",)  # tensor-name prefixes of one-file checkpoints
+    single_file_excludes = ()  # prefixes of a later family's files that also carry the markers
     samplers = ("flow_euler",)  # template sampler names that work; the first is the default
     template_defaults = {}  # sampler settings replacing the (SD-tuned) templates', e.g. {"guidance": 3.5}
     negative_prompts = True  # False when guidance is embedded (no true CFG)
@@ -38,6 +39,20 @@ class TemplateFamily(Family):
     def resolution_from_folder(self, folder: Path) -> int | None:
         """The same from a diffusers folder's JSON configs, without loading weights; None if unknown."""
         raise NotImplementedError
+
+    def lora_target_modules(self, denoiser, layers: str) -> list:
+        """peft target_modules for `lora_layers` (default: lora_targets[layers]); list modules
+        by full name here when a suffix would also match a non-Linear module."""
+        return super().lora_target_modules(denoiser, layers)
+
+    def encode_latents(self, vae, pixels):
+        """Pixels (b, 3, H, W) in [-1, 1] -> training latents (b, c, h, w), scaled (or patchified
+        and normalised) exactly as the pipeline prepares latents for the denoiser."""
+        return super().encode_latents(vae, pixels)
+
+    def vae_latents(self, vae, latents):
+        """The inverse of encode_latents' scaling: what `vae.decode` takes."""
+        return super().vae_latents(vae, latents)
 
     def check_training_options(self, config, where: str) -> None:
         """Raise HeadshotError(f"{where}: option '<name>': ...") for an option this family cannot use."""

@@ -49,7 +49,8 @@ class Family:
     name: ClassVar[str]
     description: ClassVar[str]
     pipeline_class_name: ClassVar[str]
-    img2img_class_name: ClassVar[str]
+    # The diffusers img2img class for the face-detail pass; None when diffusers has none.
+    img2img_class_name: ClassVar[str | None]
     denoiser: ClassVar[Literal["unet", "transformer"]]
     objective: ClassVar[Objective]
     native_resolution: ClassVar[int]
@@ -60,8 +61,10 @@ class Family:
     # Component names of the text encoders and their tokenizers, in pipeline order.
     text_encoder_names: ClassVar[tuple[str, ...]]
     tokenizer_names: ClassVar[tuple[str, ...]]
-    # Tensor-name prefixes only this family's single-file checkpoints have.
+    # Tensor-name prefixes only this family's single-file checkpoints have; a file that also
+    # has one of `single_file_excludes` belongs to a later family sharing the prefix.
     single_file_markers: ClassVar[tuple[str, ...]]
+    single_file_excludes: ClassVar[tuple[str, ...]] = ()
     # Samplers (templates' `sampler` names) this family renders with; the first is its default.
     samplers: ClassVar[tuple[str, ...]]
     # Sampler settings that replace a scene template's (which are tuned for SD) for this family.
@@ -83,7 +86,10 @@ class Family:
         """True when a folder's model_index.json (or a single file's tensor names) is this family's."""
         if model_index is not None:
             return model_index.get("_class_name") in (self.pipeline_class_name, self.img2img_class_name)
-        return bool(keys) and any(key.startswith(self.single_file_markers) for key in keys)
+        if not keys:
+            return False
+        excluded = self.single_file_excludes and any(key.startswith(self.single_file_excludes) for key in keys)
+        return not excluded and any(key.startswith(self.single_file_markers) for key in keys)
 
     def load_kwargs(self) -> dict:
         """Extra `from_pretrained` arguments (SD1.5: no safety checker)."""
@@ -107,6 +113,10 @@ class Family:
         raise NotImplementedError
 
     # --- training --------------------------------------------------------------------
+    def lora_target_modules(self, denoiser, layers: str) -> list[str]:
+        """The peft `target_modules` for `lora_layers` = layers on this denoiser."""
+        return self.lora_targets[layers]
+
     def check_training_options(self, config, where: str) -> None:
         """Raise a HeadshotError naming the option when one does not apply to this family."""
 
@@ -123,6 +133,24 @@ class Family:
         import torch
 
         return torch.zeros(0)
+
+    def encode_latents(self, vae, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels (b, 3, H, W) in [-1, 1] -> the latents the denoiser trains on (b, c, h, w):
+        the VAE distribution's mean, shifted and scaled as the pipeline scales them."""
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return (vae.encode(pixels).latent_dist.mean - shift) * vae.config.scaling_factor
+
+    def vae_latents(self, vae, latents: torch.Tensor) -> torch.Tensor:
+        """The inverse of `encode_latents`' scaling: training-layout latents -> the VAE decoder's input."""
+        import torch
+
+        config = vae.config
+        mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+        if mean is not None and std is not None:
+            mean_t = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
+            std_t = torch.tensor(std).view(1, -1, 1, 1).to(latents)
+            return latents * std_t / config.scaling_factor + mean_t
+        return latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
 
     def training_objective(self, pipeline, config):
         """An object with `sample(latents, generator) -> (noisy, timesteps, target)` and

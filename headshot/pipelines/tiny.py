@@ -110,13 +110,8 @@ def vae(latent_channels: int = 4, **extra):
     )
 
 
-def calibrate_latent_scale(vae) -> None:
-    """Set the VAE's scaling_factor so portrait latents have unit variance.
-
-    That is how Stable Diffusion's own factor (0.18215) was chosen. The random tiny VAE's
-    latents are far smaller than the real one's, and with the real factor every image
-    would encode to nearly the same near-zero latent: nothing could be learned from them.
-    """
+def calibration_portraits(size: int = 64) -> list:
+    """Four square crops of the packaged public-domain portraits as (3, size, size) in [-1, 1]."""
     import numpy as np
     import torch
 
@@ -126,12 +121,24 @@ def calibrate_latent_scale(vae) -> None:
     for photo in (grace_hopper(), astronaut()):
         side = min(photo.size)
         for box in ((0, 0, side, side), (photo.width - side, photo.height - side, photo.width, photo.height)):
-            tile = photo.crop(box).resize((64, 64))
+            tile = photo.crop(box).resize((size, size))
             portraits.append(
                 torch.from_numpy(np.asarray(tile, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
             )
+    return portraits
+
+
+def calibrate_latent_scale(vae) -> None:
+    """Set the VAE's scaling_factor so portrait latents have unit variance.
+
+    That is how Stable Diffusion's own factor (0.18215) was chosen. The random tiny VAE's
+    latents are far smaller than the real one's, and with the real factor every image
+    would encode to nearly the same near-zero latent: nothing could be learned from them.
+    """
+    import torch
+
     with torch.no_grad():
-        mean = vae.encode(torch.stack(portraits)).latent_dist.mean
+        mean = vae.encode(torch.stack(calibration_portraits())).latent_dist.mean
     shift = vae.config.shift_factor
     if shift is not None:  # FLUX's VAE also centres its latents
         shift = float(mean.mean())

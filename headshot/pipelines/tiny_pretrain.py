@@ -50,13 +50,8 @@ def pretrain_denoiser(
 
     family = family_of_pipeline(pipeline)
     size = family.resolution(pipeline)
-    vae = pipeline.vae
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
     with torch.no_grad():
-        latents = [
-            (vae.encode(p).latent_dist.mean - shift) * vae.config.scaling_factor
-            for p in pretraining_pixels(size)
-        ]
+        latents = [family.encode_latents(pipeline.vae, p) for p in pretraining_pixels(size)]
         encoders = family.text_encoders(pipeline)
         prompts = [family.encode_prompt(encoders, family.tokenize(pipeline, c), "cpu") for c in CAPTIONS]
     half = batch_size // 2

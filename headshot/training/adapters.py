@@ -37,7 +37,7 @@ def add_lora_adapters(pipeline, config, seed: int, family=None) -> list[torch.nn
             target_modules=targets,
         )
 
-    denoiser.add_adapter(lora(family.lora_targets[config.lora_layers]))
+    denoiser.add_adapter(lora(family.lora_target_modules(denoiser, config.lora_layers)))
     trained = [denoiser]
     if config.train_text_encoder:
         for encoder in encoders:

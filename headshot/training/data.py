@@ -114,15 +114,17 @@ def load_class_images(paths: list[Path], resolution: int) -> ImageSet:
 def encode_latents(vae, images: ImageSet, resolution: int, batch_size: int = 8, family=None) -> LatentSet:
     """Encode with the frozen VAE (its distribution's mean: deterministic, cacheable).
 
-    `family` adds its per-image conditioning (SDXL's time ids); without one there is none.
+    `family` scales (or patchifies and normalises) the latents as its pipeline does and adds
+    its per-image conditioning (SDXL's time ids); without one: SD's scaling, no conditioning.
     """
+    from headshot.families.base import Family
+
     device, dtype = vae.device, vae.dtype
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    encoder = family if family is not None else Family()
     chunks = []
     for start in range(0, len(images), batch_size):
         batch = images.pixels[start : start + batch_size].to(device, dtype)
-        mean = vae.encode(batch).latent_dist.mean
-        chunks.append(((mean - shift) * vae.config.scaling_factor).float().cpu())
+        chunks.append(encoder.encode_latents(vae, batch).float().cpu())
     latents = torch.cat(chunks)
     # Area-average the pixel mask down to the latent grid: a latent's share of face.
     masks = torch.nn.functional.adaptive_avg_pool2d(images.masks, latents.shape[-2:])

@@ -6,8 +6,10 @@
 - `FlowMatchingObjective` (FLUX): rectified flow. With s in (0, 1),
   x_s = (1 - s) x0 + s noise, and the target is the velocity d x_s / d s = noise - x0.
   s is drawn logit-normal (sigmoid of a normal draw, concentrating on the middle of the
-  path); "resolution_shift" then moves it the way FLUX's own sampler shifts its sigmas
+  path); "resolution_shift" then moves it the way the model's own sampler shifts its sigmas
   for the image's token count, s' = e^mu / (e^mu + 1/s - 1); "uniform" draws s uniformly.
+  How mu follows the token count is the family's rule (`shift_rule`): FLUX.1 is linear in
+  tokens between its scheduler's two anchors, FLUX.2 fits mu empirically (its own formula).
 
 Every random number of an example comes from that example's own seed (one generator per
 row, in a fixed order), so an example draws the same in any process or micro-batch and a
@@ -17,6 +19,7 @@ resumed run draws what the uninterrupted run drew.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -76,12 +79,18 @@ class FlowMatchingObjective:
     max_len: int = 4096
     base_shift: float = 0.5
     max_shift: float = 1.15
+    # Latent pixels per token side: FLUX.1 packs 2x2 patches; FLUX.2's latents come patchified (1).
+    patch: int = 2
+    # Image tokens -> mu; None: FLUX.1's linear rule between (base_len, base_shift) and (max_len, max_shift).
+    shift_rule: Callable[[int], float] | None = None
 
     @classmethod
-    def from_scheduler(cls, scheduler_config, config) -> FlowMatchingObjective:
-        """The shift parameters are the model's own (its scheduler config), as at render time."""
+    def from_scheduler(cls, scheduler_config, config, **family_rule) -> FlowMatchingObjective:
+        """The shift parameters are the model's own (its scheduler config), as at render time;
+        `family_rule` sets `patch` and `shift_rule` for a family whose sampler shifts otherwise."""
         get = scheduler_config.get
         return cls(
+            **family_rule,
             sampling=config.timestep_sampling,
             logit_mean=config.logit_mean,
             logit_std=config.logit_std,
@@ -91,6 +100,12 @@ class FlowMatchingObjective:
             max_shift=get("max_shift", 1.15),
         )
 
+    def mu(self, tokens: int) -> float:
+        """The shift exponent for an image of `tokens` image tokens."""
+        if self.shift_rule is not None:
+            return self.shift_rule(tokens)
+        return resolution_mu(tokens, self.base_len, self.max_len, self.base_shift, self.max_shift)
+
     def sigmas(self, batch: int, latent_hw: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
         """`batch` timesteps s in (0, 1) for latents of `latent_hw`, drawn from `generator`."""
         if self.sampling == "uniform":
@@ -98,10 +113,7 @@ class FlowMatchingObjective:
         normal = torch.randn(batch, generator=generator) * self.logit_std + self.logit_mean
         sigma = torch.sigmoid(normal)
         if self.sampling == "resolution_shift":
-            tokens = (latent_hw[0] // 2) * (latent_hw[1] // 2)
-            shift = math.exp(
-                resolution_mu(tokens, self.base_len, self.max_len, self.base_shift, self.max_shift)
-            )
+            shift = math.exp(self.mu((latent_hw[0] // self.patch) * (latent_hw[1] // self.patch)))
             sigma = shift / (shift + (1 / sigma - 1))
         return sigma
 

@@ -1,17 +1,15 @@
 """FLUX joint-attention maps: how much each image token attends to a chosen word's text tokens.
 
-FLUX has no cross-attention: its double-stream blocks run one attention over the text
-tokens followed by the image tokens. `JointAttentionRecorder` swaps those blocks' processor
-for one that, besides computing the block's output with diffusers' own processor (so the
-image is unchanged), recomputes the softmaxed scores of the image queries against every
+FLUX (.1 and .2) has no cross-attention: its double-stream blocks run one attention over the
+text tokens followed by the image tokens. `JointAttentionRecorder` wraps those blocks'
+processor in one that, besides computing the block's output with the block's own processor
+(whichever diffusers installed: FLUX.1's or FLUX.2's, so the image is unchanged), recomputes the softmaxed scores of the image queries against every
 key (text and image, as the model normalises them) and keeps the columns of the chosen
-words' T5 token positions. The averaging over heads, layers and steps, the grid and the
+words' token positions (T5's for FLUX.1, Qwen3's for FLUX.2). The averaging over heads, layers and steps, the grid and the
 plots are the cross-attention recorder's.
 """
 
 from __future__ import annotations
-
-from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
 from headshot.analysis.study.attention import CrossAttentionRecorder
 from headshot.errors import HeadshotError
@@ -53,10 +51,12 @@ def image_to_text_probabilities(attn, hidden_states, encoder_hidden_states, imag
     return total / image_queries.shape[2]
 
 
-class RecordingJointAttnProcessor(FluxAttnProcessor):
-    def __init__(self, recorder: JointAttentionRecorder):
-        super().__init__()
+class RecordingJointAttnProcessor:
+    """The block's own processor, plus a record of the image-to-text probabilities."""
+
+    def __init__(self, recorder: JointAttentionRecorder, inner):
         self.recorder = recorder
+        self.inner = inner
 
     def __call__(
         self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None
@@ -68,7 +68,7 @@ class RecordingJointAttnProcessor(FluxAttnProcessor):
                 self.recorder.record_joint(
                     image_to_text_probabilities(attn, hidden_states, encoder_hidden_states, image_rotary_emb)
                 )
-        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
 
 
 class JointAttentionRecorder(CrossAttentionRecorder):
@@ -80,7 +80,7 @@ class JointAttentionRecorder(CrossAttentionRecorder):
         processors = {}
         for name, processor in self._saved.items():
             if name.startswith("transformer_blocks."):  # the double-stream (joint) blocks
-                processors[name] = RecordingJointAttnProcessor(self)
+                processors[name] = RecordingJointAttnProcessor(self, processor)
                 self._layers += 1
             else:
                 processors[name] = processor
@@ -93,7 +93,7 @@ class JointAttentionRecorder(CrossAttentionRecorder):
         self.pipeline.transformer.set_attn_processor(self._saved)
 
     def record_joint(self, mean) -> None:
-        # Packed latents: one image token per 2x2 latent patch, upsampled to the latent grid.
+        # One image token per 2x2 latent patch (both FLUX generations), upsampled to the latent grid.
         step = self.calls // self._layers
         self.calls += 1
         self.add_step_mean(step, mean)

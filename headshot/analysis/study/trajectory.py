@@ -105,16 +105,11 @@ def decode_latents(pipeline, latents) -> list[Image.Image]:
     """Latents (b, c, h, w) -> PIL images with the pipeline's own VAE, as the pipeline decodes."""
     import torch
 
+    from headshot.pipelines.families import family_of_pipeline
+
     vae = pipeline.vae
-    latents = latents.to(vae.device)
     config = vae.config
-    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
-    if mean is not None and std is not None:
-        mean_t = torch.tensor(mean).view(1, -1, 1, 1).to(latents)
-        std_t = torch.tensor(std).view(1, -1, 1, 1).to(latents)
-        latents = latents * std_t / config.scaling_factor + mean_t
-    else:
-        latents = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
+    latents = family_of_pipeline(pipeline).vae_latents(vae, latents.to(vae.device))
     # float16 SDXL VAEs overflow; decode those in float32 as the pipeline does.
     dtype = torch.float32 if vae.dtype == torch.float16 and config.get("force_upcast") else vae.dtype
     original = vae.dtype

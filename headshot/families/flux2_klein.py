@@ -1,0 +1,258 @@
+"""FLUX.2 [klein] (Black Forest Labs, Apache-2.0): a rectified-flow transformer on a Qwen3 encoder.
+
+Facts that make it differ from FLUX.1, each handled here:
+- one text encoder, a Qwen3 causal LM: every prompt goes through the tokenizer's chat template
+  (a user turn, the assistant's turn opened, thinking off), padded to `max_sequence_length`,
+  and the sequence the transformer attends to is the hidden states of layers 9, 18 and 27
+  side by side (3 x 2560 = 7680 wide for the 4B model). There is no pooled vector;
+- the VAE has 32 latent channels; its latents are patchified 2x2 (128 channels at 1/16 of
+  the image side) and normalised by the VAE's own batch-norm statistics before the
+  transformer sees them. That normalised 128-channel grid is what headshot trains on (its
+  "latents"), so a token is one latent pixel and packing is a plain reshape;
+- position ids have four axes (time, row, column, text position): image tokens are
+  (0, row, column, 0), text tokens (0, 0, 0, index);
+- the sampler's shift exponent mu is an empirical fit in the image's token count and the
+  number of steps (`compute_empirical_mu`), not FLUX.1's linear rule; "resolution_shift"
+  training uses it at the base model's 50 steps;
+- klein has no guidance embedding. The base (undistilled) model renders with real
+  classifier-free guidance against an empty prompt (the pipeline makes the negative itself,
+  so template negative prompts are not used); the distilled model ignores guidance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from headshot.errors import HeadshotError
+from headshot.families import register
+from headshot.families.base import Family, PromptEmbeddings
+from headshot.families.flux1 import flow_x0
+
+if TYPE_CHECKING:
+    import torch
+
+# Double-stream blocks: separate q/k/v per stream. Single-stream blocks fuse q, k, v and the MLP
+# input into `to_qkv_mlp_proj`, and the attention and MLP outputs into `attn.to_out` (listed per
+# block in `lora_target_modules`: the double blocks' `attn.to_out` is a ModuleList peft cannot wrap).
+KLEIN_ATTENTION = [
+    "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
+    "to_qkv_mlp_proj",
+]  # fmt: skip
+KLEIN_ALL = KLEIN_ATTENTION + ["ff.linear_in", "ff.linear_out", "ff_context.linear_in", "ff_context.linear_out"]
+SINGLE_BLOCK_OUT = "single_transformer_blocks.{index}.attn.to_out"
+# The Qwen3 layers whose hidden states are stacked (the pipeline's `text_encoder_out_layers`).
+TEXT_LAYERS = (9, 18, 27)
+# The base model's default number of sampling steps: the step count its training shift assumes.
+BASE_STEPS = 50
+
+
+def patchify(latents: torch.Tensor) -> torch.Tensor:
+    """(b, c, h, w) VAE latents -> (b, 4c, h/2, w/2): each 2x2 patch's values as channels."""
+    b, c, h, w = latents.shape
+    patches = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    return patches.reshape(b, c * 4, h // 2, w // 2)
+
+
+def unpatchify(latents: torch.Tensor) -> torch.Tensor:
+    """The inverse of `patchify`."""
+    b, c, h, w = latents.shape
+    grid = latents.view(b, c // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
+    return grid.reshape(b, c // 4, h * 2, w * 2)
+
+
+def batch_norm_stats(vae, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The VAE's per-channel latent mean and standard deviation, shaped (1, 128, 1, 1)."""
+    import torch
+
+    mean = vae.bn.running_mean.view(1, -1, 1, 1).to(like)
+    std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(like)
+    return mean, std
+
+
+def position_ids(rows: int, columns: int, text: int, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image ids (b, rows*columns, 4), text ids (b, text, 4)) in row-major token order."""
+    import torch
+
+    image = torch.cartesian_prod(torch.arange(1), torch.arange(rows), torch.arange(columns), torch.arange(1))
+    words = torch.cartesian_prod(torch.arange(1), torch.arange(1), torch.arange(1), torch.arange(text))
+    return image.expand(batch, -1, -1).to(device), words.expand(batch, -1, -1).to(device)
+
+
+def empirical_mu(tokens: int, steps: int = BASE_STEPS) -> float:
+    """FLUX.2's sampler shift exponent for `tokens` image tokens (the pipeline's own function)."""
+    from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
+
+    return compute_empirical_mu(image_seq_len=tokens, num_steps=steps)
+
+
+class ChatPromptTokenizer:
+    """The tokenizer as the study's word positions need it: a prompt is encoded through the
+    chat template (the positions the transformer sees), a word with its leading space (as
+    it stands inside a prompt)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.model_max_length = tokenizer.model_max_length
+
+    def _text(self, prompt: str) -> str:
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+        )
+
+    def __call__(self, text: str, add_special_tokens: bool = True, **options):
+        if add_special_tokens:
+            return self.tokenizer(self._text(text), **options)
+        return self.tokenizer(" " + text, add_special_tokens=False, **options)
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.tokenizer.tokenize(text)
+
+
+class Flux2Klein(Family):
+    name = "flux2-klein"
+    description = "FLUX.2 [klein]: flow-matching transformer, Qwen3 text encoder, 1024x1024, Apache-2.0"
+    pipeline_class_name = "Flux2KleinPipeline"
+    img2img_class_name = None  # diffusers has no klein img2img pipeline (the face pass is refused)
+    denoiser = "transformer"
+    objective = "flow"
+    native_resolution = 1024
+    size_multiple = 16  # VAE 8x times the 2x2 patch
+    lora_targets = {"attention": KLEIN_ATTENTION, "all": KLEIN_ALL}
+    text_encoder_names = ("text_encoder",)
+    tokenizer_names = ("tokenizer",)
+    # BFL's FLUX.2 layout: the shared modulations FLUX.1 does not have (bare or under ComfyUI's prefix).
+    single_file_markers = ("double_stream_modulation_img.", "model.diffusion_model.double_stream_modulation_img.")
+    samplers = ("flow_euler",)
+    # The base model's own defaults: 50 steps at guidance 4 (the distilled model: 4 steps, guidance ignored).
+    template_defaults = {"sampler": "flow_euler", "steps": BASE_STEPS, "guidance": 4.0}
+    negative_prompts = False
+    licence_note = "FLUX.2 [klein] 4B: Apache-2.0 (commercial use allowed)"
+
+    def resolution(self, pipeline) -> int:
+        return int(pipeline.vae.config.sample_size)
+
+    def resolution_from_folder(self, folder: Path) -> int | None:
+        from headshot.bounded_io import read_json
+
+        try:
+            return int(read_json(folder / "vae" / "config.json")["sample_size"])
+        except (HeadshotError, OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def lora_target_modules(self, denoiser, layers: str) -> list[str]:
+        count = len(getattr(denoiser, "single_transformer_blocks", []))
+        return self.lora_targets[layers] + [SINGLE_BLOCK_OUT.format(index=i) for i in range(count)]
+
+    def check_training_options(self, config, where: str) -> None:
+        for option, what, set_ in (
+            ("snr_gamma", "min-SNR weighting", config.snr_gamma not in ("auto", None)),
+            ("noise_offset", "offset noise", bool(config.noise_offset)),
+            ("training_guidance", "a guidance embedding", config.training_guidance != 1.0),
+        ):
+            if set_:
+                raise HeadshotError(
+                    f"{where}: option '{option}': {what} does not apply to {self.name}, which trains "
+                    "with flow matching and has no guidance embedding; remove it (or set it to its default)"
+                )
+        if config.train_text_encoder:
+            raise HeadshotError(
+                f"{where}: option 'train_text_encoder': not supported for {self.name} "
+                "(its Qwen3 encoder alone has 4B parameters); train the transformer only"
+            )
+
+    def tokenize(self, pipeline, prompt: str, config=None) -> list[torch.Tensor]:
+        """[token ids, attention mask], each (1, max_sequence_length): the encoder needs both."""
+        length = config.max_sequence_length if config is not None else 512
+        tokenizer = pipeline.tokenizer
+        encoded = tokenizer(
+            ChatPromptTokenizer(tokenizer)._text(prompt),
+            padding="max_length", max_length=length, truncation=True, return_tensors="pt",
+        )  # fmt: skip
+        return [encoded.input_ids, encoded.attention_mask]
+
+    def encode_prompt(self, text_encoders, token_ids, device) -> PromptEmbeddings:
+        import torch
+
+        (encoder,) = text_encoders
+        ids, mask = token_ids
+        output = encoder(
+            input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True, use_cache=False
+        )
+        stacked = torch.stack([output.hidden_states[layer] for layer in TEXT_LAYERS], dim=2)
+        return PromptEmbeddings(stacked.flatten(2), None)  # (n, tokens, 3 x hidden), layer-major per token
+
+    def encode_latents(self, vae, pixels):
+        latents = patchify(vae.encode(pixels).latent_dist.mode())
+        mean, std = batch_norm_stats(vae, latents)
+        return (latents - mean) / std
+
+    def vae_latents(self, vae, latents):
+        mean, std = batch_norm_stats(vae, latents)
+        return unpatchify(latents * std + mean)
+
+    def training_objective(self, pipeline, config):
+        from headshot.training.objectives import FlowMatchingObjective
+
+        return FlowMatchingObjective.from_scheduler(
+            pipeline.scheduler.config, config, patch=1, shift_rule=empirical_mu
+        )
+
+    def predict(self, denoiser, noisy, timesteps, prompts: PromptEmbeddings, time_ids, guidance: float):
+        import torch
+
+        batch, channels, height, width = noisy.shape
+        module = getattr(denoiser, "module", denoiser)  # DDP-wrapped under accelerate
+        image_ids, text_ids = position_ids(height, width, prompts.hidden.shape[1], batch, noisy.device)
+        embedded = None
+        if module.config.guidance_embeds:  # FLUX.2 [dev]-style guidance-distilled transformers
+            embedded = torch.full((batch,), float(guidance), device=noisy.device, dtype=torch.float32)
+        output = denoiser(
+            hidden_states=noisy.flatten(2).transpose(1, 2),  # (b, h*w, c): one token per latent pixel
+            encoder_hidden_states=prompts.hidden,
+            timestep=timesteps.to(noisy.dtype),
+            img_ids=image_ids,
+            txt_ids=text_ids,
+            guidance=embedded,
+            return_dict=False,
+        )[0]
+        return output.transpose(1, 2).reshape(batch, channels, height, width)
+
+    def render_kwargs(self, prompts: list[str], negatives: list[str] | None, guidance: float) -> dict:
+        # The base model runs true CFG against "" when guidance > 1; the pipeline takes no
+        # negative prompt text. The distilled model ignores guidance.
+        return {"prompt": prompts, "guidance_scale": guidance}
+
+    def x0_function(self):
+        return flow_x0
+
+    def latents_for_decoding(self, pipeline, latents, size: int):
+        if latents.ndim == 4:
+            return latents
+        side = int(size) // (int(pipeline.vae_scale_factor) * 2)
+        return latents.transpose(1, 2).reshape(latents.shape[0], latents.shape[2], side, side)
+
+    def attention_tokenizers(self, pipeline) -> list:
+        return [ChatPromptTokenizer(pipeline.tokenizer)]
+
+    def attention_recorder(self, pipeline, positions, latent_hw):
+        from headshot.analysis.study.joint_attention import JointAttentionRecorder
+
+        return JointAttentionRecorder(pipeline, positions, latent_hw)
+
+    def export(self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float):
+        from headshot.training.export_flux import save_flux_diffusers_lora
+        from headshot.training.export_flux2 import save_comfyui_flux2_lora
+
+        lora_file = save_flux_diffusers_lora(pipeline, out, scale)
+        comfy_file = out / "comfyui" / f"{subject}.safetensors"
+        save_comfyui_flux2_lora(pipeline, comfy_file, scale)
+        return lora_file, comfy_file
+
+    def tiny(self, seed: int = 0):
+        from headshot.pipelines.tiny_flux2 import tiny_flux2_klein
+
+        return tiny_flux2_klein(seed)
+
+
+register(Flux2Klein())

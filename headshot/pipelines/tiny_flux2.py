@@ -1,0 +1,171 @@
+"""A tiny FLUX.2 [klein]-shaped model with random weights, for tests and the demo.
+
+Same pipeline class and component layout as black-forest-labs/FLUX.2-klein-base-4B:
+`Flux2KleinPipeline` with a Qwen3 causal LM as its text encoder (the pipeline stacks the
+hidden states of layers 9, 18 and 27, so the tiny encoder has 28 layers, 16 wide), a
+byte-level BPE tokenizer in Qwen2's format with a chat template built on the spot, a
+`Flux2Transformer2DModel` without a guidance embedding (klein is not guidance-distilled),
+and an `AutoencoderKLFlux2` with 32 latent channels whose batch-norm statistics (what the
+pipeline normalises the 2x2-patchified latents with) are measured on the packaged
+portraits when it is built, as the real VAE's were measured on its training images.
+"""
+
+from __future__ import annotations
+
+from headshot.pipelines import tiny
+
+# Qwen's chat markers, and the empty reasoning block its template writes when thinking is off.
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+# Qwen3's chat format (user turn, then the assistant's turn opened): the pipeline renders every
+# prompt through `apply_chat_template(..., add_generation_prompt=True, enable_thinking=False)`.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and not enable_thinking -%}{{ '<think>\\n\\n</think>\\n\\n' }}{%- endif -%}"
+    "{%- endif -%}"
+)
+TEXT_LAYERS = 28
+
+
+def _bpe(words: list[str], space: str, max_length: int):
+    from transformers import Qwen2Tokenizer
+
+    vocab: dict[str, int] = {}
+    for symbol in tiny._bytes_to_unicode().values():
+        vocab.setdefault(symbol, len(vocab))
+    merges: list[tuple[str, str]] = []
+    known = set()
+    for word in words:
+        current = word[0]
+        for char in word[1:]:  # the bare word, letter by letter; then the space joins it whole
+            if (current, char) not in known:
+                merges.append((current, char))
+                known.add((current, char))
+            current += char
+            vocab.setdefault(current, len(vocab))
+        if (space, word) not in known:
+            merges.append((space, word))
+            known.add((space, word))
+        vocab.setdefault(space + word, len(vocab))
+    for special in SPECIAL_TOKENS:
+        vocab.setdefault(special, len(vocab))
+    return Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+
+
+def build_tiny_qwen_tokenizer(max_length: int = 512):
+    """A byte-level BPE tokenizer in Qwen2's format: any text encodes, and each vocabulary word
+    after a space (as Qwen's pre-tokenizer splits a prompt: "Ġword") is one token.
+
+    Every merge extends a space-led prefix ("Ġ" + "p" -> "Ġp", "Ġp" + "h" -> "Ġph"...), so one
+    word's merges can never split another's; a word without a leading space stays in letters.
+    """
+    from transformers import Qwen2Tokenizer
+
+    space = tiny._bytes_to_unicode()[ord(" ")]  # "Ġ"
+    vocab: dict[str, int] = {}
+    for symbol in tiny._bytes_to_unicode().values():
+        vocab.setdefault(symbol, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in tiny._VOCABULARY:
+        current = space
+        for char in word:
+            if current + char not in vocab:
+                merges.append((current, char))
+                vocab[current + char] = len(vocab)
+            current += char
+    for special in SPECIAL_TOKENS:
+        vocab.setdefault(special, len(vocab))
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def qwen3_text_encoder(vocab_size: int, hidden: int = 16):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    return Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=hidden * 2,
+            num_hidden_layers=TEXT_LAYERS,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=hidden // 2,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+        )
+    )
+
+
+def flux2_vae():
+    from diffusers import AutoencoderKLFlux2
+
+    # Four blocks: the real VAE's 8x downscale, 32 latent channels, tiny widths.
+    return AutoencoderKLFlux2(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=32,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+
+
+def calibrate_batch_norm(vae) -> None:
+    """Set the VAE's latent batch-norm statistics from the packaged portraits' patchified latents."""
+    import torch
+
+    from headshot.families.flux2_klein import patchify
+
+    pixels = torch.stack(tiny.calibration_portraits())
+    with torch.no_grad():
+        latents = patchify(vae.encode(pixels).latent_dist.mode())
+    vae.bn.running_mean.copy_(latents.mean(dim=(0, 2, 3)))
+    vae.bn.running_var.copy_(latents.var(dim=(0, 2, 3)))
+
+
+def tiny_flux2_klein(seed: int = 0):
+    """The tiny `Flux2KleinPipeline` (undistilled, like the base model training starts from)."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+
+    torch.manual_seed(seed)
+    vae = flux2_vae()
+    calibrate_batch_norm(vae)
+    tokenizer = build_tiny_qwen_tokenizer()
+    text_encoder = qwen3_text_encoder(len(tokenizer))
+    transformer = Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=128,  # 32 latent channels x the 2x2 patch
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=3 * text_encoder.config.hidden_size,  # three stacked layers
+        axes_dims_rope=(4, 4, 4, 4),  # (time, row, column, text position)
+        guidance_embeds=False,
+    )
+    # FLUX.2's sampler settings: dynamic shifting, with mu supplied by the pipeline's own rule.
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    )
+    return Flux2KleinPipeline(
+        scheduler=scheduler,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        transformer=transformer,
+        is_distilled=False,
+    )
