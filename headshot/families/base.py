@@ -88,7 +88,8 @@ class Family:
             return model_index.get("_class_name") in (self.pipeline_class_name, self.img2img_class_name)
         if not keys:
             return False
-        excluded = self.single_file_excludes and any(key.startswith(self.single_file_excludes) for key in keys)
+        excludes = self.single_file_excludes
+        excluded = bool(excludes) and any(key.startswith(excludes) for key in keys)
         return not excluded and any(key.startswith(self.single_file_markers) for key in keys)
 
     def load_kwargs(self) -> dict:

@@ -74,7 +74,10 @@ class Flux1(Family):
     # BFL's own layout (flux1-dev.safetensors), bare or under ComfyUI's model prefix.
     single_file_markers = ("double_blocks.", "model.diffusion_model.double_blocks.")
     # FLUX.2 files have double blocks too; their shared modulations tell them apart.
-    single_file_excludes = ("double_stream_modulation_img.", "model.diffusion_model.double_stream_modulation_img.")
+    single_file_excludes = (
+        "double_stream_modulation_img.",
+        "model.diffusion_model.double_stream_modulation_img.",
+    )
     samplers = ("flow_euler",)
     # FLUX.1-dev's own defaults: 28 steps at embedded guidance 3.5.
     template_defaults = {"sampler": "flow_euler", "steps": 28, "guidance": 3.5}

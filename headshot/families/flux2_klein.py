@@ -39,7 +39,8 @@ KLEIN_ATTENTION = [
     "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
     "to_qkv_mlp_proj",
 ]  # fmt: skip
-KLEIN_ALL = KLEIN_ATTENTION + ["ff.linear_in", "ff.linear_out", "ff_context.linear_in", "ff_context.linear_out"]
+KLEIN_FEED_FORWARD = ["ff.linear_in", "ff.linear_out", "ff_context.linear_in", "ff_context.linear_out"]
+KLEIN_ALL = KLEIN_ATTENTION + KLEIN_FEED_FORWARD
 SINGLE_BLOCK_OUT = "single_transformer_blocks.{index}.attn.to_out"
 # The Qwen3 layers whose hidden states are stacked (the pipeline's `text_encoder_out_layers`).
 TEXT_LAYERS = (9, 18, 27)
@@ -96,8 +97,9 @@ class ChatPromptTokenizer:
         self.model_max_length = tokenizer.model_max_length
 
     def _text(self, prompt: str) -> str:
+        turn = [{"role": "user", "content": prompt}]
         return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+            turn, tokenize=False, add_generation_prompt=True, enable_thinking=False
         )
 
     def __call__(self, text: str, add_special_tokens: bool = True, **options):
@@ -122,7 +124,10 @@ class Flux2Klein(Family):
     text_encoder_names = ("text_encoder",)
     tokenizer_names = ("tokenizer",)
     # BFL's FLUX.2 layout: the shared modulations FLUX.1 does not have (bare or under ComfyUI's prefix).
-    single_file_markers = ("double_stream_modulation_img.", "model.diffusion_model.double_stream_modulation_img.")
+    single_file_markers = (
+        "double_stream_modulation_img.",
+        "model.diffusion_model.double_stream_modulation_img.",
+    )
     samplers = ("flow_euler",)
     # The base model's own defaults: 50 steps at guidance 4 (the distilled model: 4 steps, guidance ignored).
     template_defaults = {"sampler": "flow_euler", "steps": BASE_STEPS, "guidance": 4.0}
@@ -177,7 +182,10 @@ class Flux2Klein(Family):
         (encoder,) = text_encoders
         ids, mask = token_ids
         output = encoder(
-            input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True, use_cache=False
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            output_hidden_states=True,
+            use_cache=False,
         )
         stacked = torch.stack([output.hidden_states[layer] for layer in TEXT_LAYERS], dim=2)
         return PromptEmbeddings(stacked.flatten(2), None)  # (n, tokens, 3 x hidden), layer-major per token

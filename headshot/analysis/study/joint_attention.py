@@ -3,9 +3,10 @@
 FLUX (.1 and .2) has no cross-attention: its double-stream blocks run one attention over the
 text tokens followed by the image tokens. `JointAttentionRecorder` wraps those blocks'
 processor in one that, besides computing the block's output with the block's own processor
-(whichever diffusers installed: FLUX.1's or FLUX.2's, so the image is unchanged), recomputes the softmaxed scores of the image queries against every
-key (text and image, as the model normalises them) and keeps the columns of the chosen
-words' token positions (T5's for FLUX.1, Qwen3's for FLUX.2). The averaging over heads, layers and steps, the grid and the
+(whichever diffusers installed, FLUX.1's or FLUX.2's: the image is unchanged), recomputes
+the softmaxed scores of the image queries against every key (text and image, as the model
+normalises them) and keeps the columns of the chosen words' token positions (T5's for
+FLUX.1, Qwen3's for FLUX.2). The averaging over heads, layers and steps, the grid and the
 plots are the cross-attention recorder's.
 """
 
