@@ -38,7 +38,7 @@ BaseModelOption = Annotated[
     typer.Option(
         "--base-model",
         "-m",
-        help="Preset (sdxl, sd15, flux-dev, tiny-sd15, tiny-sdxl, tiny-flux), hub id, diffusers folder "
+        help="Preset (sdxl, sd15, flux-dev, flux2-klein-base, flux2-klein, tiny-*), hub id, diffusers folder "
         "or .safetensors file.",
     ),
 ]

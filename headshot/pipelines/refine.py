@@ -8,7 +8,8 @@ resolution by img2img with the same LoRA, prompt and seed at a set strength, and
 back through a feathered elliptical mask. Pixels outside the mask are the original's, bit
 for bit. The img2img pipeline is built from the loaded pipeline's own components
 (`AutoPipelineForImage2Image.from_pipe`: no second copy of the weights, the LoRA included),
-so every family with an img2img pipeline in diffusers gets it through the same code.
+so every family with an img2img pipeline in diffusers gets it through the same code; a
+family without one (`img2img_class_name = None`, FLUX.2 [klein]) is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -98,6 +99,15 @@ class FaceRefiner:
     def __init__(self, pipeline, resolution: int, options: RefineOptions):
         from diffusers import AutoPipelineForImage2Image
 
+        from headshot.errors import HeadshotError
+        from headshot.pipelines.families import family_of_pipeline
+
+        family = family_of_pipeline(pipeline)
+        if family is not None and family.img2img_class_name is None:
+            raise HeadshotError(
+                f"generate: option 'refine.enabled': the face-detail pass re-renders by img2img, and "
+                f"diffusers has no img2img pipeline for {family.name}; set refine.enabled: false"
+            )
         self.img2img = AutoPipelineForImage2Image.from_pipe(pipeline)
         self.img2img.set_progress_bar_config(disable=True)
         self.resolution = resolution

@@ -60,7 +60,7 @@ def generate_class_images(
         batch = indices[start : start + batch_size]
         generators = [torch.Generator(device="cpu").manual_seed(index) for index in batch]
         images = pipeline(
-            [prompt] * len(batch),
+            prompt=[prompt] * len(batch),  # by name: not every pipeline takes it first (klein: image)
             num_inference_steps=steps,
             guidance_scale=guidance,
             height=resolution,
