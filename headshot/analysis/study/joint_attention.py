@@ -77,6 +77,7 @@ class JointAttentionRecorder(CrossAttentionRecorder):
 
     def __enter__(self) -> JointAttentionRecorder:
         transformer = self.pipeline.transformer
+        self._timestep, self._step, self._step_calls = None, -1, 0
         self._saved = dict(transformer.attn_processors)
         processors = {}
         for name, processor in self._saved.items():
@@ -95,6 +96,18 @@ class JointAttentionRecorder(CrossAttentionRecorder):
 
     def record_joint(self, mean) -> None:
         # One image token per 2x2 latent patch (both FLUX generations), upsampled to the latent grid.
-        step = self.calls // self._layers
+        # A pipeline with true classifier-free guidance (FLUX.2 [klein] base) runs the negative
+        # prompt as a second pass at the same timestep, after the prompt's: only the first pass's
+        # `layers` calls are the prompt's words. Steps follow the pipeline's current timestep.
+        timestep = getattr(self.pipeline, "_current_timestep", None)
+        if timestep is None:  # a pipeline that does not say: one pass per step
+            step, first_pass = self.calls // self._layers, True
+        else:
+            timestep = float(timestep)
+            if timestep != self._timestep:
+                self._timestep, self._step_calls, self._step = timestep, 0, self._step + 1
+            self._step_calls += 1
+            step, first_pass = self._step, self._step_calls <= self._layers
         self.calls += 1
-        self.add_step_mean(step, mean)
+        if first_pass:
+            self.add_step_mean(step, mean)
