@@ -5,7 +5,7 @@ Same pipeline class and component layout as black-forest-labs/FLUX.2-klein-base-
 hidden states of layers 9, 18 and 27, so the tiny encoder has 28 layers, 16 wide), a
 byte-level BPE tokenizer in Qwen2's format with a chat template built on the spot, a
 `Flux2Transformer2DModel` without a guidance embedding (klein is not guidance-distilled),
-and an `AutoencoderKLFlux2` with 32 latent channels whose batch-norm statistics (what the
+its shared modulations scaled to gates of order one (`calibrate_modulation`), and an `AutoencoderKLFlux2` with 32 latent channels whose batch-norm statistics (what the
 pipeline normalises the 2x2-patchified latents with) are measured on the packaged
 portraits when it is built, as the real VAE's were measured on its training images.
 """
@@ -133,6 +133,27 @@ def calibrate_batch_norm(vae) -> None:
     vae.bn.running_var.copy_(latents.var(dim=(0, 2, 3)))
 
 
+def calibrate_modulation(transformer, rms: float = 1.0) -> None:
+    """Scale the shared modulation layers so their shift, scale and gate have RMS `rms` over the
+    timesteps.
+
+    FLUX.2 has no biases and modulates every block from one timestep embedding through two
+    more bias-free layers: at PyTorch's default initialisation the gates come out near 0.03,
+    so every block's output is all but switched off and the model is nearly its input and
+    output projections, which a LoRA on the blocks cannot change. A trained model's gates are
+    of order one; so are these after the scaling (the weights stay random).
+    """
+    import torch
+
+    with torch.no_grad():
+        timesteps = torch.linspace(0.02, 1.0, 50) * 1000  # the transformer's own timestep scale
+        embedding = transformer.time_guidance_embed(timesteps, None)
+        for name in ("double_stream_modulation_img", "double_stream_modulation_txt", "single_stream_modulation"):
+            modulation = getattr(transformer, name)
+            current = float(modulation(embedding).pow(2).mean().sqrt())
+            modulation.linear.weight.mul_(rms / current)
+
+
 def tiny_flux2_klein(seed: int = 0):
     """The tiny `Flux2KleinPipeline` (undistilled, like the base model training starts from)."""
     import torch
@@ -148,12 +169,14 @@ def tiny_flux2_klein(seed: int = 0):
         in_channels=128,  # 32 latent channels x the 2x2 patch
         num_layers=2,
         num_single_layers=2,
-        attention_head_dim=16,
-        num_attention_heads=2,
+        # 128 wide, as wide as a latent token (the frozen output projection must reach every channel).
+        attention_head_dim=32,
+        num_attention_heads=4,
         joint_attention_dim=3 * text_encoder.config.hidden_size,  # three stacked layers
-        axes_dims_rope=(4, 4, 4, 4),  # (time, row, column, text position)
+        axes_dims_rope=(8, 8, 8, 8),  # (time, row, column, text position)
         guidance_embeds=False,
     )
+    calibrate_modulation(transformer)
     # FLUX.2's sampler settings: dynamic shifting, with mu supplied by the pipeline's own rule.
     scheduler = FlowMatchEulerDiscreteScheduler(
         shift=3.0,
