@@ -44,8 +44,18 @@ class TrainingRecord(StrictModel):
     num_class_images: int | None = None
     num_processes: int = 1  # data-parallel processes (accelerate launch --num_processes)
     validation: dict = Field(default_factory=dict)  # last validation: faces found, likeness
+    # Which step's LoRA was exported and why, with every validated step's score (selection.py).
+    selection: dict = Field(default_factory=dict)
     config: dict = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
+
+
+def tail_mean(losses: list[float]) -> float | None:
+    """Mean loss over the last 10% of steps (the final step's loss alone is noisy)."""
+    if not losses:
+        return None
+    tail = losses[-max(1, len(losses) // 10) :]
+    return sum(tail) / len(tail)
 
 
 def write_training_record(
