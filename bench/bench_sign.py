@@ -23,8 +23,8 @@ from headshot.samples import grace_hopper
 from headshot.signing import watermark
 from headshot.signing.api import SigningConfig, create_dev_credentials, sign_file
 from headshot.signing.commitments import commit_photos
-from headshot.signing.generation_info import AuditCheck, CheckResults, GenerationInfo, LikenessCheck
 from headshot.signing.credentials import resolve_credentials
+from headshot.signing.generation_info import AuditCheck, CheckResults, GenerationInfo, LikenessCheck
 from headshot.signing.manifest import manifest_definition
 from headshot.signing.sign import c2pa_sign, encode_with_xmp
 

@@ -23,11 +23,12 @@ SEEDS = range(4)
 
 
 def _renders(pipe, prompt: str) -> torch.Tensor:
-    return torch.cat([
-        pipe(prompt=prompt, num_inference_steps=8, guidance_scale=1.0, height=64, width=64, max_sequence_length=32,
-             output_type="latent", generator=torch.Generator().manual_seed(seed)).images
-        for seed in SEEDS
-    ])  # fmt: skip
+    options = dict(num_inference_steps=8, guidance_scale=1.0, height=64, width=64, max_sequence_length=32)
+    images = []
+    for seed in SEEDS:
+        generator = torch.Generator().manual_seed(seed)
+        images.append(pipe(prompt=prompt, output_type="latent", generator=generator, **options).images)
+    return torch.cat(images)
 
 
 def test_klein_lora_moves_instance_renders_to_the_subject(tiny_flux2_klein, tmp_path):

@@ -5,9 +5,10 @@ Same pipeline class and component layout as black-forest-labs/FLUX.2-klein-base-
 hidden states of layers 9, 18 and 27, so the tiny encoder has 28 layers, 16 wide), a
 byte-level BPE tokenizer in Qwen2's format with a chat template built on the spot, a
 `Flux2Transformer2DModel` without a guidance embedding (klein is not guidance-distilled),
-its shared modulations scaled to gates of order one (`calibrate_modulation`), and an `AutoencoderKLFlux2` with 32 latent channels whose batch-norm statistics (what the
-pipeline normalises the 2x2-patchified latents with) are measured on the packaged
-portraits when it is built, as the real VAE's were measured on its training images.
+its shared modulations scaled to gates of order one (`calibrate_modulation`), and an
+`AutoencoderKLFlux2` with 32 latent channels whose batch-norm statistics (what the pipeline
+normalises the 2x2-patchified latents with) are measured on the packaged portraits when it
+is built, as the real VAE's were measured on its training images.
 """
 
 from __future__ import annotations
@@ -148,8 +149,11 @@ def calibrate_modulation(transformer, rms: float = 1.0) -> None:
     with torch.no_grad():
         timesteps = torch.linspace(0.02, 1.0, 50) * 1000  # the transformer's own timestep scale
         embedding = transformer.time_guidance_embed(timesteps, None)
-        for name in ("double_stream_modulation_img", "double_stream_modulation_txt", "single_stream_modulation"):
-            modulation = getattr(transformer, name)
+        for modulation in (
+            transformer.double_stream_modulation_img,
+            transformer.double_stream_modulation_txt,
+            transformer.single_stream_modulation,
+        ):
             current = float(modulation(embedding).pow(2).mean().sqrt())
             modulation.linear.weight.mul_(rms / current)
 
