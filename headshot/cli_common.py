@@ -42,6 +42,10 @@ BaseModelOption = Annotated[
         "or .safetensors file.",
     ),
 ]
+QuantizeOption = Annotated[
+    str | None,
+    typer.Option("--quantize-base", help="none, int8, fp8 or nf4: the frozen denoiser's weights (see README)."),
+]
 AllowPickleOption = Annotated[
     bool,
     typer.Option("--allow-pickle", help="Allow pickle weights (.ckpt/.bin); only for files you trust."),
