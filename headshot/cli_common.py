@@ -44,7 +44,9 @@ BaseModelOption = Annotated[
 ]
 QuantizeOption = Annotated[
     str | None,
-    typer.Option("--quantize-base", help="none, int8, fp8 or nf4: the frozen denoiser's weights (see README)."),
+    typer.Option(
+        "--quantize-base", help="none, int8, fp8 or nf4: the frozen denoiser's weights (see README)."
+    ),
 ]
 AllowPickleOption = Annotated[
     bool,

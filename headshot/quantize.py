@@ -42,7 +42,9 @@ class Backend:
 
 
 BACKENDS = {
-    "int8": Backend("int8", "torchao", "pip install -e '.[quant]' (torchao)", False, 8, saves_dequantized=True),
+    "int8": Backend(
+        "int8", "torchao", "pip install -e '.[quant]' (torchao)", False, 8, saves_dequantized=True
+    ),
     "fp8": Backend("fp8", "torchao", "pip install -e '.[quant]' (torchao)", False, 8, saves_dequantized=True),
     "nf4": Backend("nf4", "bitsandbytes", "pip install -e '.[cuda]' (bitsandbytes)", cuda_only=True, bits=4),
 }
@@ -59,7 +61,9 @@ def check_quantization(option: str, device_type: str, field: str = "quantize_bas
             f"({backend.install}); this machine runs on {device_type}; use int8 or fp8 here"
         )
     if importlib.util.find_spec(backend.package) is None:
-        raise HeadshotError(f"option '{field}': {option} needs {backend.package}, not installed: {backend.install}")
+        raise HeadshotError(
+            f"option '{field}': {option} needs {backend.package}, not installed: {backend.install}"
+        )
 
 
 def pipeline_quantization(option: str, component: str, compute_dtype):

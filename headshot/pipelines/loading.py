@@ -256,7 +256,9 @@ def _load_single_file(spec: BaseModelSpec, path: Path, dtype, allow_pickle: bool
     return LoadedModel(pipeline, family, spec, path)
 
 
-def _load_from_hub(spec: BaseModelSpec, dtype, allow_pickle: bool, quantize_base: str = "none") -> LoadedModel:
+def _load_from_hub(
+    spec: BaseModelSpec, dtype, allow_pickle: bool, quantize_base: str = "none"
+) -> LoadedModel:
     import logging
 
     from diffusers import DiffusionPipeline

@@ -142,7 +142,10 @@ def open_session(
         main = accelerator.is_main_process
         watch = PeakWatch(device_type())
         loaded = load_base_model(
-            spec, dtype=weight_dtype(accelerator), allow_pickle=allow_pickle, quantize_base=config.quantize_base
+            spec,
+            dtype=weight_dtype(accelerator),
+            allow_pickle=allow_pickle,
+            quantize_base=config.quantize_base,
         )
         _check_family(dataset, dataset_folder, config.base_model, loaded.family.name, loaded.resolution)
         family = loaded.family
@@ -334,7 +337,9 @@ def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, mon
 def _class_images(loaded: LoadedModel, config, model_sha256, accelerator, monitor) -> list[Path]:
     folder = class_image_folder(
         config.cache_root,  # class images of a quantized base are its own
-        model_sha256=model_sha256 if config.quantize_base == "none" else f"{model_sha256}+{config.quantize_base}",
+        model_sha256=model_sha256
+        if config.quantize_base == "none"
+        else f"{model_sha256}+{config.quantize_base}",
         prompt=config.class_prompt,
         resolution=loaded.resolution,
         steps=config.class_inference_steps,

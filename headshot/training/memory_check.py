@@ -172,7 +172,9 @@ def alternatives(folder, family, config, resolution, device, dtype, free: int) -
         changes.append(combined)
     fitting = []
     for change in changes:
-        estimate = estimate_finetune(folder, family, config.model_copy(update=change), resolution, device, dtype)
+        estimate = estimate_finetune(
+            folder, family, config.model_copy(update=change), resolution, device, dtype
+        )
         if estimate.peak <= free:
             words = " + ".join(f"{key}: {str(value).lower()}" for key, value in change.items())
             fitting.append(f"{words} ({mp.gib(estimate.peak)})")
