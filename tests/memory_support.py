@@ -44,3 +44,38 @@ def widened_model(tiny: Path, family: str, out: Path) -> Path:
     shutil.rmtree(out / name)
     model.save_pretrained(out / name)
     return out
+
+
+def measured_finetune(model: Path, dataset: Path, options: dict, tmp: Path) -> dict:
+    """Run `headshot finetune` in a fresh process; training.json's `memory` record.
+
+    glibc keeps freed heap memory for reuse, so a process's resident set stays at its highest
+    temporary allocation long after it was freed; MALLOC_MMAP_THRESHOLD_ makes every tensor-sized
+    allocation its own mapping, returned to the OS when freed, so the peak resident set is the
+    peak of live memory.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp / "finetune.yaml"
+    config.write_text(yaml.safe_dump(options))
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "PYTHONPATH": os.getcwd()}
+    command = [
+        sys.executable,
+        "-m",
+        "headshot",
+        "finetune",
+        str(dataset),
+        "-m",
+        str(model),
+        "-c",
+        str(config),
+    ]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((dataset.parent / "lora" / "training.json").read_text())
+    return {**record["memory"], "stderr": result.stderr}
