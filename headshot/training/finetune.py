@@ -20,10 +20,10 @@ from headshot.errors import HeadshotError
 from headshot.families import family_of_folder, get_family
 from headshot.layout import SubjectLayout
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
+from headshot.quantize import base_precision, check_quantization
 from headshot.records import library_versions, portable_record, sha256_file
 from headshot.storage import StagedFiles, repair_files, run_staged
 from headshot.training import checkpoints as ckpt
-from headshot.quantize import base_precision, check_quantization
 from headshot.training.accelerator import device_type, make_accelerator, release_accelerator, weight_dtype
 from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
 from headshot.training.data import (
