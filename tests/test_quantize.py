@@ -133,3 +133,34 @@ def test_a_missing_backend_names_the_option_and_the_install(monkeypatch):
     ):
         check_quantization("int8", "cpu")
     check_quantization("none", "cpu")  # nothing to check
+
+
+def test_generate_renders_at_the_trained_precision_by_default_and_warns_at_another(
+    run_cli, tiny_flux, tmp_path
+):
+    import json
+
+    dataset = make_dataset(tmp_path / "outputs", "flux", count=3)
+    finetune_dataset(
+        dataset, _config(tiny_flux, tmp_path, "flux", quantize_base="int8", prior_preservation=False)
+    )
+    lora = dataset.parent / "lora"
+    options = dict(
+        templates=["studio-grey"], seeds=[0], steps=2,
+        ranking={"top_k": 1, "require_face": False, "max_relative_distance": None, "audit": False},
+    )  # fmt: skip
+    config = tmp_path / "generate.yaml"
+    config.write_text(yaml.safe_dump(options))
+    result = run_cli("generate", lora, "--config", config)
+    assert result.code == 0, result.err
+    assert "memory plan: estimated peak" in result.err and "trained against" not in result.err
+    sidecar = next((dataset.parent / "renders" / "studio-grey").glob("*.json"))
+    assert json.loads(sidecar.read_text())["dtype"] == "int8+fp32"  # as the validation samples
+    quantized = sidecar.with_suffix(".png").read_bytes()
+
+    result = run_cli("generate", lora, "--config", config, "--quantize-base", "none")
+    assert result.code == 0, result.err
+    warning = " ".join(result.err.split())
+    assert "the LoRA was trained against the base at int8+fp32; rendering at fp32" in warning
+    assert json.loads(sidecar.read_text())["dtype"] == "fp32"  # rendered again, not reused
+    assert sidecar.with_suffix(".png").read_bytes() != quantized
