@@ -75,10 +75,8 @@ def _trace(folder: Path, comps: dict, family, config, resolution: int, dtype) ->
     import diffusers
     import torch
     import transformers
-    from peft import LoraConfig
 
     from headshot.families.base import PromptEmbeddings
-    from headshot.quantize import BACKENDS
 
     def meta_model(name):
         library, class_name = comps[name]
@@ -113,8 +111,21 @@ def _trace(folder: Path, comps: dict, family, config, resolution: int, dtype) ->
     time_ids = time_ids.reshape(1, -1).repeat(count, 1).to("meta", dtype)
     prompts = PromptEmbeddings(prompts.hidden, prompts.pooled)
 
+    return denoiser_activations(
+        lambda: meta_model(family.denoiser), family, config, dtype, noisy, timesteps, prompts, time_ids
+    )
+
+
+def denoiser_activations(make_meta_model, family, config, dtype, noisy, timesteps, prompts, time_ids) -> int:
+    """Activation bytes of one training forward of the denoiser `make_meta_model()` builds on the
+    meta device, with the LoRA of `config` and inputs of the shapes given (meta tensors)."""
+    import torch
+    from peft import LoraConfig
+
+    from headshot.quantize import BACKENDS
+
     def build():
-        model = meta_model(family.denoiser)
+        model = make_meta_model()
         model.requires_grad_(False)
         lora = LoraConfig(
             r=config.rank,
