@@ -25,6 +25,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from headshot import memory_plan as mp
 from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
 from headshot.families import get_family
@@ -176,7 +177,7 @@ def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateCon
             f"'{record.base_model[6:]}', whose path is not recorded; pass --base-model PATH"
         )
     spec = resolve_base_model(config.base_model or record.base_model)
-    local = Path(spec.source).expanduser()
+    local = mp.local_folder(spec)
     lora_file = Path(lora_folder) / record.lora_file
     if config.performance.memory_check:
         plan_render(local, get_family(record.family), precision, lora_file, config.performance,

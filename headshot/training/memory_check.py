@@ -209,9 +209,9 @@ def plan_finetune(spec, family_name, config, resolution: int, device: str, say) 
     from headshot.families import get_family
     from headshot.training.accelerator import planned_dtype
 
-    folder = Path(spec.source).expanduser()
-    if family_name is None or not (folder / "model_index.json").is_file():
-        say("memory plan: skipped (the base model is not a local diffusers folder)")
+    folder = mp.local_folder(spec)
+    if family_name is None or folder is None:
+        say("memory plan: skipped (the base model is not a local or cached diffusers folder yet)")
         return None
     family, dtype = get_family(family_name), planned_dtype(config)
     estimate = estimate_finetune(folder, family, config, resolution, device, dtype, spec.variant)
