@@ -1,4 +1,4 @@
-"""The `sign`, `verify` and `keys` commands: parse arguments, call headshot.signing."""
+"""The `sign`, `verify`, `check-photo` and `keys` commands: parse arguments, call headshot.signing."""
 
 from __future__ import annotations
 
@@ -97,6 +97,31 @@ def verify_command(
         require_ai=require_ai, fetch_remote=fetch_remote, trust_anchors=list(trust_anchors or [])
     )
     run_verify(files, settings, as_json, options, recursive=recursive)
+
+
+@app.command("check-photo")
+def check_photo_command(
+    headshot: Annotated[Path, typer.Argument(help="A signed headshot.")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos to check against its training photos.")],
+    subject: Annotated[
+        Path | None,
+        typer.Option("--subject", help="The subject's output folder (holds secrets/photo-commitments.key)."),
+    ] = None,
+    secret: Annotated[
+        Path | None, typer.Option("--secret", help="The subject's commitment secret file, if kept elsewhere.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Say, for each photo, whether it was one of the photos that trained this headshot.
+
+    The manifest holds keyed commitments (HMAC-SHA256 under the subject's secret), not
+    the photos' hashes: only the holder of the secret can make this check. Exit code 0
+    when every photo given was used, 1 when any was not (or on an error).
+    """
+    from headshot.signing.commands import run_check_photo
+    from headshot.signing.config import load_signing_config
+
+    run_check_photo(headshot, photos, subject, secret, load_signing_config(config))
 
 
 keys_app = typer.Typer(

@@ -18,6 +18,8 @@ from headshot.layout import SubjectLayout
 console = Console(stderr=True)
 
 STAGES = ("prepare", "finetune", "generate", "audit", "study")
+# The sample photo the demo holds out of training for its showcase of the checks.
+SHOWCASE_PHOTO = "hopper_05_rotate_right"
 
 
 class RunConfig(StrictModel):
@@ -147,13 +149,42 @@ def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> Subj
         save_tiny_model(family, model_dir)  # type: ignore[arg-type]
     selfies = outputs / "demo" / "selfies"
     written = make_sample_selfies(selfies)
-    console.print(f"{len(written)} sample photos in {selfies}")
+    # One real photo of the subject is kept out of training: the showcase judges copies of it.
+    held_out = outputs / "demo" / "held-out" / f"{SHOWCASE_PHOTO}.jpg"
+    held_out.parent.mkdir(parents=True, exist_ok=True)
+    (selfies / held_out.name).replace(held_out)
+    console.print(f"{len(written) - 1} sample photos in {selfies}, one held out in {held_out.parent}")
     # configs/demo/<stage>.yaml: small settings that keep the demo to a few minutes on a CPU.
     stage_configs = {
         f"{stage}_config": configs_root() / "demo" / f"{stage}.yaml"
         for stage in STAGES
         if (configs_root() / "demo" / f"{stage}.yaml").is_file()
     }
-    return run_all(
+    layout = run_all(
         RunConfig(photos=selfies, subject="demo", base_model=str(model_dir), outputs=outputs, **stage_configs)
+    )
+    run_demo_showcase(layout, held_out, selfies)
+    return layout
+
+
+def run_demo_showcase(layout: SubjectLayout, held_out: Path, selfies: Path) -> None:
+    """The tiny model's renders show no face: show the checks on manipulated copies of a
+    held-out real photo instead, judged as a real run's generate would judge them."""
+    from headshot.analysis.audit import AuditConfig
+    from headshot.pipelines.generate_config import GenerateConfig
+    from headshot.pipelines.showcase import run_showcase
+    from headshot.samples import astronaut
+
+    options = load_config(GenerateConfig, configs_root() / "generate.yaml").ranking
+    with subject_busy(layout.root, "demo"):
+        report = run_showcase(
+            held_out,
+            astronaut(),
+            layout.dataset,
+            layout.audit / "showcase",
+            options,
+            AuditConfig(photos=selfies),
+        )
+    console.print(
+        f"the checks on a real face (manipulated copies of {held_out.name}, not headshots): {report}"
     )

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from headshot.samples import grace_hopper
+from headshot.signing.commitments import commit_photos
 from headshot.signing.config import SigningConfig
 from headshot.signing.credentials import CredentialPaths, create_dev_credentials
 from headshot.signing.generation_info import GenerationInfo
@@ -45,7 +46,7 @@ def generation_info() -> GenerationInfo:
         seed=7,
         family="sdxl",
         prompt="a photo of sks person, studio portrait",
-        subject_photo_sha256=["c" * 64, "d" * 64],
+        subject_photos=commit_photos(b"s" * 32, ["c" * 64, "d" * 64]),
     )
 
 

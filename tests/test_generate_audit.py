@@ -16,6 +16,8 @@ from headshot.pipelines import delivery, ranking
 from headshot.pipelines.generate_config import RankingOptions
 from headshot.records import atomic_save_image
 from headshot.samples import make_sample_selfies
+from headshot.signing import commitments
+from headshot.signing.api import verify_file
 from headshot.training.dataset_record import read_dataset
 
 HELD_OUT = "hopper_05_rotate_right"  # not in the reference: the audit judges a photo it never saw
@@ -109,3 +111,39 @@ def test_the_combined_score_orders_candidates_as_documented(scored):
     likeness_only = _choose(scored, top_k=9, flagged="demote", artifact_weight=0.0)
     ranks = sorted((c for c in likeness_only.values() if c.template == "studio"), key=lambda c: c.rank)
     assert [c.likeness["relative"] for c in ranks] == sorted(c.likeness["relative"] for c in ranks)
+
+
+def test_delivered_headshots_carry_their_check_results_and_photo_commitments(scored, run_cli):
+    """The flagged candidate the fallback policy delivers says so in its signed manifest."""
+    root, _ = scored
+    chosen = _choose(scored, top_k=1)
+    for candidate in chosen.values():
+        candidate.sidecar = {"base_model": "sd15", "base_model_sha256": "b" * 64, "lora_sha256": "c" * 64}
+    signer = delivery.load_signer(None, root / "outputs")
+    dataset = read_dataset(root / "outputs" / "hopper" / "dataset")
+    secret = commitments.load_or_create_secret(commitments.secret_path(root / "outputs" / "hopper"))
+    provenance = delivery.Provenance(
+        sorted(p.sha256 for p in dataset.accepted), secret, RankingOptions(top_k=1)
+    )
+    headshots = root / "delivered"
+    delivered = {
+        c.key: c for c in delivery.deliver(list(chosen.values()), root, headshots, signer, None, provenance)
+    }
+    assert set(delivered) == {"studio/clean", next(k for k in delivered if k.startswith("flawed-only/"))}
+    clean = verify_file(root / delivered["studio/clean"].delivered)
+    assert clean.state == "Valid" and clean.ai_generated
+    assert clean.checks["audit"]["flags"] == [] and clean.checks["audit"]["policy"] == "fallback"
+    likeness = clean.checks["likeness"]
+    assert likeness["relative_distance"] == chosen["studio/clean"].likeness["relative"]
+    assert likeness["threshold"] == 1.5
+    flawed = next(c for k, c in delivered.items() if k.startswith("flawed-only/"))
+    flawed_checks = verify_file(root / flawed.delivered).checks["audit"]
+    assert flawed_checks["flags"] == flawed.audit["flags"] and flawed_checks["flags"]
+    # The studio proves which photos trained it; the held-out photo was not one of them.
+    training_photo = (
+        root / "selfies" / next(p.source for p in dataset.accepted if not p.source.startswith(HELD_OUT))
+    )
+    subject = root / "outputs" / "hopper"
+    assert run_cli("check-photo", root / flawed.delivered, training_photo, "--subject", subject).code == 0
+    held_out = root / "renders" / "studio" / "clean.png"  # the held-out photo, never trained on
+    assert run_cli("check-photo", root / flawed.delivered, held_out, "--subject", subject).code == 1

@@ -105,7 +105,14 @@ def test_a_failed_signing_leaves_the_candidate_in_renders_and_says_why(scored):
 
     headshots = root / "headshots"
     failing = delivery.Signer(sign=refuse, verify=verify_file)
-    delivered = delivery.deliver(list(chosen.values()), root, headshots, failing, None, ["a" * 64])
+    delivered = delivery.deliver(
+        list(chosen.values()),
+        root,
+        headshots,
+        failing,
+        None,
+        delivery.Provenance(["a" * 64], None, RankingOptions()),
+    )
     index = delivery.write_index(headshots, list(chosen.values()), {"format": 1})
     assert delivered == [] and [p.name for p in headshots.iterdir()] == ["index.json"]
     records = {c["key"]: c for c in json.loads(index.read_text())["candidates"]}
@@ -133,7 +140,17 @@ def test_a_signer_that_writes_an_unsigned_file_is_caught(scored):
 
     headshots = root / "unsigned-headshots"
     broken = delivery.Signer(sign=write_unsigned, verify=verify_file)
-    assert delivery.deliver(list(chosen.values()), root, headshots, broken, None, []) == []
+    assert (
+        delivery.deliver(
+            list(chosen.values()),
+            root,
+            headshots,
+            broken,
+            None,
+            delivery.Provenance([], None, RankingOptions()),
+        )
+        == []
+    )
     assert list(headshots.iterdir()) == []
     assert chosen["copy"].dropped == "signing_failed" and "did not verify" in chosen["copy"].detail
 

@@ -81,7 +81,11 @@ def test_manifest_declares_ai_generation_record_and_training_opt_out(signed_jpeg
     assert record["template"] == "studio-grey" and record["seed"] == 7 and record["lora_sha256"] == "b" * 64
     assert "prompt" not in record, "prompts stay private unless the user opts in"
     assert {e["use"] for e in assertions["cawg.training-mining"]["entries"].values()} == {"notAllowed"}
-    assert [i["instance_id"] for i in manifest["ingredients"]] == ["sha256:" + "c" * 64, "sha256:" + "d" * 64]
+    # The training photos enter as keyed commitments only: no plain hash anyone could match.
+    photos = [i["instance_id"] for i in manifest["ingredients"]]
+    assert len(photos) == 2 and all(i.startswith("hmac-sha256:") for i in photos)
+    assert not any("c" * 64 in i or "d" * 64 in i for i in photos)
+    assert assertions["org.headshot.subject-photos"]["count"] == 2
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])

@@ -27,6 +27,7 @@ def sd15_study(tiny_sd15, tmp_path_factory):
         steps=3,
         sheet_columns=3,
         sweep={"guidance_scales": [1.0, 5.0], "steps": [2, 3], "lora_scales": [0.0, 1.0]},
+        refine={"enabled": True, "seeds": [0, 1]},
     )
     folder = run_study(config)
     return folder, json.loads((folder / "study.json").read_text())
@@ -122,10 +123,70 @@ def test_sweep_has_every_grid_point_and_the_lora_knobs_act(sd15_study):
 def test_report_is_self_contained_with_every_image(sd15_study):
     folder, record = sd15_study
     page = (folder / "report.html").read_text()
-    # final, trajectory, curves, 4 overlays, per-step attention, sweep sheet, 4 knob plots
-    assert page.count("src='data:image/png;base64,") == 13
+    # final, trajectory, curves, 4 overlays, per-step attention, sweep sheet, 4 knob plots,
+    # and two seeds before and after the face-detail pass
+    assert page.count("src='data:image/png;base64,") == 17
     assert "http://" not in page and "https://" not in page
     assert "settles at step" in page and "step-000003" in page
+
+
+def test_refine_comparison_says_which_seeds_had_no_face(sd15_study):
+    folder, record = sd15_study
+    refine = record["refine"]
+    assert refine["seeds"] == [0, 1] and refine["applied"] == 0
+    assert all(not row["applied"] and "no face" in row["reason"] for row in refine["rows"])
+    assert all(row["after"] == row["before"] for row in refine["rows"])
+    assert (folder / "refine" / "seed-1-after.png").is_file()
+    assert "Face-detail pass: before and after" in (folder / "report.html").read_text()
+
+
+def test_refine_comparison_on_a_real_face_with_the_tiny_model(tiny_sd15):
+    """A real photo stands in for a render (the tiny model draws no face): the pass is
+    applied and changes the face; measured after it, the tiny model's random VAE has left
+    no face to measure, which the record says (None) instead of inventing a change."""
+    from diffusers import DiffusionPipeline
+
+    from headshot.analysis.study import refine_compare
+    from headshot.analysis.study.artifacts import artifact_metrics
+    from headshot.pipelines.refine import FaceRefiner, RefineOptions
+    from headshot.samples import grace_hopper
+
+    pipe = DiffusionPipeline.from_pretrained(tiny_sd15)
+    pipe.set_progress_bar_config(disable=True)
+    refiner = FaceRefiner(pipe, 64, RefineOptions(enabled=True))
+    photo = grace_hopper().crop((0, 44, 512, 556))
+    metrics = artifact_metrics(None)
+    call = {"prompt": "a photo of sks woman", "num_inference_steps": 4, "guidance_scale": 5.0}
+    renders = {3: photo, 4: Image.new("RGB", (512, 512), "grey")}
+    record, images = refine_compare.compare(renders, refiner, call, metrics)
+    face, blank = record["rows"]
+    assert face["applied"] and not blank["applied"] and record["applied"] == 1
+    assert images["refine/seed-3-after"].tobytes() != photo.tobytes()
+    assert face["before"]["skin_texture"] is not None and face["after"]["skin_texture"] is None
+    assert record["mean_change"]["skin_texture"] is None
+
+
+def test_refine_comparison_reports_the_mean_change_of_each_metric():
+    """The comparison's arithmetic on a pass that really changes a face: skin smoothing
+    (the plastic-skin manipulation) stands in for the face-detail pass."""
+    from headshot.analysis.manipulations import manipulated
+    from headshot.analysis.study import refine_compare
+    from headshot.analysis.study.artifacts import artifact_metrics
+    from headshot.samples import grace_hopper
+
+    class Smoothing:
+        def settings(self):
+            return {"strength": 1.0}
+
+        def refine(self, image, call, seed):
+            return manipulated(image, "smooth_skin", 1.0), {"applied": True, "crop_box": [0, 0, 1, 1]}
+
+    photo = grace_hopper().crop((0, 44, 512, 556))
+    metrics = artifact_metrics(None)
+    record, _ = refine_compare.compare({0: photo, 1: photo.rotate(5)}, Smoothing(), {}, metrics)
+    changes = [row["after"]["skin_texture"] - row["before"]["skin_texture"] for row in record["rows"]]
+    assert all(change < -0.1 for change in changes)  # smoother skin: less fine texture
+    assert record["mean_change"]["skin_texture"] == pytest.approx(sum(changes) / 2)
 
 
 def test_study_of_an_sdxl_base_model_from_the_command_line(run_cli, tiny_sdxl, tmp_path):

@@ -17,7 +17,8 @@ def test_demo_runs_every_stage_and_delivers_disclosed_headshots(run_cli, tmp_pat
 
     dataset = json.loads((subject / "dataset" / "dataset.json").read_text())
     verdicts = {photo["source"]: photo["reason_code"] for photo in dataset["photos"]}
-    assert sum(code is None for code in verdicts.values()) == 8
+    assert sum(code is None for code in verdicts.values()) == 7  # one photo is held out
+    assert "hopper_05_rotate_right.jpg" not in verdicts
     assert verdicts["hopper_blurred.jpg"] == "blurred"
     assert verdicts["other_person_astronaut.jpg"] == "many_faces"
 
@@ -44,7 +45,27 @@ def test_demo_runs_every_stage_and_delivers_disclosed_headshots(run_cli, tmp_pat
     studied = [(c["label"], c["step"]) for c in study["lora"]["checkpoints"]]
     assert studied == [("step-000040", 40), ("final", training["steps"])] and training["steps"] == 60
     assert study["sweep"]["knobs"]["checkpoint"] == ["step-000040", "final"]
+    _assert_showcase_refuses_the_flawed_copies(subject)
     _assert_no_local_paths_or_names(outputs)
+
+
+def _assert_showcase_refuses_the_flawed_copies(subject):
+    """Issue 15: the checks fire on a real face: manipulated copies of the held-out photo."""
+    showcase = json.loads((subject / "audit" / "showcase" / "index.json").read_text())
+    exhibits = {e["exhibit"]: e for e in showcase["exhibits"]}
+    assert showcase["audit"] == "on" and showcase["held_out_photo"] == "hopper_05_rotate_right.jpg"
+    assert exhibits["unchanged"]["would_deliver"] and exhibits["unchanged"]["audit"]["flags"] == []
+    for name, flag in {
+        "smooth_skin": "plastic_skin",
+        "earring": "earring_asymmetry",
+        "warp_background": "warped_background",
+    }.items():
+        assert not exhibits[name]["would_deliver"] and exhibits[name]["dropped"] == "artifact_flagged"
+        assert flag in exhibits[name]["audit"]["flags"] and flag in exhibits[name]["reason"]
+    assert not exhibits["shift_iris"]["would_deliver"]
+    assert exhibits["other_person"]["dropped"] == "likeness_too_far"
+    page = (subject / "audit" / "showcase" / "report.html").read_text()
+    assert "These are not generated headshots" in page and page.count("refused: ") == 5
 
 
 def _readable_text(path) -> str:

@@ -19,11 +19,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from headshot.analysis.metrics import METRICS_VERSION
 from headshot.bounded_io import read_json_object
 from headshot.errors import HeadshotError
+from headshot.pipelines.generate_config import RankingOptions
 from headshot.pipelines.ranking import Candidate
 from headshot.records import atomic_write_json
-from headshot.signing.generation_info import GenerationInfo
+from headshot.signing.commitments import commit_photos
+from headshot.signing.generation_info import AuditCheck, CheckResults, GenerationInfo, LikenessCheck
 from headshot.storage import final_path
 
 INDEX_FILE = "index.json"
@@ -38,6 +41,16 @@ class Signer:
     # verify(path) -> Verification (.state Absent/Invalid/Valid/Trusted, .ai_generated).
     verify: Callable[[Path], object]
     store: Path | None = None  # the manifest store, settled after the swap (store.recover)
+    commit_photos: bool = True  # the config puts photo commitments into manifests
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What every delivered headshot's manifest says of the subject's photos and the checks."""
+
+    photo_sha256: list[str]  # of the accepted training photos
+    secret: bytes | None  # the subject's commitment secret; None: no photo ingredients
+    options: RankingOptions  # the likeness bar and flag policy the checks were made under
 
 
 def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
@@ -75,6 +88,7 @@ def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
         # Delivery requires the disclosure: what `headshot verify --require-ai` checks.
         verify=lambda path: verify_file(path, config, options=VerifyOptions(require_ai=True)),
         store=config.manifest_store,
+        commit_photos=config.subject_photo_commitments,
     )
 
 
@@ -82,11 +96,34 @@ def headshot_name(candidate: Candidate) -> str:
     return f"{candidate.template}-{candidate.key.split('/', 1)[1]}.jpg"
 
 
-def generation_info(candidate: Candidate, subject_photo_sha256: list[str]) -> GenerationInfo:
+def check_results(candidate: Candidate, options: RankingOptions) -> CheckResults:
+    """The candidate's likeness and audit results as its manifest declares them."""
+    likeness = audit = None
+    if candidate.likeness:
+        likeness = LikenessCheck(
+            relative_distance=candidate.likeness["relative"],
+            threshold=options.max_relative_distance,
+            same_person=candidate.likeness.get("same_person"),
+        )
+    if candidate.audit:
+        audit = AuditCheck(
+            status=candidate.audit["status"],
+            flags=candidate.audit["flags"],
+            z=candidate.audit["z"],
+            artifact_score=candidate.audit["artifact_score"],
+            policy=options.flagged,
+        )
+    return CheckResults(metrics_version=METRICS_VERSION, likeness=likeness, audit=audit)
+
+
+def generation_info(candidate: Candidate, provenance: Provenance) -> GenerationInfo:
     sidecar = candidate.sidecar
     base_model = sidecar["base_model"]
     if Path(base_model).expanduser().exists() or base_model.startswith(("/", ".", "~")):
         base_model = Path(base_model).name  # a local path: its folder name only, never the path
+    photos = None
+    if provenance.secret is not None and provenance.photo_sha256:
+        photos = commit_photos(provenance.secret, provenance.photo_sha256)  # fresh salt each
     return GenerationInfo(
         base_model=base_model,
         base_model_sha256=sidecar["base_model_sha256"],
@@ -97,7 +134,8 @@ def generation_info(candidate: Candidate, subject_photo_sha256: list[str]) -> Ge
         # The signing config decides whether prompts enter the manifest (opt-in).
         prompt=sidecar.get("prompt"),
         negative_prompt=sidecar.get("negative_prompt"),
-        subject_photo_sha256=subject_photo_sha256,
+        subject_photos=photos,
+        checks=check_results(candidate, provenance.options),
     )
 
 
@@ -107,7 +145,7 @@ def deliver(
     headshots: Path,
     signer: Signer | None,
     signer_error: str | None,
-    subject_photo_sha256: list[str],
+    provenance: Provenance,
 ) -> list[Candidate]:
     """Sign every selected candidate into headshots/; returns those delivered."""
     headshots.mkdir(parents=True, exist_ok=True)
@@ -121,7 +159,7 @@ def deliver(
             continue
         try:
             with Image.open(subject_root / candidate.render) as image:
-                info = generation_info(candidate, subject_photo_sha256)
+                info = generation_info(candidate, provenance)
                 signed = signer.sign(image.convert("RGB"), destination, info)
             candidate.signature = _checked_signature(signer, destination, signed)
         except HeadshotError as exc:

@@ -28,7 +28,7 @@ from headshot.pipelines.templates import (
     shipped_template_names,
 )
 from headshot.records import library_versions, portable_record
-from headshot.signing import store
+from headshot.signing import commitments, store
 from headshot.storage import StagedFolder
 from headshot.training.dataset_record import read_dataset
 from headshot.training.training_record import read_training_record
@@ -130,7 +130,10 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
             signer = delivery.load_signer(config.signing_config, layout.root.parent)
         except HeadshotError as exc:
             signer_error = str(exc)
-    photo_hashes = sorted(p.sha256 for p in dataset.accepted)
+    provenance = delivery.Provenance(sorted(p.sha256 for p in dataset.accepted), None, options)
+    if signer is not None and signer.commit_photos:
+        secret = commitments.load_or_create_secret(commitments.secret_path(layout.root))
+        provenance = delivery.Provenance(provenance.photo_sha256, secret, options)
     # New headshots and index.json are built beside the old ones and swapped in only when
     # every chosen candidate is signed; a failure leaves the earlier delivery as it was.
     staged = StagedFolder(layout.headshots)
@@ -143,7 +146,7 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
     staging = staged.begin()
     try:
         kept = delivery.carry_over(layout.headshots, staging, previous, {c.template for c in candidates})
-        delivered = delivery.deliver(candidates, layout.root, staging, signer, signer_error, photo_hashes)
+        delivered = delivery.deliver(candidates, layout.root, staging, signer, signer_error, provenance)
         _refuse_partial_delivery(candidates, signer_error, layout.headshots)
         index_summary = {
             "format": 1,

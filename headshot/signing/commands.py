@@ -1,4 +1,4 @@
-"""Entry functions of `headshot sign`, `headshot verify` and `headshot keys init`."""
+"""Entry functions of `headshot sign`, `verify`, `check-photo` and `keys init`."""
 
 from __future__ import annotations
 
@@ -92,11 +92,32 @@ def describe(result: Verification) -> str:
             )
         else:
             parts.append("not in the local manifest store")
+    if result.checks:
+        parts.append(describe_checks(result.checks))
     line = " | ".join(parts)
     errors = [e for e in result.errors if not e.startswith("remote manifest, not fetched")]
     if errors:
         line += "\n  " + "\n  ".join(errors)
     return line
+
+
+def describe_checks(checks: dict) -> str:
+    """The checks a headshot passed before delivery, as a recruiter reads them."""
+    words = []
+    likeness = checks.get("likeness")
+    if isinstance(likeness, dict) and isinstance(likeness.get("relative_distance"), int | float):
+        bar = likeness.get("threshold")
+        limit = f", delivered only up to {bar:.2f}" if isinstance(bar, int | float) else ""
+        words.append(f"likeness {likeness['relative_distance']:.2f} x the subject's own photo spread{limit}")
+    audit = checks.get("audit")
+    if isinstance(audit, dict):
+        flags = [str(flag) for flag in audit.get("flags") or []]
+        verdict = f"flagged {', '.join(flags)}" if flags else "no artifact flagged"
+        words.append(f"audit {audit.get('status', '?')}: {verdict}")
+    version = checks.get("metrics_version")
+    return (
+        "checked: " + ("; ".join(words) or "nothing recorded") + (f" (metrics v{version})" if version else "")
+    )
 
 
 def expand_folders(paths: list[Path], recursive: bool = False) -> list[Path]:
@@ -158,6 +179,25 @@ def _failure_reason(result: Verification) -> str:
     if not result.image_readable:
         return "not an image" if any("not an image" in e for e in result.errors) else "unreadable image"
     return "invalid" if result.state == "Invalid" else "not declared AI-generated"
+
+
+def run_check_photo(
+    headshot: Path, photos: list[Path], subject: Path | None, secret: Path | None, config: SigningConfig
+) -> None:
+    from headshot.signing.commitments import secret_path
+    from headshot.signing.photo_check import check_photos
+
+    if subject is not None and secret is not None:
+        raise HeadshotError("give --subject or --secret, not both")
+    secret_file = secret if secret is not None else (secret_path(subject) if subject is not None else None)
+    results = check_photos(headshot, photos, secret_file, config)
+    for result in results:
+        verdict = (
+            "used to train this headshot" if result.used else "NOT one of this headshot's training photos"
+        )
+        typer.echo(f"{result.photo}: {verdict}")
+    if not all(result.used for result in results):
+        raise typer.Exit(1)
 
 
 def run_keys_init(out: Path, force: bool) -> None:

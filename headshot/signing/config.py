@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_serializer, field_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
 from headshot.config import StrictModel, load_config
 from headshot.signing import watermark
@@ -47,7 +47,9 @@ class SigningConfig(StrictModel):
     # Manifest contents.
     include_prompts: bool = False  # prompts describe the person: opt in
     training_mining: Literal["notAllowed", "allowed", "constrained"] = "notAllowed"
-    subject_photo_hashes: bool = True  # SHA-256 of the training photos as ingredients
+    # The training photos as ingredients holding keyed commitments (HMAC under the
+    # subject's secret), never the photos or their plain hashes.
+    subject_photo_commitments: bool = True
     manifest_store: Path = Path("outputs/manifest-store")
 
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
@@ -62,6 +64,15 @@ class SigningConfig(StrictModel):
         if value is None or isinstance(value, str):
             return value
         return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """Configs written before 2026-12 name the ingredients option `subject_photo_hashes`."""
+        if isinstance(data, dict) and "subject_photo_hashes" in data:
+            data = dict(data)
+            data.setdefault("subject_photo_commitments", data.pop("subject_photo_hashes"))
+        return data
 
     @field_validator("tsa_url")
     @classmethod

@@ -1,8 +1,9 @@
 """The C2PA manifest definition of a delivered headshot.
 
 Only what the user chose to disclose enters it: no local paths, no user names, no EXIF
-(the image is re-encoded from its pixels), prompts only on opt-in, and the subject's
-photos only as SHA-256 hashes.
+(the image is re-encoded from its pixels), prompts only on opt-in, the subject's photos
+only as keyed commitments (signing/commitments.py), and the checks the headshot passed as
+numbers and flags.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from typing import Any
 
 from headshot import __version__
 from headshot.signing import watermark
+from headshot.signing.commitments import INSTANCE_PREFIX
 from headshot.signing.config import SigningConfig
 from headshot.signing.generation_info import GenerationInfo
 from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA
 
 TOOL = {"name": "headshot", "version": __version__}
 GENERATION_LABEL = "org.headshot.generation"
+CHECKS_LABEL = "org.headshot.checks"
+SUBJECT_PHOTOS_LABEL = "org.headshot.subject-photos"
 WATERMARK_LABEL = "org.headshot.watermark"
 # Files signed before 2026-12 declared the mark as a soft binding; verify still reads it.
 LEGACY_SOFT_BINDING_LABEL = "c2pa.soft-binding"
@@ -35,7 +39,9 @@ def public_model_name(base_model: str) -> str:
 
 
 def generation_record(info: GenerationInfo, include_prompts: bool) -> dict[str, Any]:
-    record = info.model_dump(exclude={"prompt", "negative_prompt", "subject_photo_sha256"}, exclude_none=True)
+    record = info.model_dump(
+        exclude={"prompt", "negative_prompt", "subject_photos", "checks"}, exclude_none=True
+    )
     record["base_model"] = public_model_name(info.base_model)
     if include_prompts:
         record.update(info.model_dump(include={"prompt", "negative_prompt"}, exclude_none=True))
@@ -88,13 +94,30 @@ def manifest_definition(
         assertions.append(
             {"label": GENERATION_LABEL, "data": generation_record(info, config.include_prompts)}
         )
-        if config.subject_photo_hashes and info.subject_photo_sha256:
+        if info.checks is not None:
+            assertions.append({"label": CHECKS_LABEL, "data": info.checks.model_dump(mode="json")})
+        photos = info.subject_photos
+        if config.subject_photo_commitments and photos is not None and photos.commitments:
+            # The salt is public (it makes two headshots' commitments unrelated); the secret
+            # that makes them checkable is not in the manifest.
+            assertions.append(
+                {
+                    "label": SUBJECT_PHOTOS_LABEL,
+                    "data": {
+                        "alg": photos.alg,
+                        "version": photos.version,
+                        "salt": photos.salt,
+                        "key_check": photos.key_check,
+                        "count": len(photos.commitments),
+                    },
+                }
+            )
             definition["ingredients"] = [
                 {
                     "title": f"subject photo {number}",
                     "relationship": "inputTo",
-                    "instance_id": f"sha256:{digest}",
+                    "instance_id": f"{INSTANCE_PREFIX}{value}",
                 }
-                for number, digest in enumerate(info.subject_photo_sha256, start=1)
+                for number, value in enumerate(photos.commitments, start=1)
             ]
     return definition

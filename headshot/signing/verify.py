@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, computed_field
 from headshot.errors import HeadshotError
 from headshot.signing import store, watermark
 from headshot.signing.config import SigningConfig
-from headshot.signing.manifest import LEGACY_SOFT_BINDING_LABEL, WATERMARK_LABEL
+from headshot.signing.manifest import CHECKS_LABEL, LEGACY_SOFT_BINDING_LABEL, WATERMARK_LABEL
 from headshot.signing.xmp import AI_SOURCE_TYPES, read_digital_source_type
 
 # Absent: no C2PA manifest in the file. Remote: the file points to a manifest at a URL that
@@ -50,6 +50,8 @@ class Verification(BaseModel):
     remote_manifest_url: str | None = None  # the URL a file points to for its manifest
     watermark: WatermarkReport
     manifest_store: store.StoreLookup | None = None
+    # What the headshot passed before delivery (org.headshot.checks): likeness and audit.
+    checks: dict[str, Any] | None = None
     image_readable: bool = True  # False: not an image, or its pixels could not be decoded
     require_ai: bool = False  # the option `passed` was decided under
     errors: list[str] = Field(default_factory=list)
@@ -134,6 +136,11 @@ def _declared_watermark_ids(manifest: dict[str, Any]) -> set[str]:
     return declared | legacy
 
 
+def _checks(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    found = _assertions(manifest, CHECKS_LABEL)
+    return found[0] if found and isinstance(found[0], dict) else None
+
+
 def _failures(results: dict[str, Any] | None) -> list[str]:
     failures = ((results or {}).get("activeManifest") or {}).get("failure") or []
     return [
@@ -158,7 +165,9 @@ class VerifyOptions(BaseModel):
 _REMOTE_URL = re.compile(r"https?://[^\s)]+")
 
 
-def _read_manifest(data: bytes, context: c2pa.Context) -> tuple[State, dict[str, Any], list[str], str | None]:
+def read_active_manifest(
+    data: bytes, context: c2pa.Context
+) -> tuple[State, dict[str, Any], list[str], str | None]:
     """Validation state, active manifest, errors, and the URL of a manifest stored remotely."""
     try:
         reader = c2pa.Reader.try_create(io.BytesIO(data), context=context)
@@ -202,7 +211,9 @@ def verify_file(
         raise HeadshotError(f"{path}: file not found")
     data = path.read_bytes()
     anchors = [*config.trust_anchors, *options.trust_anchors, *(trust_anchors or [])]
-    state, manifest, errors, remote_url = _read_manifest(data, reading_context(anchors, options.fetch_remote))
+    state, manifest, errors, remote_url = read_active_manifest(
+        data, reading_context(anchors, options.fetch_remote)
+    )
 
     disclosed: list[str] = []
     source_type = _source_type(manifest) if manifest else None
@@ -254,6 +265,8 @@ def verify_file(
         remote_manifest_url=remote_url,
         watermark=marks,
         manifest_store=lookup,
+        # Only a manifest whose signature holds vouches for its check results.
+        checks=_checks(manifest) if manifest and state in ("Valid", "Trusted") else None,
         image_readable=found is not None,
         require_ai=options.require_ai,
         errors=errors,

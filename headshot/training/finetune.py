@@ -17,7 +17,7 @@ import torch
 
 from headshot.busy import subject_busy
 from headshot.errors import HeadshotError
-from headshot.families import family_of_folder, get_family
+from headshot.families import get_family
 from headshot.layout import SubjectLayout
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
 from headshot.quantize import base_precision, check_quantization
@@ -36,6 +36,7 @@ from headshot.training.data import (
 from headshot.training.dataset_record import DatasetRecord
 from headshot.training.finetune_config import FinetuneConfig
 from headshot.training.memory_check import PeakWatch, memory_record, plan_finetune
+from headshot.training.model_fit import check_dataset_fits, family_on_disk
 from headshot.training.monitor import Monitor, console
 from headshot.training.prior import (
     class_image_folder,
@@ -43,6 +44,7 @@ from headshot.training.prior import (
     generate_class_images,
     missing_class_images,
 )
+from headshot.training.selection import choose as choose_checkpoint
 from headshot.training.trainer import (
     Prompts,
     TrainingRun,
@@ -52,7 +54,7 @@ from headshot.training.trainer import (
     train,
     trainable_parameters,
 )
-from headshot.training.training_record import TrainingRecord, write_training_record
+from headshot.training.training_record import TrainingRecord, tail_mean, write_training_record
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Session:
     monitor: Monitor
     run: TrainingRun
     state: ckpt.TrainingState
+    named: dict  # the trained modules by name: what a checkpoint's tensors load into
     memory: object = None  # memory_plan.MemoryEstimate, or None where it could not be made
     watch: object = None  # memory_check.PeakWatch: the measured peak for training.json
     measured_peak: int | None = None
@@ -128,8 +131,8 @@ def open_session(
     dataset = read_training_dataset(dataset_folder)
     layout = SubjectLayout.of_stage_folder(dataset_folder)
     spec = resolve_base_model(config.base_model)
-    known = spec.family or _family_on_disk(spec.source)
-    _check_family(dataset, dataset_folder, config.base_model, known)
+    known = spec.family or family_on_disk(spec.source)
+    check_dataset_fits(dataset, dataset_folder, config.base_model, known)
     if known is not None:  # before any loading: an option the family cannot use is an error now
         get_family(known).check_training_options(config, "finetune")
 
@@ -147,7 +150,7 @@ def open_session(
             allow_pickle=allow_pickle,
             quantize_base=config.quantize_base,
         )
-        _check_family(dataset, dataset_folder, config.base_model, loaded.family.name, loaded.resolution)
+        check_dataset_fits(dataset, dataset_folder, config.base_model, loaded.family.name, loaded.resolution)
         family = loaded.family
         family.check_training_options(config, "finetune")
         pipeline = loaded.pipeline
@@ -224,6 +227,7 @@ def open_session(
         state=state,
         memory=memory,
         watch=watch,
+        named=named,
     )
 
 
@@ -240,6 +244,10 @@ def _export(session: Session, state) -> TrainingRecord:
 def _export_files(session: Session, state, out: Path, scale: float) -> TrainingRecord:
     config, layout, loaded, monitor = session.config, session.layout, session.loaded, session.monitor
     pipeline, dataset = loaded.pipeline, session.dataset
+    selection = choose_checkpoint(monitor.history, config.select, state.step)
+    monitor.say(f"exporting step {selection.step}: {selection.reason}")
+    if selection.step != state.step:  # both files come from the chosen step's tensors
+        load_trainable_state(session.named, monitor.best.tensors_for(selection.step), monitor.best.folder)
     lora_file, kohya_file = loaded.family.export(
         pipeline, out, layout.subject, config.train_text_encoder, scale
     )
@@ -261,7 +269,7 @@ def _export_files(session: Session, state, out: Path, scale: float) -> TrainingR
         lora_alpha=config.lora_alpha,
         steps=state.step,
         final_loss=state.losses[-1] if state.losses else None,
-        mean_loss_last_10pct=_tail_mean(state.losses),
+        mean_loss_last_10pct=tail_mean(state.losses),
         wall_time_s=round(state.wall_time_s, 3),
         num_instance_images=len(dataset.accepted),
         num_class_images=config.num_class_images if config.prior_preservation else 0,
@@ -270,18 +278,12 @@ def _export_files(session: Session, state, out: Path, scale: float) -> TrainingR
         quantize_base=config.quantize_base,
         base_precision=base_precision(config.quantize_base, pipeline.vae.dtype),
         memory=memory_record(session.memory, session.measured_peak, session.watch),
+        selection=selection.as_record(),
         config=config.model_dump(mode="json"),
         versions=library_versions(),
     )
     write_training_record(out, record, subject_root=layout.root)
     return record
-
-
-def _tail_mean(losses: list[float]) -> float | None:
-    if not losses:
-        return None
-    tail = losses[-max(1, len(losses) // 10) :]
-    return sum(tail) / len(tail)
 
 
 def _on_step_end(state, logs, stopping: bool, run: TrainingRun, named, settings, monitor) -> None:
@@ -301,7 +303,8 @@ def _on_step_end(state, logs, stopping: bool, run: TrainingRun, named, settings,
         )
     due_validation = config.validation_steps and state.step % config.validation_steps == 0
     if due_validation and state.step < config.steps and accelerator.is_main_process:
-        monitor.validate(state.step)
+        keep = config.select == "best_likeness"
+        monitor.validate(state.step, tensors=(lambda: trainable_state(named)) if keep else None)
     accelerator.wait_for_everyone()
 
 
@@ -372,24 +375,3 @@ def offload_frozen_parts(family, pipeline) -> None:
         return
     for module in (*family.text_encoders(pipeline), pipeline.vae):
         module.to("cpu")
-
-
-def _family_on_disk(source: str) -> str | None:
-    path = Path(source).expanduser()
-    found = family_of_folder(path) if path.is_dir() else None
-    return found.name if found else None
-
-
-def _check_family(dataset, folder: Path, model: str, family: str | None, resolution: int | None = None):
-    where = folder / "dataset.json"
-    if family is not None and family != dataset.family:
-        raise HeadshotError(
-            f"{where}: the dataset was prepared for {dataset.family} at {dataset.resolution}px, but base "
-            f"model '{model}' is {family}; prepare the photos again with -m {model}, or pick a "
-            f"{dataset.family} base model"
-        )
-    if resolution is not None and resolution != dataset.resolution:
-        raise HeadshotError(
-            f"{where}: the dataset's images are {dataset.resolution}px, but base model '{model}' "
-            f"trains at {resolution}px; prepare the photos again with -m {model}"
-        )

@@ -157,6 +157,9 @@ class FinetuneConfig(StrictModel):
     validation_seeds: list[Seed] = Field(default_factory=lambda: [0, 1], max_length=64)
     validation_inference_steps: int = Field(25, gt=0, le=1000)
     validation_guidance_scale: float = Field(5.0, ge=0)
+    # Which step's LoRA is exported: the validated step whose samples score best by
+    # leave-one-out likeness (the last step when no sample shows a face), or the last.
+    select: Literal["best_likeness", "last"] = "best_likeness"
 
     cache_dir: Path | None = None  # class images; default $HEADSHOT_CACHE or ~/.cache/headshot
     tensorboard: bool = True

@@ -264,7 +264,10 @@ class PeakWatch:
             _warm_up()
             _reset_peak_rss()
             self.baseline = _status_kib("VmRSS") * 1024
-            self.what = "peak resident set (VmHWM) over the resident set just before loading"
+            self.what = (
+                "peak resident set (VmHWM) over the resident set just before loading (on a CPU it "
+                "includes the validation samples' face scoring when validation_steps > 0)"
+            )
 
     def peak(self) -> int:
         if self.device == "cuda":

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
+from headshot.training.selection import BestKeeper
 from headshot.training.validation import SampleScore, Validator, summarize
 
 console = Console(stderr=True)
@@ -28,6 +29,7 @@ class Monitor:
         self._writer = None
         self._history: list[SampleScore] = []
         self._total = config.steps
+        self.best = BestKeeper(self.checkpoints)
         if not enabled:
             return
         from headshot.analysis.likeness import SubjectIdentity
@@ -81,12 +83,16 @@ class Monitor:
             for name, value in logs.items():
                 self._writer.add_scalar(f"train/{name}", value, step)
 
-    def validate(self, step: int, final: bool = False) -> None:
+    def validate(self, step: int, final: bool = False, tensors=None) -> None:
+        """Render and score the samples of `step`; with `tensors` (a function returning the
+        trainable tensors), keep them when this step now scores best (select: best_likeness)."""
         if not self.enabled:
             return
         scores = self.validator.run(self.pipeline, step)
         self._history = [s for s in self._history if s.step != step] + scores
         self.validator.record(self._history)
+        if tensors is not None:
+            self.best.update(self._history, step, tensors())
         summary = summarize(scores)
         if self._writer is not None:
             for name, value in summary.items():
@@ -107,6 +113,10 @@ class Monitor:
             except (HeadshotError, ValueError, TypeError):
                 earlier = []
             self._history = [s for s in earlier if s.step <= checkpoint.state.step]
+
+    @property
+    def history(self) -> list[SampleScore]:
+        return list(self._history)
 
     def final_scores(self) -> dict:
         if not self._history:

@@ -49,8 +49,18 @@ class TrainingRecord(StrictModel):
     quantize_base: str = "none"
     base_precision: str | None = None
     memory: dict = Field(default_factory=dict)  # the memory plan's estimate and the measured peak
+    # Which step's LoRA was exported and why, with every validated step's score (selection.py).
+    selection: dict = Field(default_factory=dict)
     config: dict = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
+
+
+def tail_mean(losses: list[float]) -> float | None:
+    """Mean loss over the last 10% of steps (the final step's loss alone is noisy)."""
+    if not losses:
+        return None
+    tail = losses[-max(1, len(losses) // 10) :]
+    return sum(tail) / len(tail)
 
 
 def write_training_record(

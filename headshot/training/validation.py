@@ -1,7 +1,8 @@
 """Validation samples during training, each scored for likeness against the dataset.
 
 Samples use fixed seeds, so the images of successive steps show what training
-changed. A sample in which no face is found is recorded as such ("no face"), not
+changed; each face's leave-one-out likeness is what picks the exported checkpoint
+(training/selection.py). A sample in which no face is found is recorded as such ("no face"), not
 scored: on the tiny random models that is every sample.
 """
 
@@ -26,6 +27,8 @@ class SampleScore:
     likeness_distance: float | None = None  # dlib distance to the subject's centroid
     likeness_relative: float | None = None  # 1.0 = as far as the subject's most unusual photo
     same_person: bool | None = None
+    # Relative distance without the training photo nearest to it (training/selection.py).
+    likeness_loo: float | None = None
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Validator:
 def score_sample(image, identity) -> SampleScore:
     """Find the largest face in a sample and score it against the subject (if there is an identity)."""
     from headshot.analysis.faces import detect_faces
+    from headshot.training.selection import leave_one_out_relative
 
     score = SampleScore(step=0, seed=0, image="", face=False)
     faces = detect_faces(np.asarray(image.convert("RGB")), upsample=1)
@@ -101,6 +105,7 @@ def score_sample(image, identity) -> SampleScore:
         score.likeness_distance = likeness.distance
         score.likeness_relative = likeness.relative
         score.same_person = likeness.same_person
+        score.likeness_loo = leave_one_out_relative(identity, faces[0].embedding)
     return score
 
 
@@ -110,4 +115,7 @@ def summarize(scores: list[SampleScore]) -> dict[str, float]:
     distances = [s.likeness_distance for s in scores if s.likeness_distance is not None]
     if distances:
         summary["likeness_distance"] = float(np.mean(distances))
+    held_out = [s.likeness_loo for s in scores if s.likeness_loo is not None]
+    if held_out:  # the score select: best_likeness ranks steps by (TensorBoard plots it)
+        summary["likeness_loo"] = float(np.mean(held_out))
     return summary

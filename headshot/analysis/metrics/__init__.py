@@ -22,6 +22,10 @@ from headshot.analysis.metrics.symmetry import paired_asymmetry
 
 Direction = Literal["low", "high"]
 
+# Version of the metric definitions (docs/metrics.md): signed headshots' check results name
+# it. Raise it whenever a metric's computation changes what it measures or its scale.
+METRICS_VERSION = 1
+
 
 @dataclass(frozen=True)
 class MetricSpec:
@@ -80,4 +84,12 @@ def measure_features(face: NormalisedFace) -> dict[str, float]:
     return features
 
 
-__all__ = ["METRICS", "METRICS_BY_NAME", "MetricSpec", "NormalisedFace", "measure_features", "normalise_face"]
+__all__ = [
+    "METRICS",
+    "METRICS_BY_NAME",
+    "METRICS_VERSION",
+    "MetricSpec",
+    "NormalisedFace",
+    "measure_features",
+    "normalise_face",
+]

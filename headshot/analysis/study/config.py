@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from headshot.analysis.study.refine_compare import RefineComparison
 from headshot.config import StrictModel, load_config
 
 # `{identifier}` and `{class_noun}` are filled from the LoRA's training.json (or sks/person).
@@ -72,6 +73,8 @@ class StudyConfig(StrictModel):
     frame_size: int = Field(default=256, ge=16)  # contact-sheet tile size (never upscaled)
     sheet_columns: int = Field(default=8, ge=1)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
+    # Before/after the face-detail pass for the same seeds (off by default: it renders more).
+    refine: RefineComparison = Field(default_factory=RefineComparison)
 
     @field_validator("tokens")
     @classmethod

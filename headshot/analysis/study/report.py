@@ -83,6 +83,8 @@ def render_report(record: dict, images: dict[str, Image.Image]) -> str:
         parts += _attention_section(record["attention"], images)
     if "sweep" in record:
         parts += _sweep_section(record["sweep"], images, record["metrics"])
+    if "refine" in record:
+        parts += _refine_section(record["refine"], images, record["metrics"])
     return html_page("headshot study", "\n".join(parts))
 
 
@@ -141,3 +143,28 @@ def _sweep_section(data: dict, images, metrics: list[str]) -> list[str]:
         plots,
         f"<table><tr>{header}</tr>" + "".join(rows) + "</table>",
     ]
+
+
+def _refine_section(data: dict, images, metrics: list[str]) -> list[str]:
+    parts = [
+        "<h2>Face-detail pass: before and after</h2>",
+        f"<p>The same {len(data['seeds'])} seed(s) rendered, then passed through generate's "
+        f"face-detail pass (strength {data['options']['strength']}); refined: {data['applied']}. "
+        "Each metric before and after, and its mean change over the refined seeds.</p>",
+        "<table><tr><th>seed</th><th>refined</th>"
+        + "".join(f"<th>{escape(m)}</th>" for m in metrics)
+        + "</tr>",
+    ]
+    for row in data["rows"]:
+        done = "yes" if row["applied"] else f"no: {row.get('reason', '')}"
+        cells = "".join(
+            f"<td>{_number(row['before'].get(m))} → {_number(row['after'].get(m))}</td>" for m in metrics
+        )
+        parts.append(f"<tr><td>{row['seed']}</td><td>{escape(done)}</td>{cells}</tr>")
+    means = "".join(f"<td>{_number(data['mean_change'].get(m))}</td>" for m in metrics)
+    parts.append(f"<tr><td>mean change</td><td></td>{means}</tr></table>")
+    for row in data["rows"]:
+        seed = row["seed"]
+        parts.append(_img(images, f"refine/seed-{seed}-before", f"seed {seed} before", width=192))
+        parts.append(_img(images, f"refine/seed-{seed}-after", f"seed {seed} after", width=192))
+    return parts

@@ -114,6 +114,12 @@ def run_study(config: StudyConfig, metrics: MetricSet | None = None, source: str
         record["sweep"] = _write_sweep(output, model, config, metrics, render)
         record["timings_s"]["sweep"] = round(time.perf_counter() - clock, 3)
 
+    if config.refine.enabled:
+        clock = time.perf_counter()
+        model.use_lora(FINAL, config.lora_scale)  # the sweep may have left another LoRA set
+        record["refine"] = _write_refine(output, model, config, metrics, prompt, size)
+        record["timings_s"]["refine"] = round(time.perf_counter() - clock, 3)
+
     output.finish(record)
     console.print(f"study written: {output.folder / 'report.html'}")
     return output.folder
@@ -267,3 +273,27 @@ def _write_sweep(output, model, config, metrics, render) -> dict:
         "sheet": {"file": "sweep.png", "size": list(sheet.size), "images": len(images)},
         "plots": {knob: f"plots/sweep_{knob}.png" for knob in knobs},
     }
+
+
+def _write_refine(output, model, config, metrics, prompt: str, size: int) -> dict:
+    """The same seeds before and after generate's face-detail pass (refine_compare.py)."""
+    from headshot.analysis.study import refine_compare
+    from headshot.pipelines.refine import FaceRefiner
+
+    refiner = FaceRefiner(model.pipeline, model.loaded.resolution, config.refine.options)
+    renders = {
+        seed: render_image(
+            model, prompt, config.negative_prompt, size, seed=seed, steps=config.steps,
+            guidance_scale=config.guidance_scale,
+        )
+        for seed in config.refine.seeds
+    }  # fmt: skip
+    family = model.loaded.family
+    call = {
+        **family.render_kwargs(prompt, config.negative_prompt or None, float(config.guidance_scale)),
+        "num_inference_steps": int(config.steps),
+    }
+    record, images = refine_compare.compare(renders, refiner, call, metrics)
+    for name, image in images.items():
+        output.image(name, image)
+    return record
