@@ -55,7 +55,7 @@ def component_tensors(folder: Path, component: str, variant: str | None = None) 
     if variant:
         files = [f for f in files if f".{variant}." in f.name] or files
     else:
-        plain = [f for f in files if len(f.name.split(".")) == 2 or "-of-" in f.name]
+        plain = [f for f in files if len(f.name.split(".")) == 2]  # no ".fp16." variant infix
         files = plain or files
     tensors = []
     for path in files:
