@@ -45,7 +45,9 @@ BaseModelOption = Annotated[
 QuantizeOption = Annotated[
     str | None,
     typer.Option(
-        "--quantize-base", help="none, int8, fp8 or nf4: the frozen denoiser's weights (see README)."
+        "--quantize-base",
+        help="The frozen denoiser's weights: none, int8, fp8 or nf4 (generate also auto, its default: "
+        "the trained precision); see README.",
     ),
 ]
 AllowPickleOption = Annotated[
