@@ -20,7 +20,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml $(LOCK) Makefile tools/fetch_clip_vocab.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS))
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,heic]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,heic,quant]"
 	$(BIN)/python tools/check_env.py
 	$(BIN)/python tools/fetch_clip_vocab.py
 	touch $@
@@ -31,7 +31,7 @@ lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS))
-	.venv-lock/bin/python -m pip install --quiet -e ".[dev,heic]"
+	.venv-lock/bin/python -m pip install --quiet -e ".[dev,heic,quant]"
 	.venv-lock/bin/python -m pip check
 	{ sed -n '/^#/p' $(LOCK); .venv-lock/bin/python -m pip freeze --exclude-editable \
 	  | grep -v '^#' | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK).new

@@ -18,6 +18,7 @@ from headshot.cli_common import (
     BaseModelOption,
     ConfigOption,
     OutputsOption,
+    QuantizeOption,
     SubjectOption,
     app,
 )
@@ -127,6 +128,7 @@ def finetune_command(
     max_sequence_length: Annotated[
         int | None, typer.Option(help=option_help(_Finetune, "max_sequence_length"))
     ] = None,
+    quantize_base: QuantizeOption = None,
 ) -> None:
     """DreamBooth + LoRA fine-tuning of a base model on a prepared dataset.
 
@@ -149,7 +151,7 @@ def finetune_command(
         checkpoint_steps=checkpoint_steps, validation_steps=validation_steps,
         train_text_encoder=train_text_encoder, stop_after_steps=stop_after_steps, lora_layers=lora_layers,
         timestep_sampling=timestep_sampling, training_guidance=training_guidance,
-        max_sequence_length=max_sequence_length,
+        max_sequence_length=max_sequence_length, quantize_base=quantize_base,
     )  # fmt: skip
     settings = load_config(FinetuneConfig, config, options)
     record = finetune_dataset(dataset, settings, resume=resume, allow_pickle=allow_pickle)
@@ -181,6 +183,7 @@ def generate_command(
         Path | None, typer.Option("--signing-config", help="Signing YAML; default: development keys.")
     ] = None,
     allow_pickle: AllowPickleOption = False,
+    quantize_base: QuantizeOption = None,
 ) -> None:
     """Render scene templates with the subject's LoRA, rank and deliver signed headshots.
 
@@ -201,6 +204,7 @@ def generate_command(
         signing_config=signing_config,
         allow_pickle=allow_pickle or None,
         ranking={"top_k": top_k} if top_k is not None else None,
+        performance={"quantize_base": quantize_base} if quantize_base else None,
     )
     options = load_config(GenerateConfig, config, overrides)
     if seeds is not None:  # --seeds N wins over a `seeds:` list in the config file

@@ -42,6 +42,14 @@ BaseModelOption = Annotated[
         "or .safetensors file.",
     ),
 ]
+QuantizeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--quantize-base",
+        help="The frozen denoiser's weights: none, int8, fp8 or nf4 (generate also auto, its default: "
+        "the trained precision); see README.",
+    ),
+]
 AllowPickleOption = Annotated[
     bool,
     typer.Option("--allow-pickle", help="Allow pickle weights (.ckpt/.bin); only for files you trust."),

@@ -23,7 +23,17 @@ NOISE = (
     re.compile(r"There are modules in \w+ that should be kept in float32: \[\]\."),
     # Said once more, better, by the pipeline: "The following part of your input was truncated".
     re.compile(r"Token indices sequence length is longer than the specified maximum sequence length"),
+    # torchao (quantize_base) on a CPU-only or older GPU: its optional CUDA kernels do not load.
+    re.compile(r"Failed to load .*torchao.*\.so"),
+    # torchao registers its enums with torch.compile the old way; nothing headshot compiles.
+    re.compile(r"is an Enum subclass and is now natively supported by torch.compile"),
+    # diffusers' loader of torchao-serialized checkpoints; headshot quantizes on load instead.
+    re.compile(r"Unable to import `torchao` Tensor objects"),
+    # torchao's int8 weight-only layers compute in float32 too (tests/test_quantize.py trains so).
+    re.compile(r"You are trying to set torch_dtype to torch.float32 for integer quantization"),
 )
+# Loggers outside transformers and diffusers that print the notices above on import.
+OTHER_LOGGERS = ("torchao", "torch.utils._pytree")
 
 
 class _DropNoise(logging.Filter):
@@ -34,10 +44,14 @@ class _DropNoise(logging.Filter):
 
 def install() -> None:
     """Drop the known noise from transformers' and diffusers' log output (idempotent)."""
+    noise_filter = _DropNoise()
+    for name in OTHER_LOGGERS:  # before diffusers is imported: it imports torchao
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(noise_filter)
     import diffusers.utils.logging as diffusers_logging
     import transformers.utils.logging as transformers_logging
 
-    noise_filter = _DropNoise()
     for library in (transformers_logging, diffusers_logging):
         library.get_logger()  # configures the library's own handler
         root = logging.getLogger(library.__name__.split(".")[0])

@@ -75,16 +75,14 @@ def test_an_outsider_with_the_photos_learns_nothing_and_two_headshots_are_unlink
     assert len(ids[0]) == 2 and not ids[0] & ids[1], "the same photos must not give the same ingredients"
 
 
-def test_check_photo_proves_which_photos_trained_a_headshot(
-    subject,
-    generation_info,
-    portrait,
-    signing_config,
-    tmp_path,
-    run_cli,
-):
+@pytest.fixture()
+def headshot(subject, generation_info, portrait, signing_config, tmp_path):
+    """A headshot signed with commitments to the subject's two training photos."""
+    return _sign(subject, generation_info, portrait, signing_config, tmp_path / "h.jpg").path
+
+
+def test_check_photo_proves_which_photos_trained_a_headshot(subject, headshot, tmp_path, run_cli):
     root, _, used, unused = subject
-    headshot = _sign(subject, generation_info, portrait, signing_config, tmp_path / "h.jpg").path
     result = run_cli("check-photo", headshot, *used, "--subject", root)
     assert result.code == 0, result.out + result.err
     assert all(f"{p}: used to train this headshot" in result.out for p in used)
@@ -97,15 +95,9 @@ def test_check_photo_proves_which_photos_trained_a_headshot(
 
 
 def test_check_photo_refuses_a_wrong_secret_a_changed_file_and_a_missing_one(
-    subject,
-    generation_info,
-    portrait,
-    signing_config,
-    tmp_path,
-    run_cli,
+    subject, headshot, tmp_path, run_cli
 ):
     root, _, used, _ = subject
-    headshot = _sign(subject, generation_info, portrait, signing_config, tmp_path / "h.jpg").path
     other = tmp_path / "other-subject"
     commitments.load_or_create_secret(commitments.secret_path(other))
     result = run_cli("check-photo", headshot, used[0], "--subject", other)

@@ -15,11 +15,18 @@ class PerformanceOptions(StrictModel):
     """Memory/speed switches for the GPU box; the README says when to use each."""
 
     device: str = "auto"  # auto: cuda when present (per accelerate process), else cpu
-    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: fp16 on cuda, fp32 on cpu
+    # auto: on CUDA the dtype the LoRA was trained in (training.json; fp16 for older LoRAs), fp32 on CPU
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     attention: Literal["sdpa", "sliced"] = "sdpa"
     vae_tiling: bool = False
     cpu_offload: Literal["none", "model", "sequential"] = "none"
     compile: bool = False
+    quantize_base: Literal["auto", "none", "int8", "fp8", "nf4"] = Field(
+        "auto",
+        description="the frozen denoiser's weights: auto (what training.json records, the precision the "
+        "validation samples were rendered at), none, int8, fp8 (torchao) or nf4 (bitsandbytes, CUDA)",
+    )
+    memory_check: bool = True  # stop before loading when the weights do not fit the free memory
 
 
 class RankingOptions(StrictModel):

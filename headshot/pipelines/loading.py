@@ -127,19 +127,29 @@ def load_base_model(
     dtype=None,
     device: str | None = None,
     allow_pickle: bool = False,
+    quantize_base: str = "none",
 ) -> LoadedModel:
-    """Load the pipeline for `spec`; every failure is a HeadshotError naming the model."""
+    """Load the pipeline for `spec`; every failure is a HeadshotError naming the model.
+
+    `quantize_base` (headshot.quantize) loads the family's denoiser quantized, through
+    diffusers' PipelineQuantizationConfig; the caller checks the backend first.
+    """
     import torch
 
     dtype = dtype or torch.float32
     quiet_libraries()
     path = check_base_model(spec, allow_pickle=allow_pickle)
+    if path is not None and path.is_file() and quantize_base != "none":
+        raise HeadshotError(
+            f"{path}: option 'quantize_base' ({quantize_base}) needs a diffusers model folder or hub id, "
+            "not a single-file checkpoint; convert it (pipeline.save_pretrained) or use quantize_base: none"
+        )
     if path is None:
-        loaded = _load_from_hub(spec, dtype, allow_pickle)
+        loaded = _load_from_hub(spec, dtype, allow_pickle, quantize_base)
     elif path.is_file():
         loaded = _load_single_file(spec, path, dtype, allow_pickle)
     else:
-        loaded = _load_folder(spec, path, dtype, allow_pickle)
+        loaded = _load_folder(spec, path, dtype, allow_pickle, quantize_base)
     if dtype == torch.float16 and spec.fp16_vae:
         _swap_fp16_vae(loaded, dtype)
     loaded.pipeline.set_progress_bar_config(disable=True)
@@ -187,8 +197,16 @@ def single_file_family(spec: BaseModelSpec, path: Path) -> FamilyName:
     return family_name
 
 
-def _load_folder(spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool) -> LoadedModel:
+def _load_folder(
+    spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool, quantize_base: str = "none"
+) -> LoadedModel:
+    from headshot.quantize import pipeline_quantization
+
     family = get_family(folder_family(spec, folder))
+    quantization = pipeline_quantization(quantize_base, family.denoiser, dtype)
+    # A quantized denoiser is read without mmap: the file's full-precision pages would otherwise
+    # stay resident as long as any unquantized tensor (a bias) still points into the mapping.
+    extra = {"quantization_config": quantization, "disable_mmap": True} if quantization is not None else {}
     has_safetensors = any(folder.rglob("*.safetensors"))
     if not has_safetensors and not allow_pickle:
         raise HeadshotError(
@@ -202,10 +220,26 @@ def _load_folder(spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool) -
             variant=spec.variant,
             use_safetensors=not allow_pickle or has_safetensors,
             **family.load_kwargs(),
+            **extra,
         )
     except (OSError, ValueError) as exc:
         raise HeadshotError(f"{folder}: could not load as a {family.name} model: {exc}") from None
+    if quantization is not None:
+        release_freed_heap()  # the full-precision weights just quantized
     return LoadedModel(pipeline, family, spec, folder)
+
+
+def release_freed_heap() -> None:
+    """Give memory freed by Python back to the OS (glibc keeps it otherwise); elsewhere a no-op."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _load_single_file(spec: BaseModelSpec, path: Path, dtype, allow_pickle: bool) -> LoadedModel:
@@ -222,7 +256,9 @@ def _load_single_file(spec: BaseModelSpec, path: Path, dtype, allow_pickle: bool
     return LoadedModel(pipeline, family, spec, path)
 
 
-def _load_from_hub(spec: BaseModelSpec, dtype, allow_pickle: bool) -> LoadedModel:
+def _load_from_hub(
+    spec: BaseModelSpec, dtype, allow_pickle: bool, quantize_base: str = "none"
+) -> LoadedModel:
     import logging
 
     from diffusers import DiffusionPipeline
@@ -250,7 +286,7 @@ def _load_from_hub(spec: BaseModelSpec, dtype, allow_pickle: bool) -> LoadedMode
         ) from None
     finally:
         hub_logger.setLevel(level)
-    return _load_folder(spec, Path(folder), dtype, allow_pickle)
+    return _load_folder(spec, Path(folder), dtype, allow_pickle, quantize_base)
 
 
 def _swap_fp16_vae(loaded: LoadedModel, dtype) -> None:

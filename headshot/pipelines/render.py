@@ -25,11 +25,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from headshot import memory_plan as mp
 from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
+from headshot.families import get_family
 from headshot.pipelines.generate_config import GenerateConfig, PerformanceOptions
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
 from headshot.pipelines.refine import FaceRefiner
+from headshot.pipelines.render_precision import choose_precision, plan_render
 from headshot.pipelines.templates import SAMPLERS, RenderJob
 from headshot.records import atomic_save_image, atomic_write_json, portable_record, sha256_file
 from headshot.training.training_record import TrainingRecord
@@ -165,14 +168,23 @@ class Renderer:
 def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateConfig, device: str) -> Renderer:
     """Load the base model named in training.json (or the override) and the LoRA, once."""
 
-    dtype_name, dtype = _resolve_dtype(config.performance, device)
+    precision = choose_precision(config.performance, record, device)  # before loading: may refuse
+    if precision.warning:
+        console.print(f"[yellow]warning[/]: {precision.warning}")
     if config.base_model is None and record.base_model.startswith("local:"):
         raise HeadshotError(
             f"{lora_folder / 'training.json'}: the LoRA was trained on the local model folder "
             f"'{record.base_model[6:]}', whose path is not recorded; pass --base-model PATH"
         )
     spec = resolve_base_model(config.base_model or record.base_model)
-    loaded = load_base_model(spec, dtype=dtype, allow_pickle=config.allow_pickle)
+    local = mp.local_folder(spec)
+    lora_file = Path(lora_folder) / record.lora_file
+    if config.performance.memory_check:
+        plan_render(local, get_family(record.family), precision, lora_file, config.performance,
+                    config.batch_size, device, say=console.print)  # fmt: skip
+    loaded = load_base_model(
+        spec, dtype=precision.dtype, allow_pickle=config.allow_pickle, quantize_base=precision.quantize_base
+    )
     if loaded.family.name != record.family:
         raise HeadshotError(
             f"{lora_folder / 'training.json'}: the LoRA was trained on a {record.family} model, "
@@ -190,7 +202,6 @@ def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateCon
                 "base_model_mismatch: warn to render anyway"
             )
         console.print(f"[yellow]warning[/]: {message}; rendering anyway (base_model_mismatch: warn)")
-    lora_file = Path(lora_folder) / record.lora_file
     lora_sha = sha256_file(lora_file)
     if lora_sha != record.lora_sha256:
         raise HeadshotError(
@@ -204,21 +215,10 @@ def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateCon
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         raise HeadshotError(f"{lora_file}: could not load the LoRA into {spec.source}: {exc}") from None
     _apply_performance(loaded, config.performance, device)
-    renderer = Renderer(loaded, record, base_sha, lora_sha, device, dtype_name, config.steps, config.size)
+    renderer = Renderer(loaded, record, base_sha, lora_sha, device, precision.name, config.steps, config.size)
     if config.refine.enabled:
         renderer.refiner = FaceRefiner(loaded.pipeline, loaded.resolution, config.refine)
     return renderer
-
-
-def _resolve_dtype(options: PerformanceOptions, device: str):
-    import torch
-
-    name = options.dtype
-    if name == "auto":
-        name = "fp16" if device.startswith("cuda") else "fp32"
-    if name == "fp16" and not device.startswith("cuda"):
-        raise HeadshotError("performance.dtype: fp16 needs a CUDA GPU; on a CPU use fp32 or bf16")
-    return name, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 def _apply_performance(loaded: LoadedModel, options: PerformanceOptions, device: str) -> None:

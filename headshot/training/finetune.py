@@ -20,9 +20,11 @@ from headshot.errors import HeadshotError
 from headshot.families import get_family
 from headshot.layout import SubjectLayout
 from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
+from headshot.quantize import base_precision, check_quantization
 from headshot.records import library_versions, portable_record, sha256_file
 from headshot.storage import StagedFiles, repair_files, run_staged
 from headshot.training import checkpoints as ckpt
+from headshot.training.accelerator import device_type, make_accelerator, release_accelerator, weight_dtype
 from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
 from headshot.training.data import (
     dataset_sha256,
@@ -33,6 +35,7 @@ from headshot.training.data import (
 )
 from headshot.training.dataset_record import DatasetRecord
 from headshot.training.finetune_config import FinetuneConfig
+from headshot.training.memory_check import PeakWatch, memory_record, plan_finetune
 from headshot.training.model_fit import check_dataset_fits, family_on_disk
 from headshot.training.monitor import Monitor, console
 from headshot.training.prior import (
@@ -69,10 +72,13 @@ class Session:
     run: TrainingRun
     state: ckpt.TrainingState
     named: dict  # the trained modules by name: what a checkpoint's tensors load into
+    memory: object = None  # memory_plan.MemoryEstimate, or None where it could not be made
+    watch: object = None  # memory_check.PeakWatch: the measured peak for training.json
+    measured_peak: int | None = None
 
     def close(self) -> None:
         self.monitor.close()
-        _release_accelerator()
+        release_accelerator()
 
 
 def finetune_dataset(
@@ -98,6 +104,7 @@ def _finetune_dataset(dataset_folder, config, resume, allow_pickle) -> TrainingR
         carried_wall_time = session.state.wall_time_s
         with session.monitor.progress(session.state) as progress:
             state = train(session.run, session.state, progress)
+        session.measured_peak = session.watch.peak()  # set-up and training; not the face scoring after
         session.accelerator.wait_for_everyone()
         if state.step < config.steps:
             session.monitor.say(f"stopped after step {state.step} of {config.steps}; continue with --resume")
@@ -129,12 +136,20 @@ def open_session(
     if known is not None:  # before any loading: an option the family cannot use is an error now
         get_family(known).check_training_options(config, "finetune")
 
+    check_quantization(config.quantize_base, device_type())
     if config.use_8bit_adam:
         adam_8bit()
-    accelerator = _make_accelerator(config)
+    memory = plan_finetune(spec, known, config, dataset.resolution, device_type(), say=console.print)
+    accelerator = make_accelerator(config)
     try:
         main = accelerator.is_main_process
-        loaded = load_base_model(spec, dtype=_weight_dtype(accelerator), allow_pickle=allow_pickle)
+        watch = PeakWatch(device_type())
+        loaded = load_base_model(
+            spec,
+            dtype=weight_dtype(accelerator),
+            allow_pickle=allow_pickle,
+            quantize_base=config.quantize_base,
+        )
         check_dataset_fits(dataset, dataset_folder, config.base_model, loaded.family.name, loaded.resolution)
         family = loaded.family
         family.check_training_options(config, "finetune")
@@ -197,7 +212,7 @@ def open_session(
             on_step_end=lambda s, logs, stop: _on_step_end(s, logs, stop, run, named, settings, monitor),
         )
     except BaseException:
-        _release_accelerator()
+        release_accelerator()
         raise
     return Session(
         config=config,
@@ -210,6 +225,8 @@ def open_session(
         monitor=monitor,
         run=run,
         state=state,
+        memory=memory,
+        watch=watch,
         named=named,
     )
 
@@ -258,6 +275,9 @@ def _export_files(session: Session, state, out: Path, scale: float) -> TrainingR
         num_class_images=config.num_class_images if config.prior_preservation else 0,
         num_processes=state.num_processes,
         validation=monitor.final_scores(),
+        quantize_base=config.quantize_base,
+        base_precision=base_precision(config.quantize_base, pipeline.vae.dtype),
+        memory=memory_record(session.memory, session.measured_peak, session.watch),
         selection=selection.as_record(),
         config=config.model_dump(mode="json"),
         versions=library_versions(),
@@ -319,8 +339,10 @@ def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, mon
 
 def _class_images(loaded: LoadedModel, config, model_sha256, accelerator, monitor) -> list[Path]:
     folder = class_image_folder(
-        config.cache_root,
-        model_sha256=model_sha256,
+        config.cache_root,  # class images of a quantized base are its own
+        model_sha256=model_sha256
+        if config.quantize_base == "none"
+        else f"{model_sha256}+{config.quantize_base}",
         prompt=config.class_prompt,
         resolution=loaded.resolution,
         steps=config.class_inference_steps,
@@ -353,30 +375,3 @@ def offload_frozen_parts(family, pipeline) -> None:
         return
     for module in (*family.text_encoders(pipeline), pipeline.vae):
         module.to("cpu")
-
-
-def _weight_dtype(accelerator):
-    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
-
-
-def _make_accelerator(config: FinetuneConfig):
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
-    precision = config.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() else "no"
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise HeadshotError("option 'mixed_precision': fp16 needs a CUDA GPU; use bf16 or no on a CPU")
-    # SDXL's first text encoder skips its last layer's output: DDP must allow unused LoRA weights.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=config.train_text_encoder)
-    # cpu=True on a machine without CUDA: several processes then form a gloo (MULTI_CPU) group.
-    return Accelerator(mixed_precision=precision, kwargs_handlers=[ddp], cpu=not torch.cuda.is_available())
-
-
-def _release_accelerator() -> None:
-    # accelerate keeps its state in a process-wide singleton; reset it so a later run in
-    # the same process (the `run` command, tests) may choose another precision.
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=False)

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from headshot.config import DEFAULT_BASE_MODEL, Seed, StrictModel, Text, Word
 from headshot.config import cache_root as default_cache_root
+from headshot.quantize import QUANTIZE_DESCRIPTION, QuantizeBase
 
 # Options that change the trained weights: a resumed run must use the same values.
 RESULT_FIELDS = (
@@ -33,6 +34,7 @@ RESULT_FIELDS = (
     "prior_loss_weight",
     "num_class_images",
     "mixed_precision",
+    "quantize_base",
     "use_8bit_adam",
     "weight_decay",
     "max_grad_norm",
@@ -78,7 +80,11 @@ class FinetuneConfig(StrictModel):
     lr_warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(1e-2, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    use_8bit_adam: bool = False  # needs bitsandbytes (CUDA)
+    use_8bit_adam: bool = Field(
+        False,
+        description="bitsandbytes AdamW8bit: AdamW's two moments in 8 bits, 6 bytes less per LoRA "
+        "weight (CUDA only; the LoRA is small, so this matters little next to the base)",
+    )
 
     # LoRA on the UNet attention projections, optionally on the text encoder(s) too.
     rank: int = Field(16, gt=0, le=1024)
@@ -126,7 +132,20 @@ class FinetuneConfig(StrictModel):
 
     # Speed and memory.
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"  # auto: bf16 on CUDA, no on CPU
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute the denoiser's activations in the backward pass: far less activation "
+        "memory, about 20-35% slower steps",
+    )
+    quantize_base: QuantizeBase = Field("none", description=QUANTIZE_DESCRIPTION)
+    memory_check: bool = Field(
+        True,
+        description="estimate the peak accelerator memory before loading and stop when it does not fit "
+        "the free memory (false: only print the estimate)",
+    )
+    memory_limit_gib: float | None = Field(
+        None, gt=0, description="memory the run may use, in GiB (default: all the device's free memory)"
+    )
 
     seed: Seed = 0
     checkpoint_steps: int = Field(100, ge=0)  # 0: only the final state

@@ -174,13 +174,18 @@ def make_optimizer(config: FinetuneConfig, denoiser: torch.nn.Module, text_encod
 
 def adam_8bit():
     """bitsandbytes' AdamW8bit, or a clear error (checked before any model is loaded)."""
+    from headshot.errors import HeadshotError
+
+    if not torch.cuda.is_available():
+        raise HeadshotError(
+            "option 'use_8bit_adam': needs a CUDA GPU and bitsandbytes (pip install -e '.[cuda]'); "
+            "this machine has no CUDA device, use the default AdamW"
+        )
     try:
         import bitsandbytes
     except ImportError:
-        from headshot.errors import HeadshotError
-
         raise HeadshotError(
-            "option 'use_8bit_adam': bitsandbytes is not installed (pip install bitsandbytes; CUDA only)"
+            "option 'use_8bit_adam': bitsandbytes is not installed (pip install -e '.[cuda]'; CUDA only)"
         ) from None
     return bitsandbytes.optim.AdamW8bit
 

@@ -44,6 +44,11 @@ class TrainingRecord(StrictModel):
     num_class_images: int | None = None
     num_processes: int = 1  # data-parallel processes (accelerate launch --num_processes)
     validation: dict = Field(default_factory=dict)  # last validation: faces found, likeness
+    # The base the LoRA was trained against: its quantization and compute dtype ("int8+bf16");
+    # generate renders at it by default and warns when told otherwise. None: before the option.
+    quantize_base: str = "none"
+    base_precision: str | None = None
+    memory: dict = Field(default_factory=dict)  # the memory plan's estimate and the measured peak
     # Which step's LoRA was exported and why, with every validated step's score (selection.py).
     selection: dict = Field(default_factory=dict)
     config: dict = Field(default_factory=dict)

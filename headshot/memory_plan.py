@@ -1,0 +1,282 @@
+"""Memory plan before work: the peak accelerator memory a run will need, estimated before loading.
+
+Why: an out-of-memory crash after minutes of set-up is the most common complaint about LoRA
+trainers. `finetune` (and `generate`) print this estimate first and stop, listing options
+that would fit, when the device has less free memory than it needs.
+
+What is counted, each from the model's own files, never from its name:
+- weights: every component's tensors, read from the safetensors headers (shapes and dtypes, no
+  data), in the dtype they will be held in; the quantized denoiser's linear weights at the
+  backend's bits (plus its scales);
+- the LoRA: rank x (in + out) per targeted layer, matched as peft matches the family's targets
+  against the tensor names; float32 weights, gradients and AdamW's two moments (8-bit: 1 byte each);
+- activations: the denoiser is built from its config on the `meta` device (shapes only, no memory),
+  LoRA is added, and one training forward at the run's resolution and batch is traced; every
+  tensor autograd saves for the backward pass is counted once (fused attention saves q, k, v, the
+  output and the log-sum-exp, as torch's flash kernels do). With gradient checkpointing, only
+  the checkpointed blocks' inputs plus the largest block's own activations count.
+On a GPU the frozen text encoders and VAE leave it after caching (finetune.offload_frozen_parts),
+so the peak is the largest of: caching (all weights), training (denoiser, LoRA state,
+activations), validation samples (all weights and the LoRA state). On a CPU everything stays
+resident, so all of it counts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from headshot.bounded_io import read_json_object
+from headshot.errors import HeadshotError
+
+_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_BYTES.update({"F8_E4M3": 1, "F8_E5M2": 1})
+GIB = 1024**3
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def numel(self) -> int:
+        return functools.reduce(lambda a, b: a * b, self.shape, 1)
+
+
+def component_tensors(folder: Path, component: str, variant: str | None = None) -> list[Tensor]:
+    """Every tensor of one component of a diffusers folder, from its safetensors headers only."""
+    from safetensors import safe_open
+
+    files = sorted((Path(folder) / component).glob("*.safetensors"))
+    if variant:
+        files = [f for f in files if f".{variant}." in f.name] or files
+    else:
+        plain = [f for f in files if len(f.name.split(".")) == 2]  # no ".fp16." variant infix
+        files = plain or files
+    tensors = []
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for name in handle.keys():
+                    part = handle.get_slice(name)
+                    tensors.append(Tensor(name, tuple(part.get_shape()), part.get_dtype()))
+        except Exception as exc:  # safetensors' own error types for a damaged header
+            raise HeadshotError(f"{path}: cannot read its safetensors header ({exc})") from None
+    return tensors
+
+
+def components(folder: Path) -> dict[str, list[str]]:
+    """model_index.json's components: name -> [library, class]."""
+    index = read_json_object(Path(folder) / "model_index.json", "a diffusers model_index.json")
+    return {
+        name: value
+        for name, value in index.items()
+        if not name.startswith("_") and isinstance(value, list) and len(value) == 2 and value[0]
+    }
+
+
+def local_folder(spec) -> Path | None:
+    """The diffusers folder a base-model spec names: a local folder, or a hub id already in the
+    Hugging Face cache (looked up offline); None when there is none yet (no plan is made)."""
+    folder = Path(spec.source).expanduser()
+    if (folder / "model_index.json").is_file():
+        return folder
+    from headshot.pipelines.loading import is_hub_id
+
+    if not is_hub_id(spec.source):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        cached = Path(snapshot_download(spec.source, revision=spec.revision, local_files_only=True))
+    except Exception:  # not cached (or no hub library): the download comes first, then no plan
+        return None
+    return cached if (cached / "model_index.json").is_file() else None
+
+
+def is_lora_target(module_name: str, targets: list[str]) -> bool:
+    """peft's rule for a list of target names: the module's name is one, or ends in '.' + one."""
+    return any(module_name == t or module_name.endswith("." + t) for t in targets)
+
+
+def lora_parameters(tensors: list[Tensor], targets: list[str], rank: int) -> int:
+    """LoRA parameters for the linear (2-D) and conv (4-D) weights peft would wrap."""
+    count = 0
+    for tensor in tensors:
+        if not tensor.name.endswith(".weight") or not is_lora_target(tensor.name[: -len(".weight")], targets):
+            continue
+        if len(tensor.shape) == 2:
+            out_features, in_features = tensor.shape
+            count += rank * (in_features + out_features)
+        elif len(tensor.shape) == 4:
+            out_channels, in_channels, kh, kw = tensor.shape
+            count += rank * (in_channels * kh * kw + out_channels)
+    return count
+
+
+def weight_bytes(tensors: list[Tensor], element_size: int, quantize_base: str = "none") -> int:
+    """Bytes of a component's weights held at `element_size`, linear weights quantized if asked."""
+    from headshot.quantize import BACKENDS
+
+    backend = BACKENDS.get(quantize_base)
+    total = 0
+    for tensor in tensors:
+        size = element_size if tensor.dtype.startswith(("F", "BF")) else _BYTES.get(tensor.dtype, 4)
+        if backend is not None and len(tensor.shape) == 2 and tensor.name.endswith(".weight"):
+            rows = tensor.shape[0]
+            if backend.bits == 8:  # int8 / float8, one scale per output row
+                total += tensor.numel + rows * 4
+            else:  # NF4: half a byte per weight, one absmax per 64 weights
+                total += tensor.numel // 2 + (tensor.numel // 64) * 4
+        else:
+            total += tensor.numel * size
+    return total
+
+
+@dataclass
+class MemoryEstimate:
+    device: str  # cuda or cpu
+    weights: dict[str, int]  # bytes per component as held in the run
+    denoiser: str
+    lora_parameters: int
+    lora_state: int  # weights + gradients + optimizer moments
+    activations: int | None  # None: the trace failed (noted)
+    note: str = ""
+    options: dict = field(default_factory=dict)
+
+    loading: int = 0  # extra bytes while loading: a quantized denoiser is read at full precision first
+    working: int = 0  # the backward pass's transient copy of the largest weight (kernels' own layout)
+
+    @property
+    def peak(self) -> int:
+        weights = sum(self.weights.values())
+        training = self.lora_state + (self.activations or 0) + self.working
+        if self.device == "cpu":
+            return weights + max(training, self.loading)
+        denoiser = self.weights[self.denoiser]
+        return max(weights + self.lora_state, weights + self.loading, denoiser + training)
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name} {gib(size)}" for name, size in self.weights.items())
+        activations = gib(self.activations) if self.activations is not None else "not estimated"
+        return (
+            f"{gib(self.peak)} on {self.device} (weights: {parts}; LoRA {self.lora_parameters:,} parameters "
+            f"with gradients and optimizer state {gib(self.lora_state)}; activations {activations})"
+        )
+
+    def record(self) -> dict:
+        return {
+            "device": self.device,
+            "estimated_peak_bytes": self.peak,
+            "weights_bytes": dict(self.weights),
+            "lora_state_bytes": self.lora_state,
+            "activation_bytes": self.activations,
+            "options": dict(self.options),
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+def gib(size: int) -> str:
+    return f"{size / GIB:.2f} GiB" if size >= GIB / 10 else f"{size / 1024**2:.1f} MiB"
+
+
+def free_memory(device: str) -> int:
+    """Free bytes where the run will put its tensors: the GPU's free memory, else available RAM."""
+    if device == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+@contextlib.contextmanager
+def saved_tensor_counter(skip: set[int], total: list[int], keep: list):
+    """Count the bytes of every distinct tensor autograd saves (parameters, in `skip`, excluded)."""
+    import torch
+
+    def pack(tensor):
+        base = tensor._base if tensor._base is not None else tensor
+        if id(base) not in skip:
+            skip.add(id(base))
+            keep.append(base)  # alive until the trace ends, so no id is reused
+            total[0] += base.numel() * base.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        yield
+
+
+def largest_saved(keep: list) -> int:
+    return max((t.numel() * t.element_size() for t in keep), default=0)
+
+
+class _FusedAttention:
+    """scaled_dot_product_attention as the fused kernels save it: q, k, v, output, log-sum-exp."""
+
+    @staticmethod
+    def make():
+        import torch
+
+        class Function(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, query, key, value):
+                out = query.new_empty((*query.shape[:-1], value.shape[-1]))
+                lse = query.new_empty(query.shape[:-1], dtype=torch.float32)
+                ctx.save_for_backward(query, key, value, out, lse)
+                return out
+
+            @staticmethod
+            def backward(ctx, grad):  # never run: the trace has no backward pass
+                raise NotImplementedError
+
+        def attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_):
+            return Function.apply(query, key, value)
+
+        return attention
+
+
+def trace_activations(build, run, checkpointing: bool) -> int:
+    """Saved-tensor bytes of one training forward of the meta model `build()` run by `run(model)`."""
+    import torch
+    import torch.nn.functional as functional
+
+    model = build()
+    skip = {id(p) for p in model.parameters()}
+    total, keep = [0], []
+    blocks: list[int] = []
+
+    def checkpoint(function, *args, **kwargs):
+        inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+        for tensor in inputs:
+            if id(tensor) not in skip:
+                skip.add(id(tensor))
+                keep.append(tensor)
+                total[0] += tensor.numel() * tensor.element_size()
+        inner = [0]
+        with saved_tensor_counter(set(skip), inner, keep):
+            output = function(*args, **kwargs)
+        blocks.append(inner[0])
+        return output
+
+    if checkpointing:
+        model.enable_gradient_checkpointing()
+        for module in model.modules():
+            if hasattr(module, "_gradient_checkpointing_func"):
+                module._gradient_checkpointing_func = checkpoint
+    original = functional.scaled_dot_product_attention
+    functional.scaled_dot_product_attention = _FusedAttention.make()
+    try:
+        with saved_tensor_counter(skip, total, keep):
+            model.train()
+            run(model)
+    finally:
+        functional.scaled_dot_product_attention = original
+    # The backward pass works on top of what was saved: an activation's gradient and the
+    # layer's output gradient at a time (2 x the largest saved tensor).
+    return total[0] + (max(blocks) if blocks else 0) + 2 * largest_saved(keep)

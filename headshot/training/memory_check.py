@@ -1,0 +1,308 @@
+"""The memory plan of one `headshot finetune` run: estimate, compare with free memory, measure.
+
+headshot/memory_plan.py counts; this module asks the family and the config what a run will
+hold (which component is the denoiser, its LoRA targets, the prompts' shapes, the latent grid),
+prints the estimate before the model is loaded, stops with the options that would fit when it
+does not, and measures the real peak (CUDA: the allocator's peak; CPU: the growth of the
+process's peak resident set over its size just before loading) for training.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from headshot import memory_plan as mp
+from headshot.errors import HeadshotError
+
+
+def estimate_finetune(folder: Path, family, config, resolution: int, device: str, dtype, variant=None):
+    """The MemoryEstimate of training `config` on the diffusers folder `folder` (nothing loaded)."""
+    import torch
+
+    comps = mp.components(folder)
+    element = torch.tensor([], dtype=dtype).element_size()
+    weights, denoiser_tensors, loading, working = {}, [], 0, 0
+    for name in comps:
+        tensors = mp.component_tensors(folder, name, variant)
+        if not tensors:
+            continue
+        quantize = config.quantize_base if name == family.denoiser else "none"
+        weights[name] = mp.weight_bytes(tensors, element, quantize)
+        if name == family.denoiser:
+            denoiser_tensors = tensors
+            full = [mp.weight_bytes([t], element) for t in tensors]
+            working = max(full, default=0)
+            if quantize != "none":
+                # diffusers reads the file into memory and makes the full-precision tensors from
+                # it (2 x the file) on the CPU, then quantizes; on a GPU one tensor at a time.
+                loading = 2 * sum(full) if device == "cpu" else max(full)
+    lora = mp.lora_parameters(denoiser_tensors, family.lora_targets[config.lora_layers], config.rank)
+    if config.train_text_encoder:
+        for name in family.text_encoder_names:
+            if name in comps:
+                tensors = mp.component_tensors(folder, name, variant)
+                lora += mp.lora_parameters(tensors, family.text_encoder_lora_targets, config.rank)
+    moments = 2 if config.use_8bit_adam else 8  # AdamW's two moments: 1 byte each in 8 bits, else 4
+    note, activations = "", None
+    try:
+        activations = _trace(folder, comps, family, config, resolution, dtype)
+    except Exception as exc:  # a layout the meta trace cannot run: the estimate says so
+        note = f"activations not estimated ({type(exc).__name__}: {str(exc)[:120]})"
+    options = {
+        "quantize_base": config.quantize_base,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "use_8bit_adam": config.use_8bit_adam,
+        "batch_size": config.batch_size,
+        "resolution": resolution,
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+    return mp.MemoryEstimate(
+        device=device,
+        weights=weights,
+        denoiser=family.denoiser,
+        lora_parameters=lora,
+        lora_state=lora * (4 + 4 + moments),
+        activations=activations,
+        loading=loading,
+        working=working,
+        note=note,
+        options=options,
+    )
+
+
+def _trace(folder: Path, comps: dict, family, config, resolution: int, dtype) -> int:
+    """Activation bytes of one training step's forward, traced on the meta device."""
+    import diffusers
+    import torch
+    import transformers
+
+    from headshot.families.base import PromptEmbeddings
+
+    def meta_model(name):
+        library, class_name = comps[name]
+        cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
+        if library == "diffusers":
+            with torch.device("meta"):
+                model = cls.from_config(cls.load_config(Path(folder) / name))
+        else:
+            model_config = cls.config_class.from_pretrained(Path(folder) / name)
+            with torch.device("meta"):
+                model = cls(model_config)
+        return model if dtype == torch.float32 else model.to(dtype)
+
+    class Tokenizers:  # what family.tokenize reads of a pipeline
+        pass
+
+    holder = Tokenizers()
+    for name in family.tokenizer_names:
+        if name in comps:
+            cls = getattr(transformers, comps[name][1])
+            setattr(holder, name, cls.from_pretrained(Path(folder) / name))
+    encoders = [meta_model(name) for name in family.text_encoder_names if name in comps]
+    count = config.batch_size * (2 if config.prior_preservation else 1)
+    with torch.no_grad():
+        ids = family.tokenize(holder, config.instance_prompt, config)
+        prompts = family.encode_prompt(encoders, ids, "meta").to("meta", dtype).repeat(count)
+        pixels = torch.empty(1, 3, resolution, resolution, device="meta", dtype=dtype)
+        latent_shape = meta_model("vae").encode(pixels).latent_dist.mean.shape[1:]
+    noisy = torch.empty(count, *latent_shape, device="meta", dtype=dtype)
+    timesteps = torch.full((count,), 0.5, device="meta")
+    time_ids = family.time_ids((resolution, resolution), resolution)
+    time_ids = time_ids.reshape(1, -1).repeat(count, 1).to("meta", dtype)
+    prompts = PromptEmbeddings(prompts.hidden, prompts.pooled)
+
+    return denoiser_activations(
+        lambda: meta_model(family.denoiser), family, config, dtype, noisy, timesteps, prompts, time_ids
+    )
+
+
+def denoiser_activations(make_meta_model, family, config, dtype, noisy, timesteps, prompts, time_ids) -> int:
+    """Activation bytes of one training forward of the denoiser `make_meta_model()` builds on the
+    meta device, with the LoRA of `config` and inputs of the shapes given (meta tensors)."""
+    import torch
+    from peft import LoraConfig
+
+    from headshot.quantize import BACKENDS
+
+    def build():
+        model = make_meta_model()
+        model.requires_grad_(False)
+        lora = LoraConfig(
+            r=config.rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            init_lora_weights="gaussian",
+            target_modules=family.lora_targets[config.lora_layers],
+        )
+        with torch.device("meta"):
+            model.add_adapter(lora)
+        backend = BACKENDS.get(config.quantize_base)
+        if backend is not None and backend.saves_dequantized:
+            for name, module in model.named_modules():
+                if isinstance(module, torch.nn.Linear) and "lora_" not in name:
+                    module.forward = _dequantizing_forward(module)
+        # autocast computes the float32 LoRA layers in the base dtype too
+        return model if dtype == torch.float32 else model.to(dtype)
+
+    def run(model):
+        family.predict(model, noisy, timesteps, prompts, time_ids, config.training_guidance)
+
+    return mp.trace_activations(build, run, config.gradient_checkpointing)
+
+
+def _dequantizing_forward(linear):
+    """A frozen linear as torchao's weight-only layers run: the weight is dequantized into a
+    fresh tensor first, which autograd then saves (a tensor, not the parameter)."""
+    import torch.nn.functional as functional
+
+    def forward(x):
+        return functional.linear(x, linear.weight * 1, linear.bias)
+
+    return forward
+
+
+def alternatives(folder, family, config, resolution, device, dtype, free: int) -> list[str]:
+    """Option changes (one at a time, then together) whose estimate fits in `free` bytes."""
+    from headshot.quantize import BACKENDS
+
+    changes = []
+    for option in ("int8", "nf4"):
+        if config.quantize_base == "none" and (device == "cuda" or not BACKENDS[option].cuda_only):
+            changes.append({"quantize_base": option})
+    if not config.gradient_checkpointing:
+        changes.append({"gradient_checkpointing": True})
+    if not config.use_8bit_adam and device == "cuda":
+        changes.append({"use_8bit_adam": True})
+    if config.batch_size > 1:
+        changes.append({"batch_size": 1})
+    if len(changes) > 1:
+        combined = {}
+        for change in changes:
+            if "quantize_base" not in change or "quantize_base" not in combined:
+                combined.update(change)
+        changes.append(combined)
+    fitting = []
+    for change in changes:
+        estimate = estimate_finetune(
+            folder, family, config.model_copy(update=change), resolution, device, dtype
+        )
+        if estimate.peak <= free:
+            words = " + ".join(f"{key}: {str(value).lower()}" for key, value in change.items())
+            fitting.append(f"{words} ({mp.gib(estimate.peak)})")
+    return fitting
+
+
+def check_fits(estimate, free: int, folder, family, config, resolution, dtype) -> None:
+    """Stop with the options that would fit when the estimate exceeds the free memory."""
+    if estimate.peak <= free or not config.memory_check:
+        return
+    fitting = alternatives(folder, family, config, resolution, estimate.device, dtype, free)
+    hint = ("; options that would fit: " + "; ".join(fitting)) if fitting else "; no single option fits"
+    raise HeadshotError(
+        f"{folder}: training needs an estimated {mp.gib(estimate.peak)} on {estimate.device}, "
+        f"{mp.gib(free)} is free{hint} (memory_check: false to try anyway)"
+    )
+
+
+def plan_finetune(spec, family_name, config, resolution: int, device: str, say) -> mp.MemoryEstimate | None:
+    """Print the estimate for a local diffusers folder and stop if it does not fit (before loading)."""
+    from headshot.families import get_family
+    from headshot.training.accelerator import planned_dtype
+
+    folder = mp.local_folder(spec)
+    if family_name is None or folder is None:
+        say("memory plan: skipped (the base model is not a local or cached diffusers folder yet)")
+        return None
+    family, dtype = get_family(family_name), planned_dtype(config)
+    estimate = estimate_finetune(folder, family, config, resolution, device, dtype, spec.variant)
+    free = mp.free_memory(device)
+    if config.memory_limit_gib is not None:
+        free = min(free, int(config.memory_limit_gib * mp.GIB))
+    say(f"memory plan: estimated peak {estimate.describe()}; {mp.gib(free)} free")
+    if estimate.note:
+        say(f"memory plan: {estimate.note}")
+    check_fits(estimate, free, folder, family, config, resolution, dtype)
+    _import_loading_code(family, config.quantize_base)
+    return estimate
+
+
+def _import_loading_code(family, quantize_base: str) -> None:
+    """Import what loading will import, so the measured peak is the model's, not the code's."""
+    import importlib
+
+    family.pipeline_class  # noqa: B018  (the pipeline module)
+    for name in ("peft.tuners.lora", "diffusers.loaders.peft"):
+        importlib.import_module(name)
+    if quantize_base in ("int8", "fp8"):
+        importlib.import_module("torchao.quantization")
+
+
+def memory_record(estimate: mp.MemoryEstimate | None, measured: int | None, watch) -> dict:
+    """training.json's `memory`: the estimate's parts and the measured peak of this run's set-up
+    and training (a resumed run: of its own part)."""
+    record = estimate.record() if estimate is not None else {"estimated_peak_bytes": None}
+    if watch is not None and measured is not None:
+        record["measured_peak_bytes"] = measured
+        record["measured"] = watch.what
+        if estimate is not None and record["measured_peak_bytes"]:
+            record["estimate_over_measured"] = round(estimate.peak / record["measured_peak_bytes"], 3)
+    return record
+
+
+class PeakWatch:
+    """The peak memory a run adds from now on: CUDA's allocator peak, or the CPU's resident-set peak."""
+
+    def __init__(self, device: str):
+        self.device = device
+        if device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+            self.baseline = torch.cuda.memory_allocated()
+            self.what = "CUDA allocator peak (max_memory_allocated) over the start of loading"
+        else:
+            _warm_up()
+            _reset_peak_rss()
+            self.baseline = _status_kib("VmRSS") * 1024
+            self.what = (
+                "peak resident set (VmHWM) over the resident set just before loading (on a CPU it "
+                "includes the validation samples' face scoring when validation_steps > 0)"
+            )
+
+    def peak(self) -> int:
+        if self.device == "cuda":
+            import torch
+
+            return int(torch.cuda.max_memory_allocated() - self.baseline)
+        return max(0, _status_kib("VmHWM") * 1024 - self.baseline)
+
+
+def _warm_up() -> None:
+    """One tiny training step, so that code loaded on first use (the optimizer's step pulls in
+    about 75 MB of torch._dynamo) is not counted as the model's memory."""
+    import torch
+
+    layer = torch.nn.Linear(8, 8)
+    optimizer = torch.optim.AdamW(layer.parameters())
+    x = layer(torch.ones(1, 2, 8))
+    torch.nn.functional.scaled_dot_product_attention(x, x, x).sum().backward()
+    optimizer.step()
+
+
+def _reset_peak_rss() -> None:
+    try:  # Linux: "5" resets the peak resident set size (VmHWM) to the current one
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _status_kib(field: str) -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; no reset possible
