@@ -59,7 +59,32 @@ def image_ids(height: int, width: int, device, dtype) -> torch.Tensor:
     return ids.reshape(-1, 3).to(device=device, dtype=dtype)
 
 
-class Flux1(Family):
+class FlowTransformerFamily(Family):
+    """What the flow-matching transformer families share: the flow x0 for the study, joint
+    attention maps, and the export (diffusers LoRA + the family's ComfyUI file)."""
+
+    def x0_function(self):
+        return flow_x0
+
+    def attention_recorder(self, pipeline, positions, latent_hw):
+        from headshot.analysis.study.joint_attention import JointAttentionRecorder
+
+        return JointAttentionRecorder(pipeline, positions, latent_hw)
+
+    def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
+        """Write the LoRA in the names ComfyUI maps onto this family's model."""
+        raise NotImplementedError
+
+    def export(self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float):
+        from headshot.training.export_flux import save_flux_diffusers_lora
+
+        lora_file = save_flux_diffusers_lora(pipeline, out, scale)
+        comfy_file = out / "comfyui" / f"{subject}.safetensors"
+        self.save_comfyui(pipeline, comfy_file, scale)
+        return lora_file, comfy_file
+
+
+class Flux1(FlowTransformerFamily):
     name = "flux"
     description = "FLUX.1: flow-matching transformer, CLIP-L + T5 text encoders, 1024x1024"
     pipeline_class_name = "FluxPipeline"
@@ -160,9 +185,6 @@ class Flux1(Family):
         # (FluxPipeline would run true CFG only with true_cfg_scale > 1).
         return {"prompt": prompts, "guidance_scale": guidance}
 
-    def x0_function(self):
-        return flow_x0
-
     def latents_for_decoding(self, pipeline, latents, size: int):
         if latents.ndim == 4:
             return latents
@@ -172,18 +194,10 @@ class Flux1(Family):
     def attention_tokenizers(self, pipeline) -> list:
         return [pipeline.tokenizer_2]  # joint attention's text keys are T5's tokens
 
-    def attention_recorder(self, pipeline, positions, latent_hw):
-        from headshot.analysis.study.joint_attention import JointAttentionRecorder
+    def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
+        from headshot.training.export_flux import save_comfyui_lora
 
-        return JointAttentionRecorder(pipeline, positions, latent_hw)
-
-    def export(self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float):
-        from headshot.training.export_flux import save_comfyui_lora, save_flux_diffusers_lora
-
-        lora_file = save_flux_diffusers_lora(pipeline, out, scale)
-        comfy_file = out / "comfyui" / f"{subject}.safetensors"
-        save_comfyui_lora(pipeline, comfy_file, scale)
-        return lora_file, comfy_file
+        save_comfyui_lora(pipeline, path, scale)
 
     def tiny(self, seed: int = 0):
         from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel

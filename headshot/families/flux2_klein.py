@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 from headshot.errors import HeadshotError
 from headshot.families import register
-from headshot.families.base import Family, PromptEmbeddings
-from headshot.families.flux1 import flow_x0
+from headshot.families.base import PromptEmbeddings
+from headshot.families.flux1 import FlowTransformerFamily
 
 if TYPE_CHECKING:
     import torch
@@ -111,7 +111,7 @@ class ChatPromptTokenizer:
         return self.tokenizer.tokenize(text)
 
 
-class Flux2Klein(Family):
+class Flux2Klein(FlowTransformerFamily):
     name = "flux2-klein"
     description = "FLUX.2 [klein]: flow-matching transformer, Qwen3 text encoder, 1024x1024, Apache-2.0"
     pipeline_class_name = "Flux2KleinPipeline"
@@ -231,9 +231,6 @@ class Flux2Klein(Family):
         # negative prompt text. The distilled model ignores guidance.
         return {"prompt": prompts, "guidance_scale": guidance}
 
-    def x0_function(self):
-        return flow_x0
-
     def latents_for_decoding(self, pipeline, latents, size: int):
         if latents.ndim == 4:
             return latents
@@ -243,19 +240,10 @@ class Flux2Klein(Family):
     def attention_tokenizers(self, pipeline) -> list:
         return [ChatPromptTokenizer(pipeline.tokenizer)]
 
-    def attention_recorder(self, pipeline, positions, latent_hw):
-        from headshot.analysis.study.joint_attention import JointAttentionRecorder
-
-        return JointAttentionRecorder(pipeline, positions, latent_hw)
-
-    def export(self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float):
-        from headshot.training.export_flux import save_flux_diffusers_lora
+    def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
         from headshot.training.export_flux2 import save_comfyui_flux2_lora
 
-        lora_file = save_flux_diffusers_lora(pipeline, out, scale)
-        comfy_file = out / "comfyui" / f"{subject}.safetensors"
-        save_comfyui_flux2_lora(pipeline, comfy_file, scale)
-        return lora_file, comfy_file
+        save_comfyui_flux2_lora(pipeline, path, scale)
 
     def tiny(self, seed: int = 0):
         from headshot.pipelines.tiny_flux2 import tiny_flux2_klein
