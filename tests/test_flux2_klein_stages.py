@@ -1,6 +1,6 @@
 """FLUX.2 [klein] through the later stages: every shipped template renders and is delivered
 signed, the study records x0 and joint-attention maps at the chat-templated token positions,
-prepare crops at 1024 px for the base model, the face pass is refused, and
+prepare crops at 1024 px for the base model (the face pass: tests/test_refine.py), and
 `headshot demo --family flux2-klein` runs."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import pytest
 from finetune_support import fast_options, make_dataset
 from PIL import Image
 
-from headshot.errors import HeadshotError
 from headshot.signing.api import verify_file
 from headshot.training.finetune import finetune_dataset
 from headshot.training.finetune_config import FinetuneConfig
@@ -62,16 +61,6 @@ def test_every_shipped_template_renders_on_klein_and_is_delivered_signed(klein_l
     for headshot in delivered:
         verification = verify_file(headshot, trust_anchors=anchors)
         assert verification.state == "Trusted" and verification.ai_generated, headshot
-
-
-def test_the_face_pass_is_refused_for_klein_which_has_no_img2img_pipeline(tiny_flux2_klein):
-    from diffusers import Flux2KleinPipeline
-
-    from headshot.pipelines.refine import FaceRefiner, RefineOptions
-
-    pipe = Flux2KleinPipeline.from_pretrained(tiny_flux2_klein)
-    with pytest.raises(HeadshotError, match="refine.enabled.*no img2img pipeline for flux2-klein"):
-        FaceRefiner(pipe, 64, RefineOptions(enabled=True))
 
 
 def test_klein_study_has_x0_from_the_velocity_and_joint_attention_maps(

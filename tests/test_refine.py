@@ -23,9 +23,9 @@ def photo() -> Image.Image:
     return grace_hopper().resize((256, 320), Image.LANCZOS)
 
 
-# Every family diffusers has an img2img pipeline for (FLUX.2 [klein] has none: the pass is
-# refused there, see tests/test_flux2_klein_stages.py).
-@pytest.fixture(scope="module", params=sorted(n for n, f in FAMILIES.items() if f.img2img_class_name))
+# Every registered family: through diffusers' img2img pipeline, or (FLUX.2 [klein], which has
+# none) through the family's own flow-matching img2img on its text-to-image pipeline.
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
 def refiner(request, tmp_path_factory):
     from diffusers import DiffusionPipeline
 
@@ -33,13 +33,17 @@ def refiner(request, tmp_path_factory):
 
     folder = save_tiny_model(request.param, tmp_path_factory.mktemp("models") / request.param)
     pipe = DiffusionPipeline.from_pretrained(folder)
-    return FaceRefiner(pipe, resolution=64, options=OPTIONS)
+    refiner = FaceRefiner(pipe, resolution=64, options=OPTIONS)
+    # The prompt arguments as generate passes them: the family's own (no negative prompt on FLUX).
+    refiner.call = {**FAMILIES[request.param].render_kwargs([CALL["prompt"]], [CALL["negative_prompt"]], 5.0),
+                    "num_inference_steps": CALL["num_inference_steps"]}  # fmt: skip
+    return refiner
 
 
 def test_only_pixels_inside_the_feathered_face_mask_change(refiner, photo):
     crop = face_crop(photo, OPTIONS)
     assert crop is not None
-    refined, result = refiner.refine(photo, CALL, seed=3)
+    refined, result = refiner.refine(photo, refiner.call, seed=3)
     assert result == {"applied": True, "crop_box": list(crop.box)}
     _, mask = blend(photo, photo, crop, OPTIONS.feather)
     before, after, inside = np.asarray(photo), np.asarray(refined), np.asarray(mask) > 0
@@ -52,9 +56,9 @@ def test_only_pixels_inside_the_feathered_face_mask_change(refiner, photo):
 
 
 def test_the_pass_is_deterministic_per_seed(refiner, photo):
-    first, _ = refiner.refine(photo, CALL, seed=3)
-    again, _ = refiner.refine(photo, CALL, seed=3)
-    other, _ = refiner.refine(photo, CALL, seed=4)
+    first, _ = refiner.refine(photo, refiner.call, seed=3)
+    again, _ = refiner.refine(photo, refiner.call, seed=3)
+    other, _ = refiner.refine(photo, refiner.call, seed=4)
     assert np.array_equal(np.asarray(first), np.asarray(again))
     assert not np.array_equal(np.asarray(first), np.asarray(other))
 
@@ -68,7 +72,7 @@ def test_the_img2img_pipeline_shares_the_loaded_weights(refiner):
 
 def test_an_image_without_a_face_is_left_alone(refiner):
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8))
-    refined, result = refiner.refine(noise, CALL, seed=0)
+    refined, result = refiner.refine(noise, refiner.call, seed=0)
     assert refined is noise and result["applied"] is False
 
 

@@ -183,6 +183,25 @@ class Family:
     def attention_recorder(self, pipeline, positions: dict[str, list[int]], latent_hw: tuple[int, int]):
         raise NotImplementedError
 
+    def image_to_image(self, pipeline):
+        """For the face-detail pass: a function (image, strength, generator, **call) -> PIL image
+        that re-renders `image` from `strength` of the way to noise with the loaded pipeline's own
+        modules (no second copy of the weights); None when the family has no way to."""
+        if self.img2img_class_name is None:
+            return None
+        from diffusers import AutoPipelineForImage2Image
+
+        img2img = AutoPipelineForImage2Image.from_pipe(pipeline)
+        img2img.set_progress_bar_config(disable=True)
+
+        def render(image, strength: float, generator, **call):
+            return img2img(
+                image=image, strength=strength, generator=generator, output_type="pil", **call
+            ).images[0]
+
+        render.pipeline = img2img  # what renders the crop (its modules are the loaded pipeline's)
+        return render
+
     # --- export ----------------------------------------------------------------------
     def export(
         self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float

@@ -115,7 +115,7 @@ class Flux2Klein(FlowTransformerFamily):
     name = "flux2-klein"
     description = "FLUX.2 [klein]: flow-matching transformer, Qwen3 text encoder, 1024x1024, Apache-2.0"
     pipeline_class_name = "Flux2KleinPipeline"
-    img2img_class_name = None  # diffusers has no klein img2img pipeline (the face pass is refused)
+    img2img_class_name = None  # diffusers has no klein img2img pipeline: image_to_image below
     denoiser = "transformer"
     objective = "flow"
     native_resolution = 1024
@@ -239,6 +239,39 @@ class Flux2Klein(FlowTransformerFamily):
 
     def attention_tokenizers(self, pipeline) -> list:
         return [ChatPromptTokenizer(pipeline.tokenizer)]
+
+    def image_to_image(self, pipeline):
+        """Flow-matching img2img with the text-to-image pipeline itself (diffusers has no klein
+        img2img pipeline): the image's latents are noised to the first sigma of the schedule's
+        last `strength` share, x = (1 - s) x0 + s noise, and denoised from there."""
+        import numpy as np
+        import torch
+        from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
+
+        def render(image, strength: float, generator, num_inference_steps: int = 50, **call):
+            steps = int(num_inference_steps)
+            tail = np.linspace(1.0, 1 / steps, steps)[steps - max(1, int(steps * strength)) :]
+            vae = pipeline.vae
+            pixels = pipeline.image_processor.preprocess(image, height=image.height, width=image.width)
+            x0 = self.encode_latents(vae, pixels.to(vae.device, vae.dtype))
+            # The pipeline shifts the given sigmas by the empirical mu: start from the shifted one.
+            mu = compute_empirical_mu(image_seq_len=x0.shape[-2] * x0.shape[-1], num_steps=len(tail))
+            pipeline.scheduler.set_timesteps(sigmas=list(tail), mu=mu)
+            start = float(pipeline.scheduler.sigmas[0])
+            noise = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device, x0.dtype)
+            return pipeline(
+                latents=(1 - start) * x0 + start * noise,
+                sigmas=list(tail),
+                num_inference_steps=len(tail),
+                height=image.height,
+                width=image.width,
+                generator=generator,
+                output_type="pil",
+                **call,
+            ).images[0]
+
+        render.pipeline = pipeline
+        return render
 
     def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
         from headshot.training.export_flux2 import save_comfyui_flux2_lora

@@ -8,8 +8,9 @@ resolution by img2img with the same LoRA, prompt and seed at a set strength, and
 back through a feathered elliptical mask. Pixels outside the mask are the original's, bit
 for bit. The img2img pipeline is built from the loaded pipeline's own components
 (`AutoPipelineForImage2Image.from_pipe`: no second copy of the weights, the LoRA included),
-so every family with an img2img pipeline in diffusers gets it through the same code; a
-family without one (`img2img_class_name = None`, FLUX.2 [klein]) is refused with a clear error.
+so every family with an img2img pipeline in diffusers gets it through the same code; a family
+without one brings its own (`Family.image_to_image`: FLUX.2 [klein] noises the crop's latents
+and denoises with its text-to-image pipeline).
 """
 
 from __future__ import annotations
@@ -97,19 +98,17 @@ class FaceRefiner:
     """Runs the pass with an img2img pipeline sharing the text-to-image pipeline's modules."""
 
     def __init__(self, pipeline, resolution: int, options: RefineOptions):
-        from diffusers import AutoPipelineForImage2Image
-
         from headshot.errors import HeadshotError
         from headshot.pipelines.families import family_of_pipeline
 
         family = family_of_pipeline(pipeline)
-        if family is not None and family.img2img_class_name is None:
+        self.render_crop = family.image_to_image(pipeline)
+        if self.render_crop is None:
             raise HeadshotError(
                 f"generate: option 'refine.enabled': the face-detail pass re-renders by img2img, and "
-                f"diffusers has no img2img pipeline for {family.name}; set refine.enabled: false"
+                f"{family.name} has no way to; set refine.enabled: false"
             )
-        self.img2img = AutoPipelineForImage2Image.from_pipe(pipeline)
-        self.img2img.set_progress_bar_config(disable=True)
+        self.img2img = self.render_crop.pipeline  # the pipeline that renders the crop
         self.resolution = resolution
         self.options = options
 
@@ -130,12 +129,7 @@ class FaceRefiner:
         if self.options.steps is not None:
             kwargs["num_inference_steps"] = self.options.steps
         with torch.inference_mode():
-            patch = self.img2img(
-                image=source,
-                strength=self.options.strength,
-                generator=torch.Generator("cpu").manual_seed(seed + SEED_OFFSET),
-                output_type="pil",
-                **kwargs,
-            ).images[0]
+            generator = torch.Generator("cpu").manual_seed(seed + SEED_OFFSET)
+            patch = self.render_crop(source, self.options.strength, generator, **kwargs)
         refined, _ = blend(image, patch, crop, self.options.feather)
         return refined, {"applied": True, "crop_box": list(crop.box)}
