@@ -34,3 +34,30 @@ def size_matched_random(state: dict[str, torch.Tensor], seed: int = 0) -> dict[s
         noise = torch.randn(value.shape, generator=generator, dtype=torch.float32)
         result[key] = (noise * (value.float().norm() / noise.norm())).to(value.dtype)
     return result
+
+
+def lora_learning_numbers(pipe, lora, record, subject: torch.Tensor, renders, scratch) -> dict[str, float]:
+    """Cosine distances to the subject's latents of: the trained LoRA's instance renders, the
+    base model's class renders, and the instance renders of a size-matched untrained LoRA.
+
+    `renders(pipe, prompt)` gives a pipeline's renders in the subject's latent layout;
+    `scratch` is a folder for the untrained LoRA file."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    lora, scratch = Path(lora), Path(scratch)
+    class_renders = renders(pipe, record.class_prompt)
+    pipe.load_lora_weights(lora)
+    trained = renders(pipe, record.instance_prompt)
+    pipe.unload_lora_weights()
+    random_lora = size_matched_random(load_file(lora / "pytorch_lora_weights.safetensors"))
+    save_file(random_lora, str(scratch / "random.safetensors"))
+    pipe.load_lora_weights(scratch, weight_name="random.safetensors")
+    baseline = renders(pipe, record.instance_prompt)
+    pipe.unload_lora_weights()
+    return {
+        "trained instance": cosine_distance(trained, subject),
+        "base class renders": cosine_distance(class_renders, subject),
+        "size-matched untrained LoRA": cosine_distance(baseline, subject),
+    }

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 from finetune_support import fast_options, make_dataset
-from learning_support import cosine_distance, size_matched_random
-from safetensors.torch import load_file, save_file
+from learning_support import lora_learning_numbers
 
 from headshot.families import get_family
 from headshot.training.data import encode_latents, load_instance_images, read_training_dataset
@@ -44,20 +43,7 @@ def test_flux_lora_moves_instance_renders_to_the_subject(tiny_flux, tmp_path):
     subject = encode_latents(
         pipe.vae, load_instance_images(dataset, read_training_dataset(dataset)), 64
     ).latents
-    class_renders = _renders(pipe, record.class_prompt)
-    pipe.load_lora_weights(lora)
-    trained = _renders(pipe, record.instance_prompt)
-    pipe.unload_lora_weights()
-    random_lora = size_matched_random(load_file(lora / "pytorch_lora_weights.safetensors"))
-    save_file(random_lora, str(tmp_path / "random.safetensors"))
-    pipe.load_lora_weights(tmp_path, weight_name="random.safetensors")
-    baseline = _renders(pipe, record.instance_prompt)
-
-    numbers = {
-        "trained instance": cosine_distance(trained, subject),
-        "base class renders": cosine_distance(class_renders, subject),
-        "size-matched untrained LoRA": cosine_distance(baseline, subject),
-    }
+    numbers = lora_learning_numbers(pipe, lora, record, subject, _renders, tmp_path)
     # Measured on 2 CPU cores (deterministic): trained 0.827, base class renders 0.969,
     # size-matched untrained LoRA 0.973 (cosine distances; 1 = unrelated). Margin: 10%.
     assert numbers["trained instance"] < 0.9 * numbers["base class renders"], numbers
