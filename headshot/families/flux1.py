@@ -61,7 +61,19 @@ def image_ids(height: int, width: int, device, dtype) -> torch.Tensor:
 
 class FlowTransformerFamily(Family):
     """What the flow-matching transformer families share: the flow x0 for the study, joint
-    attention maps, and the export (diffusers LoRA + the family's ComfyUI file)."""
+    attention maps, the export (diffusers LoRA + the family's ComfyUI file), and the native
+    size read from the VAE's config."""
+
+    def resolution(self, pipeline) -> int:
+        return int(pipeline.vae.config.sample_size)
+
+    def resolution_from_folder(self, folder: Path) -> int | None:
+        from headshot.bounded_io import read_json
+
+        try:
+            return int(read_json(folder / "vae" / "config.json")["sample_size"])
+        except (HeadshotError, OSError, ValueError, KeyError, TypeError):
+            return None
 
     def x0_function(self):
         return flow_x0
@@ -109,17 +121,6 @@ class Flux1(FlowTransformerFamily):
     negative_prompts = False
     kohya_base_model_version = "flux1"
     licence_note = "FLUX.1-dev: FLUX.1 [dev] Non-Commercial License (outputs may be used commercially)"
-
-    def resolution(self, pipeline) -> int:
-        return int(pipeline.vae.config.sample_size)
-
-    def resolution_from_folder(self, folder: Path) -> int | None:
-        from headshot.bounded_io import read_json
-
-        try:
-            return int(read_json(folder / "vae" / "config.json")["sample_size"])
-        except (HeadshotError, OSError, ValueError, KeyError, TypeError):
-            return None
 
     def check_training_options(self, config, where: str) -> None:
         for option, what, set_ in (

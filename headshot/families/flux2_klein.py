@@ -134,17 +134,6 @@ class Flux2Klein(FlowTransformerFamily):
     negative_prompts = False
     licence_note = "FLUX.2 [klein] 4B: Apache-2.0 (commercial use allowed)"
 
-    def resolution(self, pipeline) -> int:
-        return int(pipeline.vae.config.sample_size)
-
-    def resolution_from_folder(self, folder: Path) -> int | None:
-        from headshot.bounded_io import read_json
-
-        try:
-            return int(read_json(folder / "vae" / "config.json")["sample_size"])
-        except (HeadshotError, OSError, ValueError, KeyError, TypeError):
-            return None
-
     def lora_target_modules(self, denoiser, layers: str) -> list[str]:
         count = len(getattr(denoiser, "single_transformer_blocks", []))
         return self.lora_targets[layers] + [SINGLE_BLOCK_OUT.format(index=i) for i in range(count)]
