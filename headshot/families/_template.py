@@ -94,6 +94,13 @@ class TemplateFamily(Family):
         """Latents as the scheduler sees them -> (b, c, h, w) for the VAE (unpack patches)."""
         return latents
 
+    def image_to_image(self, pipeline):
+        """For the face-detail pass: f(image, strength, generator, **call) -> PIL image, rendered
+        with the loaded pipeline's own modules, with `.pipeline` the pipeline that renders. The
+        default builds diffusers' img2img pipeline with from_pipe (img2img_class_name); a family
+        without one implements it (FLUX.2 [klein]: noised latents on its text-to-image pipeline)."""
+        return super().image_to_image(pipeline)
+
     def attention_tokenizers(self, pipeline) -> list:
         """Tokenizers whose token positions index the attention keys the study records."""
         return self.tokenizers(pipeline)
