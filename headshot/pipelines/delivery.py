@@ -27,6 +27,7 @@ from headshot.pipelines.ranking import Candidate
 from headshot.records import atomic_write_json
 from headshot.signing.commitments import commit_photos
 from headshot.signing.generation_info import AuditCheck, CheckResults, GenerationInfo, LikenessCheck
+from headshot.signing.manifest import public_model_name
 from headshot.storage import final_path
 
 INDEX_FILE = "index.json"
@@ -118,14 +119,11 @@ def check_results(candidate: Candidate, options: RankingOptions) -> CheckResults
 
 def generation_info(candidate: Candidate, provenance: Provenance) -> GenerationInfo:
     sidecar = candidate.sidecar
-    base_model = sidecar["base_model"]
-    if Path(base_model).expanduser().exists() or base_model.startswith(("/", ".", "~")):
-        base_model = Path(base_model).name  # a local path: its folder name only, never the path
     photos = None
     if provenance.secret is not None and provenance.photo_sha256:
         photos = commit_photos(provenance.secret, provenance.photo_sha256)  # fresh salt each
     return GenerationInfo(
-        base_model=base_model,
+        base_model=public_model_name(sidecar["base_model"]),  # a local path: its name only
         base_model_sha256=sidecar["base_model_sha256"],
         lora_sha256=sidecar["lora_sha256"],
         template=candidate.template,

@@ -130,10 +130,10 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
             signer = delivery.load_signer(config.signing_config, layout.root.parent)
         except HeadshotError as exc:
             signer_error = str(exc)
-    provenance = delivery.Provenance(sorted(p.sha256 for p in dataset.accepted), None, options)
+    secret = None
     if signer is not None and signer.commit_photos:
         secret = commitments.load_or_create_secret(commitments.secret_path(layout.root))
-        provenance = delivery.Provenance(provenance.photo_sha256, secret, options)
+    provenance = delivery.Provenance(sorted(p.sha256 for p in dataset.accepted), secret, options)
     # New headshots and index.json are built beside the old ones and swapped in only when
     # every chosen candidate is signed; a failure leaves the earlier delivery as it was.
     staged = StagedFolder(layout.headshots)

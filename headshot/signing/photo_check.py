@@ -34,10 +34,6 @@ class ManifestPhotos:
     keyed: PhotoCommitments | None  # current headshots
     plain_sha256: list[str]  # headshots signed before 2026-12
 
-    @property
-    def count(self) -> int:
-        return len(self.keyed.commitments) if self.keyed else len(self.plain_sha256)
-
 
 def read_manifest_photos(headshot: Path, config: SigningConfig) -> ManifestPhotos:
     """The photo commitments of a validly signed headshot; a clear error otherwise."""
