@@ -24,7 +24,7 @@ import numpy as np
 from headshot.analysis.likeness import SubjectIdentity
 from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
-from headshot.records import atomic_write_json
+from headshot.records import atomic_write_bytes, atomic_write_json
 
 Select = Literal["best_likeness", "last"]
 BEST_FOLDER = "best-likeness"
@@ -115,15 +115,12 @@ class BestKeeper:
 
     def update(self, history, step: int, tensors: dict) -> bool:
         """After validating `step`: save its tensors if it is now the best. True when saved."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         best = best_step(step_scores(history))
         if best is None or best.step != step:
             return False
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".lora-{step}.tmp"
-        save_file(tensors, str(temporary))
-        temporary.replace(self.folder / "lora.safetensors")
+        atomic_write_bytes(self.folder / "lora.safetensors", save(tensors))
         atomic_write_json(self.folder / "best.json", {"step": step, "likeness_loo": best.likeness_loo})
         return True
 
