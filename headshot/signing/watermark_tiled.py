@@ -158,9 +158,20 @@ def _correlations(tile: np.ndarray, key: str, first_bits: int = N_BITS) -> np.nd
     return scipy_fft.fft2(table.reshape(first_bits, GRID, GRID).astype(np.complex64), workers=-1).real
 
 
+def _energy(correlations: np.ndarray) -> np.ndarray:
+    """The carriers' energy at every offset, each bit's surface divided by its own mean square.
+
+    Without that normalisation a few bits whose carriers fall on the photo's own strong
+    frequencies (a text's line spacing) dominate the sum and peak where the photo, not the
+    mark, is; normalised, every bit has one vote and only the mark's origin gets all of them.
+    """
+    squared = correlations**2
+    return (squared / (squared.mean(axis=(1, 2), keepdims=True) + 1e-20)).sum(axis=0)
+
+
 def _peak_ratio(tile: np.ndarray, key: str) -> float:
     """How far the carriers' energy peak (over SCOUT_BITS bits) stands above its median."""
-    energy = (_correlations(tile, key, SCOUT_BITS) ** 2).sum(axis=0)
+    energy = _energy(_correlations(tile, key, SCOUT_BITS))
     return float(energy.max() / (np.median(energy) + 1e-12))
 
 
@@ -179,7 +190,7 @@ def _decode_tile(tile: np.ndarray, key: str) -> tuple[int | None, float, np.ndar
     the soft bits.
     """
     correlations = _correlations(tile, key)
-    energy = (correlations**2).sum(axis=0)
+    energy = _energy(correlations)
     dy, dx = np.unravel_index(int(np.argmax(energy)), energy.shape)
     offset = (
         dy + _vertex(energy[(dy - 1) % GRID, dx], energy[dy, dx], energy[(dy + 1) % GRID, dx]),
