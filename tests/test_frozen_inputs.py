@@ -20,7 +20,12 @@ from safetensors.torch import load_file
 from headshot.training.finetune import finetune_dataset, open_session
 from headshot.training.finetune_config import FinetuneConfig
 
-FAMILIES = [("sd15", "tiny_sd15"), ("sdxl", "tiny_sdxl"), ("flux", "tiny_flux"), ("flux2-klein", "tiny_flux2_klein")]
+FAMILIES = [
+    ("sd15", "tiny_sd15"),
+    ("sdxl", "tiny_sdxl"),
+    ("flux", "tiny_flux"),
+    ("flux2-klein", "tiny_flux2_klein"),
+]
 FLOW = {"flux", "flux2-klein"}
 
 
@@ -41,7 +46,9 @@ def _frozen_modules(session) -> list:
 
 
 @pytest.mark.parametrize("family,fixture", FAMILIES)
-def test_a_cached_run_loads_no_text_encoder_or_vae_and_equals_an_uncached_run(family, fixture, request, tmp_path):
+def test_a_cached_run_loads_no_text_encoder_or_vae_and_equals_an_uncached_run(
+    family, fixture, request, tmp_path
+):
     model = request.getfixturevalue(fixture)
     first = make_dataset(tmp_path / "first", family, count=3)
     second = shutil.copytree(first, tmp_path / "second" / "ada" / "dataset")
