@@ -7,6 +7,8 @@ their tensors, not the Python process's own noise, dominate.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import yaml
 from finetune_support import fast_options, make_dataset
@@ -91,3 +93,32 @@ def _float32():
     import torch
 
     return torch.float32
+
+
+def test_a_hub_model_is_planned_from_its_files_before_it_is_loaded(tiny_flux, tmp_path):
+    """A hub id: the download comes first (here: found in the Hugging Face cache offline), then
+    the plan from its files, then loading; never "skipped"."""
+    import os
+    import subprocess
+    import sys
+
+    snapshot = tmp_path / "hub" / "models--studio--tiny-flux" / "snapshots" / ("ab" * 20)
+    shutil.copytree(tiny_flux, snapshot)
+    (tmp_path / "hub" / "models--studio--tiny-flux" / "refs").mkdir()
+    (tmp_path / "hub" / "models--studio--tiny-flux" / "refs" / "main").write_text("ab" * 20)
+    dataset = make_dataset(tmp_path / "outputs", "flux", count=2)
+    config = tmp_path / "finetune.yaml"
+    config.write_text(yaml.safe_dump(fast_options(max_sequence_length=16, cache_dir=str(tmp_path / "cache"))))
+    environment = {
+        **os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.getcwd(),
+    }  # fmt: skip
+    command = [sys.executable, "-m", "headshot", "finetune", str(dataset), "-m", "studio/tiny-flux"]
+    command += ["-c", str(config)]
+    result = subprocess.run(
+        command, env=environment, capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    err = " ".join(result.stderr.split())
+    assert "memory plan: estimated peak" in err and "skipped" not in err
+    record = yaml.safe_load((dataset.parent / "lora" / "training.json").read_text())
+    assert record["memory"]["estimated_peak_bytes"] > 0

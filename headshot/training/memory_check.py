@@ -226,7 +226,7 @@ def plan_finetune(
 
     folder = mp.local_folder(spec)
     if family_name is None or folder is None:
-        say("memory plan: skipped (the base model is not a local or cached diffusers folder yet)")
+        say("memory plan: skipped (a single-file checkpoint: its parts are known only once it is loaded)")
         return None
     family, dtype = get_family(family_name), planned_dtype(config)
     estimate = estimate_finetune(folder, family, config, resolution, device, dtype, spec.variant, frozen)
