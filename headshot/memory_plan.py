@@ -150,7 +150,9 @@ class MemoryEstimate:
     note: str = ""
     options: dict = field(default_factory=dict)
 
-    loading: int = 0  # extra bytes while loading: a quantized denoiser is read at full precision first
+    # The denoiser's peak while it loads, in place of its weights then (a quantized denoiser is
+    # read at full precision first); 0 when it loads as it is held.
+    loading: int = 0
     working: int = 0  # the backward pass's transient copy of the largest weight (kernels' own layout)
     frozen: tuple[str, ...] = ()  # the frozen components (text encoders, VAE)
     # When they are in memory: "training" (from set-up or a mid-run validation sample on),
@@ -163,12 +165,13 @@ class MemoryEstimate:
         held = weights
         if self.frozen_loaded != "training":
             held -= sum(self.weights.get(name, 0) for name in self.frozen)
+        denoiser = self.weights[self.denoiser]
         training = self.lora_state + (self.activations or 0) + self.working
         samples = weights + self.lora_state if self.frozen_loaded != "never" else 0  # validation samples
+        loading = held - denoiser + self.loading if self.loading else held
         if self.device == "cpu":
-            return max(held + max(training, self.loading), samples)
-        denoiser = self.weights[self.denoiser]
-        return max(samples, held + self.loading, denoiser + training)
+            return max(held + training, loading, samples)
+        return max(samples, loading, denoiser + training)
 
     def describe(self) -> str:
         parts = ", ".join(f"{name} {gib(size)}" for name, size in self.weights.items())

@@ -21,20 +21,25 @@ from headshot.training.memory_check import estimate_finetune
 FAMILY_OPTIONS = {"flux": {"max_sequence_length": 64}, "sdxl": {}}
 
 
-@pytest.mark.parametrize("family", ["flux", "sdxl"])
-def test_estimate_is_within_15_percent_of_the_measured_peak(family, tiny_flux, tiny_sdxl, tmp_path):
+CASES = [("flux", "none"), ("sdxl", "none"), ("flux", "fp8"), ("sdxl", "int8")]
+
+
+@pytest.mark.parametrize("family,quantize", CASES)
+def test_estimate_is_within_15_percent_of_the_measured_peak(family, quantize, tiny_flux, tiny_sdxl, tmp_path):
+    # Measured 2026-12-01: none 0.90x (FLUX), 0.93x (SDXL); fp8 0.99x (FLUX), int8 1.00x (SDXL).
     tiny = tiny_flux if family == "flux" else tiny_sdxl
     model = widened_model(tiny, family, tmp_path / "model")
     dataset = make_dataset(tmp_path / "outputs", family, count=3)
     # Without prior preservation: rendering class images first loads ~15 MB of inference code
     # and objects that are not the model's tensors (the estimate leaves them out).
     options = fast_options(
-        steps=2, prior_preservation=False, cache_dir=str(tmp_path / "cache"), **FAMILY_OPTIONS[family]
-    )
+        steps=2, prior_preservation=False, cache_dir=str(tmp_path / "cache"), quantize_base=quantize,
+        **FAMILY_OPTIONS[family],
+    )  # fmt: skip
     memory = measured_finetune(model, dataset, options, tmp_path)
     estimate, measured = memory["estimated_peak_bytes"], memory["measured_peak_bytes"]
     assert "memory plan: estimated peak" in memory["stderr"]
-    assert memory["weights_bytes"][get_family(family).denoiser] > 100 * 2**20  # tensors dominate
+    assert measured > 150 * 2**20  # the model's tensors, not the process's own noise, dominate
     assert abs(estimate / measured - 1) <= 0.15, (
         f"estimate {estimate / 2**20:.0f} MiB, measured {measured / 2**20:.0f} MiB"
     )
