@@ -15,10 +15,12 @@ What is counted, each from the model's own files, never from its name:
   tensor autograd saves for the backward pass is counted once (fused attention saves q, k, v, the
   output and the log-sum-exp, as torch's flash kernels do). With gradient checkpointing, only
   the checkpointed blocks' inputs plus the largest block's own activations count.
-On a GPU the frozen text encoders and VAE leave it after caching (finetune.offload_frozen_parts),
+On a GPU the frozen text encoders and VAE leave it after caching (frozen_inputs.offload_frozen_parts),
 so the peak is the largest of: caching (all weights), training (denoiser, LoRA state,
-activations), validation samples (all weights and the LoRA state). On a CPU everything stays
-resident, so all of it counts at once.
+activations), validation samples (all weights and the LoRA state). On a CPU everything loaded
+stays resident, so all of it counts at once. When the prompt embeddings and latents are cached
+on disk the text encoders and the VAE are not loaded for set-up at all: they count only from the
+first validation sample on (`frozen_loaded`), or not at all when no sample is rendered.
 """
 
 from __future__ import annotations
@@ -148,17 +150,28 @@ class MemoryEstimate:
     note: str = ""
     options: dict = field(default_factory=dict)
 
-    loading: int = 0  # extra bytes while loading: a quantized denoiser is read at full precision first
+    # The denoiser's peak while it loads, in place of its weights then (a quantized denoiser is
+    # read at full precision first); 0 when it loads as it is held.
+    loading: int = 0
     working: int = 0  # the backward pass's transient copy of the largest weight (kernels' own layout)
+    frozen: tuple[str, ...] = ()  # the frozen components (text encoders, VAE)
+    # When they are in memory: "training" (from set-up or a mid-run validation sample on),
+    # "after" (only for the final validation samples), "never" (cached inputs, no samples).
+    frozen_loaded: str = "training"
 
     @property
     def peak(self) -> int:
         weights = sum(self.weights.values())
-        training = self.lora_state + (self.activations or 0) + self.working
-        if self.device == "cpu":
-            return weights + max(training, self.loading)
+        held = weights
+        if self.frozen_loaded != "training":
+            held -= sum(self.weights.get(name, 0) for name in self.frozen)
         denoiser = self.weights[self.denoiser]
-        return max(weights + self.lora_state, weights + self.loading, denoiser + training)
+        training = self.lora_state + (self.activations or 0) + self.working
+        samples = weights + self.lora_state if self.frozen_loaded != "never" else 0  # validation samples
+        loading = held - denoiser + self.loading if self.loading else held
+        if self.device == "cpu":
+            return max(held + training, loading, samples)
+        return max(samples, loading, denoiser + training)
 
     def describe(self) -> str:
         parts = ", ".join(f"{name} {gib(size)}" for name, size in self.weights.items())
@@ -176,6 +189,7 @@ class MemoryEstimate:
             "lora_state_bytes": self.lora_state,
             "activation_bytes": self.activations,
             "options": dict(self.options),
+            "frozen_parts_loaded": self.frozen_loaded,
             **({"note": self.note} if self.note else {}),
         }
 

@@ -48,11 +48,25 @@ class LoadedModel:
     family: Family
     spec: BaseModelSpec
     local_path: Path | None
+    dtype: object = None  # the frozen weights' torch dtype
+    # True: loaded without the text encoders and the VAE (load_base_model's defer_frozen)
+    deferred: bool = False
 
     @property
     def resolution(self) -> int:
         """Native image size, read from the loaded model's configs by its family."""
+        if self.deferred:  # the VAE, whose config gives the scale factor, is not loaded yet
+            return self.family.resolution_from_folder(Path(self.local_path))
         return self.family.resolution(self.pipeline)
+
+    def full_pipeline(self):
+        """The pipeline with every component: a deferred model's text encoders and VAE are loaded
+        now (once; the denoiser and the rest are shared, not reloaded)."""
+        if self.deferred:
+            from headshot.pipelines.deferred import complete_pipeline
+
+            self.pipeline, self.deferred = complete_pipeline(self, self.dtype), False
+        return self.pipeline
 
     def fingerprint(self) -> str:
         """SHA-256 over the model's weight and config files (cached by size and mtime)."""
@@ -121,6 +135,13 @@ def check_base_model(spec: BaseModelSpec, *, allow_pickle: bool = False) -> Path
     return None
 
 
+def model_source(spec: BaseModelSpec, *, allow_pickle: bool = False) -> Path:
+    """Where the model's files are on this machine: the local path, or a hub id's folder in
+    the Hugging Face cache (downloaded now when it is not there yet)."""
+    path = check_base_model(spec, allow_pickle=allow_pickle)
+    return path if path is not None else download_base_model(spec, allow_pickle)
+
+
 def load_base_model(
     spec: BaseModelSpec,
     *,
@@ -128,30 +149,32 @@ def load_base_model(
     device: str | None = None,
     allow_pickle: bool = False,
     quantize_base: str = "none",
+    defer_frozen: bool = False,
 ) -> LoadedModel:
     """Load the pipeline for `spec`; every failure is a HeadshotError naming the model.
 
     `quantize_base` (headshot.quantize) loads the family's denoiser quantized, through
     diffusers' PipelineQuantizationConfig; the caller checks the backend first.
+    `defer_frozen` leaves a diffusers folder's text encoders and VAE unloaded until
+    `LoadedModel.full_pipeline()` (a single-file checkpoint is always loaded whole).
     """
     import torch
 
     dtype = dtype or torch.float32
     quiet_libraries()
-    path = check_base_model(spec, allow_pickle=allow_pickle)
-    if path is not None and path.is_file() and quantize_base != "none":
+    path = model_source(spec, allow_pickle=allow_pickle)
+    if path.is_file() and quantize_base != "none":
         raise HeadshotError(
             f"{path}: option 'quantize_base' ({quantize_base}) needs a diffusers model folder or hub id, "
             "not a single-file checkpoint; convert it (pipeline.save_pretrained) or use quantize_base: none"
         )
-    if path is None:
-        loaded = _load_from_hub(spec, dtype, allow_pickle, quantize_base)
-    elif path.is_file():
+    if path.is_file():
         loaded = _load_single_file(spec, path, dtype, allow_pickle)
     else:
-        loaded = _load_folder(spec, path, dtype, allow_pickle, quantize_base)
-    if dtype == torch.float16 and spec.fp16_vae:
-        _swap_fp16_vae(loaded, dtype)
+        loaded = _load_folder(spec, path, dtype, allow_pickle, quantize_base, defer_frozen)
+    loaded.dtype = dtype
+    if dtype == torch.float16 and spec.fp16_vae and not loaded.deferred:
+        swap_fp16_vae(loaded.pipeline, spec.fp16_vae, dtype)
     loaded.pipeline.set_progress_bar_config(disable=True)
     if device:
         loaded.pipeline.to(device)
@@ -198,8 +221,9 @@ def single_file_family(spec: BaseModelSpec, path: Path) -> FamilyName:
 
 
 def _load_folder(
-    spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool, quantize_base: str = "none"
+    spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool, quantize_base: str = "none", defer=False
 ) -> LoadedModel:
+    from headshot.pipelines.deferred import frozen_component_names
     from headshot.quantize import pipeline_quantization
 
     family = get_family(folder_family(spec, folder))
@@ -207,6 +231,8 @@ def _load_folder(
     # A quantized denoiser is read without mmap: the file's full-precision pages would otherwise
     # stay resident as long as any unquantized tensor (a bias) still points into the mapping.
     extra = {"quantization_config": quantization, "disable_mmap": True} if quantization is not None else {}
+    if defer:
+        extra.update(frozen_component_names(family))
     has_safetensors = any(folder.rglob("*.safetensors"))
     if not has_safetensors and not allow_pickle:
         raise HeadshotError(
@@ -226,7 +252,7 @@ def _load_folder(
         raise HeadshotError(f"{folder}: could not load as a {family.name} model: {exc}") from None
     if quantization is not None:
         release_freed_heap()  # the full-precision weights just quantized
-    return LoadedModel(pipeline, family, spec, folder)
+    return LoadedModel(pipeline, family, spec, folder, dtype=dtype, deferred=defer)
 
 
 def release_freed_heap() -> None:
@@ -256,9 +282,9 @@ def _load_single_file(spec: BaseModelSpec, path: Path, dtype, allow_pickle: bool
     return LoadedModel(pipeline, family, spec, path)
 
 
-def _load_from_hub(
-    spec: BaseModelSpec, dtype, allow_pickle: bool, quantize_base: str = "none"
-) -> LoadedModel:
+def download_base_model(spec: BaseModelSpec, allow_pickle: bool = False) -> Path:
+    """The local folder of a hub id: the cached copy, else downloaded now (before any loading,
+    so the memory plan is made from its files first)."""
     import logging
 
     from diffusers import DiffusionPipeline
@@ -270,11 +296,13 @@ def _load_from_hub(
     level = hub_logger.level
     hub_logger.setLevel(logging.ERROR)
     try:
-        folder = DiffusionPipeline.download(
-            spec.source,
-            revision=spec.revision,
-            variant=spec.variant,
-            use_safetensors=not allow_pickle,
+        return Path(
+            DiffusionPipeline.download(
+                spec.source,
+                revision=spec.revision,
+                variant=spec.variant,
+                use_safetensors=not allow_pickle,
+            )
         )
     except Exception as exc:  # offline, unknown repo, auth: all end the same for the user
         cache = os.environ.get("HF_HUB_CACHE") or os.path.expanduser("~/.cache/huggingface/hub")
@@ -286,18 +314,17 @@ def _load_from_hub(
         ) from None
     finally:
         hub_logger.setLevel(level)
-    return _load_folder(spec, Path(folder), dtype, allow_pickle, quantize_base)
 
 
-def _swap_fp16_vae(loaded: LoadedModel, dtype) -> None:
+def swap_fp16_vae(pipeline, source: str, dtype) -> None:
+    """Replace the pipeline's VAE with the fp16-safe one the model spec names."""
     from diffusers import AutoencoderKL
 
     try:
-        loaded.pipeline.vae = AutoencoderKL.from_pretrained(loaded.spec.fp16_vae, dtype=dtype)
+        pipeline.vae = AutoencoderKL.from_pretrained(source, dtype=dtype)
     except Exception as exc:
         raise HeadshotError(
-            f"fp16 VAE '{loaded.spec.fp16_vae}' could not be loaded ({exc}); "
-            "use bf16, or set fp16_vae to a local folder"
+            f"fp16 VAE '{source}' could not be loaded ({exc}); use bf16, or set fp16_vae to a local folder"
         ) from None
 
 

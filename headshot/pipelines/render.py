@@ -25,12 +25,11 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from headshot import memory_plan as mp
 from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
 from headshot.families import get_family
 from headshot.pipelines.generate_config import GenerateConfig, PerformanceOptions
-from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
+from headshot.pipelines.loading import LoadedModel, load_base_model, model_source, resolve_base_model
 from headshot.pipelines.refine import FaceRefiner
 from headshot.pipelines.render_precision import choose_precision, plan_render
 from headshot.pipelines.templates import SAMPLERS, RenderJob
@@ -177,7 +176,9 @@ def load_renderer(lora_folder: Path, record: TrainingRecord, config: GenerateCon
             f"'{record.base_model[6:]}', whose path is not recorded; pass --base-model PATH"
         )
     spec = resolve_base_model(config.base_model or record.base_model)
-    local = mp.local_folder(spec)
+    # A hub id is downloaded first, so the plan below is made from its files before loading.
+    source = model_source(spec, allow_pickle=config.allow_pickle)
+    local = source if (source / "model_index.json").is_file() else None
     lora_file = Path(lora_folder) / record.lora_file
     if config.performance.memory_check:
         plan_render(local, get_family(record.family), precision, lora_file, config.performance,

@@ -100,7 +100,7 @@ def estimate_render(folder: Path, family, precision: RenderPrecision, lora_file:
 def plan_render(folder: Path, family, precision, lora_file, options, batch: int, device: str, say) -> dict:
     """Print the estimate; stop with the options that fit when it exceeds the free memory."""
     if folder is None:
-        say("memory plan: skipped (the base model is not a local or cached diffusers folder yet)")
+        say("memory plan: skipped (a single-file checkpoint: its parts are known only once it is loaded)")
         return {"estimated_peak_bytes": None}
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     peak, weights = estimate_render(folder, family, precision, lora_file, options, batch)

@@ -25,7 +25,8 @@ def add_lora_adapters(pipeline, config, seed: int, family=None) -> list[torch.nn
     denoiser = family.denoiser_of(pipeline)
     encoders = family.text_encoders(pipeline)
     for module in (denoiser, pipeline.vae, *encoders):
-        module.requires_grad_(False)
+        if module is not None:  # None: deferred until a validation sample (pipelines/deferred.py)
+            module.requires_grad_(False)
     torch.manual_seed(seed)
 
     def lora(targets: list[str]) -> LoraConfig:

@@ -124,8 +124,14 @@ def encode_latents(vae, images: ImageSet, resolution: int, batch_size: int = 8, 
     chunks = []
     for start in range(0, len(images), batch_size):
         batch = images.pixels[start : start + batch_size].to(device, dtype)
-        chunks.append(encoder.encode_latents(vae, batch).float().cpu())
-    latents = torch.cat(chunks)
+        chunks.append(encoder.encode_latents(vae, batch).float().cpu().contiguous())
+    # Contiguous: the VAE returns channels-last latents, and a cached copy (frozen_inputs.py) is
+    # contiguous; the same layout makes a cached run equal an uncached one to the last bit.
+    return latent_set(torch.cat(chunks), images, resolution, family)
+
+
+def latent_set(latents: torch.Tensor, images: ImageSet, resolution: int, family=None) -> LatentSet:
+    """Encoded (or cached) latents of `images` with their latent-grid masks and conditioning."""
     # Area-average the pixel mask down to the latent grid: a latent's share of face.
     masks = torch.nn.functional.adaptive_avg_pool2d(images.masks, latents.shape[-2:])
     if family is None:

@@ -13,37 +13,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 from headshot.busy import subject_busy
 from headshot.errors import HeadshotError
 from headshot.families import get_family
 from headshot.layout import SubjectLayout
-from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
+from headshot.pipelines.loading import (
+    LoadedModel,
+    fingerprint_path,
+    load_base_model,
+    model_source,
+    resolve_base_model,
+)
 from headshot.quantize import base_precision, check_quantization
 from headshot.records import library_versions, portable_record, sha256_file
 from headshot.storage import StagedFiles, repair_files, run_staged
 from headshot.training import checkpoints as ckpt
-from headshot.training.accelerator import device_type, make_accelerator, release_accelerator, weight_dtype
-from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
-from headshot.training.data import (
-    dataset_sha256,
-    encode_latents,
-    load_class_images,
-    load_instance_images,
-    read_training_dataset,
+from headshot.training.accelerator import (
+    device_type,
+    make_accelerator,
+    planned_dtype,
+    release_accelerator,
+    weight_dtype,
 )
+from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
+from headshot.training.data import dataset_sha256, load_instance_images, read_training_dataset
 from headshot.training.dataset_record import DatasetRecord
 from headshot.training.finetune_config import FinetuneConfig
+from headshot.training.frozen_inputs import frozen_inputs as encode_frozen_inputs
+from headshot.training.frozen_inputs import plan_inputs
 from headshot.training.memory_check import PeakWatch, memory_record, plan_finetune
 from headshot.training.model_fit import check_dataset_fits, family_on_disk
 from headshot.training.monitor import Monitor, console
-from headshot.training.prior import (
-    class_image_folder,
-    class_image_path,
-    generate_class_images,
-    missing_class_images,
-)
 from headshot.training.selection import choose as choose_checkpoint
 from headshot.training.trainer import (
     Prompts,
@@ -131,15 +131,27 @@ def open_session(
     dataset = read_training_dataset(dataset_folder)
     layout = SubjectLayout.of_stage_folder(dataset_folder)
     spec = resolve_base_model(config.base_model)
-    known = spec.family or family_on_disk(spec.source)
-    check_dataset_fits(dataset, dataset_folder, config.base_model, known)
-    if known is not None:  # before any loading: an option the family cannot use is an error now
-        get_family(known).check_training_options(config, "finetune")
-
+    # Before any download or loading: what the spec says of the family, the options, the backends.
+    check_dataset_fits(dataset, dataset_folder, config.base_model, spec.family)
+    if spec.family is not None:
+        get_family(spec.family).check_training_options(config, "finetune")
     check_quantization(config.quantize_base, device_type())
     if config.use_8bit_adam:
         adam_8bit()
-    memory = plan_finetune(spec, known, config, dataset.resolution, device_type(), say=console.print)
+    source = model_source(spec, allow_pickle=allow_pickle)  # a hub id is downloaded first
+    known = spec.family or family_on_disk(str(source))
+    check_dataset_fits(dataset, dataset_folder, config.base_model, known)
+    if known is not None:  # before loading: an option the family cannot use is an error now
+        get_family(known).check_training_options(config, "finetune")
+    instance_images = load_instance_images(dataset_folder, dataset)
+    inputs = None
+    if known is not None:  # which cached latents and prompts exist decides what is loaded
+        inputs = plan_inputs(
+            config, instance_images, fingerprint_path(source), get_family(known), planned_dtype(config),
+            dataset.resolution,
+        )  # fmt: skip
+    frozen = inputs.frozen_parts_loaded(config) if inputs is not None else "training"
+    memory = plan_finetune(spec, known, config, dataset.resolution, device_type(), console.print, frozen)
     accelerator = make_accelerator(config)
     try:
         main = accelerator.is_main_process
@@ -149,6 +161,7 @@ def open_session(
             dtype=weight_dtype(accelerator),
             allow_pickle=allow_pickle,
             quantize_base=config.quantize_base,
+            defer_frozen=inputs is not None and not inputs.needs_frozen_parts(config),
         )
         check_dataset_fits(dataset, dataset_folder, config.base_model, loaded.family.name, loaded.resolution)
         family = loaded.family
@@ -159,25 +172,13 @@ def open_session(
         data_sha256 = dataset_sha256(dataset_folder, dataset)
         if main:
             repair_files(layout.lora, say=lambda message: console.print(f"[yellow]{message}[/]"))
-        monitor = Monitor(layout.lora, config, dataset, pipeline, enabled=main)
-
-        class_latents = None
-        if config.prior_preservation:
-            paths = _class_images(loaded, config, model_sha256, accelerator, monitor)
-            class_images = load_class_images(paths, loaded.resolution)
-            class_latents = encode_latents(pipeline.vae, class_images, loaded.resolution, family=family)
-        instance_images = load_instance_images(dataset_folder, dataset)
-        instance_latents = encode_latents(pipeline.vae, instance_images, loaded.resolution, family=family)
-        instance_prompt = family.tokenize(pipeline, config.instance_prompt, config)
-        class_prompt = family.tokenize(pipeline, config.class_prompt, config)
-        if not config.train_text_encoder:  # frozen encoders: embed each prompt once
-            with torch.no_grad():
-                encoders, device = family.text_encoders(pipeline), accelerator.device
-                instance_prompt = family.encode_prompt(encoders, instance_prompt, device)
-                class_prompt = family.encode_prompt(encoders, class_prompt, device)
-            # Everything is cached: the text encoders and the VAE leave the accelerator until
-            # a validation sample needs them (FLUX's T5 alone is 9 GB in bf16).
-            offload_frozen_parts(family, pipeline)
+        monitor = Monitor(layout.lora, config, dataset, loaded, enabled=main)
+        if inputs is None:
+            inputs = plan_inputs(
+                config, instance_images, model_sha256, family, loaded.dtype, loaded.resolution
+            )
+        frozen_inputs = encode_frozen_inputs(inputs, loaded, config, accelerator, monitor)
+        pipeline = loaded.pipeline  # the full one, when set-up needed the text encoders and VAE
 
         trained = add_lora_adapters(pipeline, config, config.seed, family)
         if config.gradient_checkpointing:
@@ -204,10 +205,13 @@ def open_session(
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
             objective=family.training_objective(pipeline, config),
-            instances=instance_latents,
-            classes=class_latents,
+            instances=frozen_inputs.instances,
+            classes=frozen_inputs.classes,
             prompts=Prompts(
-                family, instance_prompt, class_prompt if config.prior_preservation else None, prepared[1:]
+                family,
+                frozen_inputs.instance_prompt,
+                frozen_inputs.class_prompt,
+                prepared[1:],
             ),
             on_step_end=lambda s, logs, stop: _on_step_end(s, logs, stop, run, named, settings, monitor),
         )
@@ -276,7 +280,7 @@ def _export_files(session: Session, state, out: Path, scale: float) -> TrainingR
         num_processes=state.num_processes,
         validation=monitor.final_scores(),
         quantize_base=config.quantize_base,
-        base_precision=base_precision(config.quantize_base, pipeline.vae.dtype),
+        base_precision=base_precision(config.quantize_base, loaded.dtype),
         memory=memory_record(session.memory, session.measured_peak, session.watch),
         selection=selection.as_record(),
         config=config.model_dump(mode="json"),
@@ -335,43 +339,3 @@ def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, mon
     if main:  # the replaced run's samples would read as this run's
         shutil.rmtree(monitor.out / "samples", ignore_errors=True)
     return ckpt.TrainingState()
-
-
-def _class_images(loaded: LoadedModel, config, model_sha256, accelerator, monitor) -> list[Path]:
-    folder = class_image_folder(
-        config.cache_root,  # class images of a quantized base are its own
-        model_sha256=model_sha256
-        if config.quantize_base == "none"
-        else f"{model_sha256}+{config.quantize_base}",
-        prompt=config.class_prompt,
-        resolution=loaded.resolution,
-        steps=config.class_inference_steps,
-        guidance=config.class_guidance_scale,
-    )
-    missing = missing_class_images(folder, config.num_class_images)
-    if missing and accelerator.is_main_process:
-        with monitor.class_image_progress(len(missing), folder) as advance:
-            generate_class_images(
-                loaded.pipeline,
-                folder,
-                missing,
-                prompt=config.class_prompt,
-                resolution=loaded.resolution,
-                steps=config.class_inference_steps,
-                guidance=config.class_guidance_scale,
-                batch_size=config.class_batch_size,
-                on_batch=advance,
-            )
-    elif accelerator.is_main_process:
-        monitor.say(f"reusing {config.num_class_images} cached class images from {folder}")
-    accelerator.wait_for_everyone()
-    monitor.class_images = folder
-    return [class_image_path(folder, index) for index in range(config.num_class_images)]
-
-
-def offload_frozen_parts(family, pipeline) -> None:
-    """Move the text encoders and the VAE to the CPU once latents and prompts are cached."""
-    if pipeline.device.type == "cpu":
-        return
-    for module in (*family.text_encoders(pipeline), pipeline.vae):
-        module.to("cpu")

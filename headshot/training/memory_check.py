@@ -15,8 +15,13 @@ from headshot import memory_plan as mp
 from headshot.errors import HeadshotError
 
 
-def estimate_finetune(folder: Path, family, config, resolution: int, device: str, dtype, variant=None):
-    """The MemoryEstimate of training `config` on the diffusers folder `folder` (nothing loaded)."""
+def estimate_finetune(
+    folder: Path, family, config, resolution: int, device: str, dtype, variant=None, frozen="training"
+):
+    """The MemoryEstimate of training `config` on the diffusers folder `folder` (nothing loaded).
+
+    `frozen`: when the text encoders and the VAE are loaded (frozen_inputs.InputPlan
+    .frozen_parts_loaded: "training", "after" the last step for the final samples, or "never")."""
     import torch
 
     comps = mp.components(folder)
@@ -33,9 +38,12 @@ def estimate_finetune(folder: Path, family, config, resolution: int, device: str
             full = [mp.weight_bytes([t], element) for t in tensors]
             working = max(full, default=0)
             if quantize != "none":
-                # diffusers reads the file into memory and makes the full-precision tensors from
-                # it (2 x the file) on the CPU, then quantizes; on a GPU one tensor at a time.
-                loading = 2 * sum(full) if device == "cpu" else max(full)
+                # The denoiser's own peak while it loads, in place of its quantized weights then:
+                # on the CPU diffusers reads the file into memory and makes the full-precision
+                # tensors from it (2 x the file; measured 1.00x on the tiny FLUX and SDXL, int8 and
+                # fp8), then quantizes; on a GPU one full-precision tensor at a time is added.
+                quantized = weights[name]
+                loading = 2 * sum(full) if device == "cpu" else quantized + max(full)
     lora = mp.lora_parameters(denoiser_tensors, family.lora_targets[config.lora_layers], config.rank)
     if config.train_text_encoder:
         for name in family.text_encoder_names:
@@ -67,6 +75,8 @@ def estimate_finetune(folder: Path, family, config, resolution: int, device: str
         working=working,
         note=note,
         options=options,
+        frozen=tuple(name for name in (*family.text_encoder_names, "vae") if name in weights),
+        frozen_loaded=frozen,
     )
 
 
@@ -161,7 +171,9 @@ def _dequantizing_forward(linear):
     return forward
 
 
-def alternatives(folder, family, config, resolution, device, dtype, free: int) -> list[str]:
+def alternatives(
+    folder, family, config, resolution, device, dtype, free: int, frozen: str = "training"
+) -> list[str]:
     """Option changes (one at a time, then together) whose estimate fits in `free` bytes."""
     from headshot.quantize import BACKENDS
 
@@ -184,7 +196,7 @@ def alternatives(folder, family, config, resolution, device, dtype, free: int) -
     fitting = []
     for change in changes:
         estimate = estimate_finetune(
-            folder, family, config.model_copy(update=change), resolution, device, dtype
+            folder, family, config.model_copy(update=change), resolution, device, dtype, frozen=frozen
         )
         if estimate.peak <= free:
             words = " + ".join(f"{key}: {str(value).lower()}" for key, value in change.items())
@@ -196,7 +208,9 @@ def check_fits(estimate, free: int, folder, family, config, resolution, dtype) -
     """Stop with the options that would fit when the estimate exceeds the free memory."""
     if estimate.peak <= free or not config.memory_check:
         return
-    fitting = alternatives(folder, family, config, resolution, estimate.device, dtype, free)
+    fitting = alternatives(
+        folder, family, config, resolution, estimate.device, dtype, free, estimate.frozen_loaded
+    )
     hint = ("; options that would fit: " + "; ".join(fitting)) if fitting else "; no single option fits"
     raise HeadshotError(
         f"{folder}: training needs an estimated {mp.gib(estimate.peak)} on {estimate.device}, "
@@ -204,17 +218,21 @@ def check_fits(estimate, free: int, folder, family, config, resolution, dtype) -
     )
 
 
-def plan_finetune(spec, family_name, config, resolution: int, device: str, say) -> mp.MemoryEstimate | None:
-    """Print the estimate for a local diffusers folder and stop if it does not fit (before loading)."""
+def plan_finetune(
+    spec, family_name, config, resolution: int, device: str, say, frozen: str = "training"
+) -> mp.MemoryEstimate | None:
+    """Print the estimate for a local diffusers folder and stop if it does not fit (before loading).
+
+    `frozen` says when the text encoders and the VAE will be in memory (estimate_finetune)."""
     from headshot.families import get_family
     from headshot.training.accelerator import planned_dtype
 
     folder = mp.local_folder(spec)
     if family_name is None or folder is None:
-        say("memory plan: skipped (the base model is not a local or cached diffusers folder yet)")
+        say("memory plan: skipped (a single-file checkpoint: its parts are known only once it is loaded)")
         return None
     family, dtype = get_family(family_name), planned_dtype(config)
-    estimate = estimate_finetune(folder, family, config, resolution, device, dtype, spec.variant)
+    estimate = estimate_finetune(folder, family, config, resolution, device, dtype, spec.variant, frozen)
     free = mp.free_memory(device)
     if config.memory_limit_gib is not None:
         free = min(free, int(config.memory_limit_gib * mp.GIB))

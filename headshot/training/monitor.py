@@ -20,9 +20,11 @@ console = Console(stderr=True)
 
 
 class Monitor:
-    def __init__(self, out: Path, config, dataset, pipeline, *, enabled: bool):
+    def __init__(self, out: Path, config, dataset, loaded, *, enabled: bool):
         self.out = Path(out)
-        self.pipeline = pipeline  # the one being trained: validation samples use its LoRA as it is
+        # The LoadedModel being trained: validation samples use its LoRA as it is (and load its
+        # text encoders and VAE the first time, when cached prompts and latents left them out).
+        self.loaded = loaded
         self.enabled = enabled
         self.checkpoints = self.out / "checkpoints"
         self.class_images: Path | None = None
@@ -88,7 +90,9 @@ class Monitor:
         trainable tensors), keep them when this step now scores best (select: best_likeness)."""
         if not self.enabled:
             return
-        scores = self.validator.run(self.pipeline, step)
+        if not self.validator.seeds:
+            return  # no samples asked for: nothing is rendered, and nothing loaded for it
+        scores = self.validator.run(self.loaded.full_pipeline(), step)
         self._history = [s for s in self._history if s.step != step] + scores
         self.validator.record(self._history)
         if tensors is not None:
