@@ -228,3 +228,74 @@ def test_matching_earrings_on_both_ears_are_not_asymmetric(reference, base):
     both_ears = manipulated(one_ear, "earring_right", 1.0, face)
     values = reference.metric_values(measure_image(both_ears))
     assert reference.z_score("ear_asymmetry", values["ear_asymmetry"]) < FLAG_LIMIT, values
+
+
+def _neutral_copies(photo):
+    """What happens to a photo without changing what it shows: re-saved as JPEG, moved by a
+    pixel or two, resampled by 2%, one or two grey levels brighter or darker."""
+    import io
+
+    from PIL import Image
+
+    def jpeg(quality):
+        buffer = io.BytesIO()
+        photo.save(buffer, "JPEG", quality=quality)
+        buffer.seek(0)
+        return Image.open(buffer).convert("RGB")
+
+    array = np.asarray(photo)
+    width, height = photo.size
+    small = photo.resize((round(width * 0.98), round(height * 0.98)), Image.LANCZOS)
+    return {
+        "jpeg q95": jpeg(95),
+        "jpeg q90": jpeg(90),
+        "1 px right": Image.fromarray(np.roll(array, 1, axis=1)),
+        "2 px down": Image.fromarray(np.roll(array, 2, axis=0)),
+        "resampled 98%": small.resize((width, height), Image.LANCZOS),
+        "+2 grey levels": Image.fromarray(np.clip(array.astype(np.int16) + 2, 0, 255).astype(np.uint8)),
+        "-2 grey levels": Image.fromarray(np.clip(array.astype(np.int16) - 2, 0, 255).astype(np.uint8)),
+    }
+
+
+@pytest.fixture(scope="module")
+def neutral(reference, base):
+    """metric -> the largest move over the neutral copies of the portrait: in z, and for
+    identity in its own unit (the relative distance), as the cross-talk bars measure them."""
+    photo, _ = base
+    start = _scaled(reference, photo)
+    moves = {name: 0.0 for name in start}
+    for copy in _neutral_copies(photo).values():
+        for name, value in _scaled(reference, copy).items():
+            moves[name] = max(moves[name], abs(value - start[name]))
+    return moves
+
+
+def _scaled(reference, photo) -> dict[str, float]:
+    values = reference.metric_values(measure_image(photo))
+    return {
+        spec.name: values[spec.name]
+        if spec.name == "identity_relative"
+        else reference.z_score(spec.name, values[spec.name])
+        for spec in METRICS
+    }
+
+
+# Measured (2026-12-01): the largest move under the neutral copies, where it is over 1 z. These
+# are measurement noise (the landmark-placed regions move with the landmarks' sub-pixel jitter),
+# and they are the size of most of CROSS_TALK's moves: the cross-talk bar cannot be met while
+# re-saving a photo moves a metric as much.
+NEUTRAL_NOISE = {
+    "age_texture": "2.2 z (1 px shift), 1.6 z (JPEG q95)",
+    "catchlight_strength": "1.9 z (-2 grey levels)",
+    "gaze_offset": "1.2 z (JPEG q90)",
+}
+
+
+@pytest.mark.parametrize(
+    "metric", [_known(NEUTRAL_NOISE, spec.name) for spec in METRICS if spec.name != "background_bend"]
+)
+def test_a_resaved_or_shifted_copy_measures_the_same(neutral, metric):
+    """A photo re-saved, moved by a pixel or a shade brighter is the same photo: every metric
+    must move by under the cross-talk tolerance (background_bend: the portrait has no lines)."""
+    tolerance = IDENTITY_CROSS_TOLERANCE if metric == "identity_relative" else CROSS_TOLERANCE
+    assert neutral[metric] < tolerance, f"{metric} moved {neutral[metric]:.2f}"
