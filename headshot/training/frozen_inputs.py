@@ -103,17 +103,25 @@ class FrozenInputs:
 
 @dataclass
 class InputPlan:
-    """Before loading: the images, the class-image folder, and whether every cache entry exists."""
+    """Before loading: the images, the class-image folder, and the cache entries found (read
+    once here; set-up uses them as they are)."""
 
     cache: EncodedCache
     instance_images: ImageSet
     class_folder: Path | None
     class_images: ImageSet | None  # None when prior preservation is off or images are missing
-    all_cached: bool
+    instance_latents: torch.Tensor | None  # None: not cached
+    class_latents: torch.Tensor | None
+    prompts: dict[str, PromptEmbeddings]  # the cached embeddings, by prompt
+
+    def all_cached(self, config) -> bool:
+        if self.instance_latents is None or (config.prior_preservation and self.class_latents is None):
+            return False
+        return config.train_text_encoder or all(text in self.prompts for text in _prompts(config))
 
     def needs_frozen_parts(self, config) -> bool:
         """Whether set-up loads the text encoders and the VAE (training them always does)."""
-        return config.train_text_encoder or not self.all_cached
+        return config.train_text_encoder or not self.all_cached(config)
 
     def frozen_parts_loaded(self, config) -> str:
         """When the text encoders and the VAE are in memory: "training" (from set-up, or from a
@@ -143,12 +151,19 @@ def plan_inputs(config, images: ImageSet, model_sha256: str, family, dtype, reso
         )
         if not missing_class_images(class_folder, config.num_class_images):
             class_images = _read_class_images(class_folder, config, resolution)
-    cached = cache.latents(images) is not None
-    if config.prior_preservation:
-        cached = cached and class_images is not None and cache.latents(class_images) is not None
-    if not config.train_text_encoder:
-        cached = cached and all(cache.prompt(p, config) is not None for p in _prompts(config))
-    return InputPlan(cache, images, class_folder, class_images, cached)
+    prompts = {}
+    if not config.train_text_encoder:  # trained encoders embed the prompts at every step
+        found = {text: cache.prompt(text, config) for text in _prompts(config)}
+        prompts = {text: embedding for text, embedding in found.items() if embedding is not None}
+    return InputPlan(
+        cache,
+        images,
+        class_folder,
+        class_images,
+        instance_latents=cache.latents(images),
+        class_latents=cache.latents(class_images) if class_images is not None else None,
+        prompts=prompts,
+    )
 
 
 def _prompts(config) -> list[str]:
@@ -169,16 +184,18 @@ def frozen_inputs(plan: InputPlan, loaded, config, accelerator, monitor) -> Froz
     pipeline.to(accelerator.device)
     classes = None
     if config.prior_preservation:
-        images = plan.class_images or _class_images(pipeline, plan, config, resolution, accelerator, monitor)
-        classes = _encoded(cache, pipeline.vae, images, family, resolution)
-    instances = _encoded(cache, pipeline.vae, plan.instance_images, family, resolution)
+        if plan.class_images is not None:
+            found, images = plan.class_latents, plan.class_images
+        else:  # rendered now: nothing of them can be cached yet
+            found, images = None, _class_images(pipeline, plan, config, resolution, accelerator, monitor)
+        classes = _encoded(cache, pipeline.vae, images, found, family, resolution)
+    instances = _encoded(cache, pipeline.vae, plan.instance_images, plan.instance_latents, family, resolution)
     texts = _prompts(config)
     prompts = [family.tokenize(pipeline, text, config) for text in texts]
     if not config.train_text_encoder:  # frozen encoders: embed each prompt once
-        prompts = [
-            _embedded(cache, pipeline, family, text, ids, config, accelerator.device)
-            for text, ids in zip(texts, prompts)
-        ]
+        device = accelerator.device
+        prompts = [plan.prompts.get(t) or _embedded(cache, pipeline, family, t, ids, config, device)
+                   for t, ids in zip(texts, prompts)]  # fmt: skip
         # The text encoders and the VAE leave the accelerator until a validation sample needs them.
         offload_frozen_parts(family, pipeline)
     class_prompt = prompts[1] if config.prior_preservation else None
@@ -186,28 +203,22 @@ def frozen_inputs(plan: InputPlan, loaded, config, accelerator, monitor) -> Froz
 
 
 def _cached_inputs(plan: InputPlan, loaded, config, monitor) -> FrozenInputs:
-    cache, family, resolution = plan.cache, loaded.family, loaded.resolution
-
-    def latents(images: ImageSet) -> LatentSet:
-        return latent_set(cache.latents(images), images, resolution, family)
-
-    prior = config.prior_preservation
+    family, resolution, prior = loaded.family, loaded.resolution, config.prior_preservation
     if prior:
         monitor.class_images = plan.class_folder
         monitor.say(f"reusing {config.num_class_images} cached class images from {plan.class_folder}")
-    monitor.say(
-        f"reusing cached latents and prompt embeddings from {cache.folder} (text encoders, VAE: not loaded)"
-    )
+    where = plan.cache.folder
+    monitor.say(f"reusing cached latents and prompt embeddings from {where} (no text encoder or VAE loaded)")
     return FrozenInputs(
-        instances=latents(plan.instance_images),
-        classes=latents(plan.class_images) if prior else None,
-        instance_prompt=cache.prompt(config.instance_prompt, config),
-        class_prompt=cache.prompt(config.class_prompt, config) if prior else None,
+        instances=latent_set(plan.instance_latents, plan.instance_images, resolution, family),
+        classes=latent_set(plan.class_latents, plan.class_images, resolution, family) if prior else None,
+        instance_prompt=plan.prompts[config.instance_prompt],
+        class_prompt=plan.prompts[config.class_prompt] if prior else None,
     )
 
 
-def _encoded(cache: EncodedCache, vae, images: ImageSet, family, resolution: int) -> LatentSet:
-    found = cache.latents(images)
+def _encoded(cache: EncodedCache, vae, images: ImageSet, found, family, resolution: int) -> LatentSet:
+    """`found` (the cached latents of `images`), or the VAE's, then cached."""
     if found is not None:
         return latent_set(found, images, resolution, family)
     encoded = encode_latents(vae, images, resolution, family=family)
@@ -216,9 +227,6 @@ def _encoded(cache: EncodedCache, vae, images: ImageSet, family, resolution: int
 
 
 def _embedded(cache: EncodedCache, pipeline, family, prompt: str, ids, config, device):
-    found = cache.prompt(prompt, config)
-    if found is not None:
-        return found
     with torch.no_grad():
         embeddings = family.encode_prompt(family.text_encoders(pipeline), ids, device)
     cache.store_prompt(prompt, config, embeddings)
