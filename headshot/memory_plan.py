@@ -81,25 +81,6 @@ def components(folder: Path) -> dict[str, list[str]]:
     }
 
 
-def local_folder(spec) -> Path | None:
-    """The diffusers folder a base-model spec names: a local folder, or a hub id already in the
-    Hugging Face cache (looked up offline); None when there is none yet (no plan is made)."""
-    folder = Path(spec.source).expanduser()
-    if (folder / "model_index.json").is_file():
-        return folder
-    from headshot.pipelines.loading import is_hub_id
-
-    if not is_hub_id(spec.source):
-        return None
-    try:
-        from huggingface_hub import snapshot_download
-
-        cached = Path(snapshot_download(spec.source, revision=spec.revision, local_files_only=True))
-    except Exception:  # not cached (or no hub library): the download comes first, then no plan
-        return None
-    return cached if (cached / "model_index.json").is_file() else None
-
-
 def is_lora_target(module_name: str, targets: list[str]) -> bool:
     """peft's rule for a list of target names: the module's name is one, or ends in '.' + one."""
     return any(module_name == t or module_name.endswith("." + t) for t in targets)

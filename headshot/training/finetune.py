@@ -151,7 +151,9 @@ def open_session(
             dataset.resolution,
         )  # fmt: skip
     frozen = inputs.frozen_parts_loaded(config) if inputs is not None else "training"
-    memory = plan_finetune(spec, known, config, dataset.resolution, device_type(), console.print, frozen)
+    memory = plan_finetune(
+        spec, source, known, config, dataset.resolution, device_type(), console.print, frozen
+    )
     accelerator = make_accelerator(config)
     try:
         main = accelerator.is_main_process

@@ -219,15 +219,16 @@ def check_fits(estimate, free: int, folder, family, config, resolution, dtype) -
 
 
 def plan_finetune(
-    spec, family_name, config, resolution: int, device: str, say, frozen: str = "training"
+    spec, source: Path, family_name, config, resolution: int, device: str, say, frozen: str = "training"
 ) -> mp.MemoryEstimate | None:
-    """Print the estimate for a local diffusers folder and stop if it does not fit (before loading).
+    """Print the estimate for the model's files at `source` (loading.model_source: a hub id's
+    folder is downloaded first) and stop if it does not fit (before loading).
 
     `frozen` says when the text encoders and the VAE will be in memory (estimate_finetune)."""
     from headshot.families import get_family
     from headshot.training.accelerator import planned_dtype
 
-    folder = mp.local_folder(spec)
+    folder = Path(source) if (Path(source) / "model_index.json").is_file() else None
     if family_name is None or folder is None:
         say("memory plan: skipped (a single-file checkpoint: its parts are known only once it is loaded)")
         return None
