@@ -92,22 +92,24 @@ def clip_text_encoder(vocab_size: int, with_projection: bool, hidden: int = 32):
     return model_class(config)
 
 
+# The tiny VAEs' layout (every family's): four blocks, the same 8x downscale as the real VAEs,
+# with tiny channel counts.
+VAE_LAYOUT = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(8, 16, 16, 16),
+    layers_per_block=1,
+    norm_num_groups=8,
+    sample_size=64,
+)
+
+
 def vae(latent_channels: int = 4, **extra):
     from diffusers import AutoencoderKL
 
-    # Four blocks: the same 8x downscale as the real SD VAEs, with tiny channel counts.
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=latent_channels,
-        norm_num_groups=8,
-        sample_size=64,
-        **extra,
-    )
+    return AutoencoderKL(**VAE_LAYOUT, latent_channels=latent_channels, **extra)
 
 
 def calibration_portraits(size: int = 64) -> list:

@@ -107,18 +107,8 @@ def qwen3_text_encoder(vocab_size: int, hidden: int = 16):
 def flux2_vae():
     from diffusers import AutoencoderKLFlux2
 
-    # Four blocks: the real VAE's 8x downscale, 32 latent channels, tiny widths.
-    return AutoencoderKLFlux2(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
-        layers_per_block=1,
-        latent_channels=32,
-        norm_num_groups=8,
-        sample_size=64,
-    )
+    # The tiny layout of the other families with the real FLUX.2 VAE's 32 latent channels.
+    return AutoencoderKLFlux2(**tiny.VAE_LAYOUT, latent_channels=32)
 
 
 def calibrate_batch_norm(vae) -> None:
