@@ -52,43 +52,27 @@ IDENTITY_MAX = 1.0
 
 # Measured where today's metrics miss the bars (value at the worst strength), see docs/metrics.md.
 NOT_STRICTLY_RISING = {
-    "earring": "ear_asymmetry 0.013, 0.013, 0.010, 0.148, 0.269: flat, then dips, before the stud counts",
-    "break_glasses_frame": "glasses_asymmetry z +5.55 at s=0.75, +5.51 at s=1: saturates, rim gone",
-    "shift_iris": "gaze_offset 0.067, 0.011, 0.083, 0.165, 0.238: a small shift first nears the mean gaze",
+    "earring": "ear_asymmetry 0.020, 0.020, 0.005, 0.140, 0.245: flat, then dips, before the stud counts",
+    "warp_background": "background_bend 0.050, 0.967, 1.192, 0.118, 0.986 px: a line bent by 0.15 D or "
+    "more keeps too little straight support for the Hough step and is no longer followed",
+    "shift_iris": "gaze_offset 0.037, 0.034, 0.073, 0.111, 0.182: a small shift first nears the mean gaze",
 }
 CROSS_TALK = {  # (manipulation, metric): the largest move, and the largest |z| reached
-    ("smooth_skin", "age_texture"): "-1.7 z, to |z| 1.4",
-    ("smooth_skin", "catchlight_strength"): "-1.6 z, to |z| 2.5",
-    ("smooth_skin", "catchlight_mismatch"): "-1.0 z, to |z| 1.2",
-    ("add_wrinkles", "skin_texture"): "+2.0 z, to |z| 1.7",
-    ("add_wrinkles", "catchlight_strength"): "+1.2 z, to |z| 0.7",
-    ("add_wrinkles", "identity_relative"): "rises +0.72, to 1.12",
-    ("break_glasses_frame", "age_texture"): "-2.7 z, to |z| 2.3",
-    ("break_glasses_frame", "catchlight_strength"): "-1.2 z, to |z| 2.0",
-    ("break_glasses_frame", "catchlight_mismatch"): "+2.2 z, to |z| 2.0",
-    ("earring", "age_texture"): "-1.1 z, to |z| 0.8",
-    ("earring", "glasses_asymmetry"): "-1.1 z, to |z| 0.6",
-    ("earring", "gaze_offset"): "-1.6 z, to |z| 0.9",
-    ("earring", "catchlight_strength"): "+1.2 z, to |z| 0.4",
-    ("earring", "catchlight_mismatch"): "+1.4 z, to |z| 1.3",
-    ("earring_right", "age_texture"): "-1.3 z, to |z| 1.0",
-    ("earring_right", "catchlight_strength"): "+1.7 z, to |z| 0.9",
-    ("blur_hair", "age_texture"): "-1.3 z, to |z| 0.9",
-    ("blur_hair", "ear_asymmetry"): "+1.5 z, to |z| 1.5",
-    ("blur_hair", "glasses_asymmetry"): "-1.1 z, to |z| 0.7",
-    ("blur_hair", "catchlight_strength"): "+2.0 z, to |z| 1.2",
-    ("blur_hair", "catchlight_mismatch"): "+1.3 z, to |z| 1.2",
-    ("shift_iris", "age_texture"): "-1.6 z, to |z| 1.3",
-    ("shift_iris", "glasses_asymmetry"): "+2.4 z, to |z| 2.8",
-    ("shift_iris", "catchlight_strength"): "+1.8 z, to |z| 1.0",
-    ("remove_catchlights", "gaze_offset"): "-1.7 z, to |z| 1.0",
-    ("remove_one_catchlight", "glasses_asymmetry"): "+1.0 z, to |z| 1.4",
-    ("remove_one_catchlight", "gaze_offset"): "-1.7 z, to |z| 1.0",
-    ("tone_cast", "age_texture"): "-2.0 z, to |z| 1.7",
-    ("tone_cast", "ear_asymmetry"): "+1.5 z, to |z| 1.5",
-    ("tone_cast", "gaze_offset"): "-1.3 z, to |z| 1.0",
+    ("smooth_skin", "age_texture"): "-1.1 z, to |z| 1.3",
+    ("smooth_skin", "glasses_asymmetry"): "+1.4 z, to |z| 1.0",
+    ("smooth_skin", "catchlight_strength"): "-1.6 z, to |z| 1.5",
+    ("add_wrinkles", "ear_asymmetry"): "+1.6 z, to |z| 1.6",
+    ("add_wrinkles", "identity_relative"): "rises +0.82, to 1.21",
+    ("break_glasses_frame", "age_texture"): "-1.9 z, to |z| 2.1",
+    ("warp_background", "ear_asymmetry"): "+0.0 z, to |z| 3.7: the dark lines pass the image-right earlobe",
+    ("blur_hair", "ear_asymmetry"): "+1.8 z, to |z| 1.8",
+    ("shift_iris", "glasses_asymmetry"): "+2.0 z, to |z| 1.7",
+    ("remove_catchlights", "catchlight_mismatch"): "-1.1 z, to |z| 0.9",
+    ("tone_cast", "skin_texture"): "-1.5 z, to |z| 1.3",
+    ("tone_cast", "ear_asymmetry"): "+1.3 z, to |z| 1.3",
+    ("tone_cast", "catchlight_strength"): "-1.1 z, to |z| 1.0",
 }
-BACKGROUND_CROSS_TALK = {"break_glasses_frame": "+1.7 z", "blur_hair": "+1.4 z"}
+BACKGROUND_CROSS_TALK = {"shift_iris": "+2.1 z: the changed eyes move the face's landmarks, and the crop"}
 
 
 def _known(cases: dict, key, reason: str = "known (docs/metrics.md): "):
@@ -280,22 +264,30 @@ def _scaled(reference, photo) -> dict[str, float]:
     }
 
 
-# Measured (2026-12-01): the largest move under the neutral copies, where it is over 1 z. These
-# are measurement noise (the landmark-placed regions move with the landmarks' sub-pixel jitter),
-# and they are the size of most of CROSS_TALK's moves: the cross-talk bar cannot be met while
-# re-saving a photo moves a metric as much.
-NEUTRAL_NOISE = {
-    "age_texture": "2.2 z (1 px shift), 1.6 z (JPEG q95)",
-    "catchlight_strength": "1.9 z (-2 grey levels)",
-    "gaze_offset": "1.2 z (JPEG q90)",
-}
+# Before the landmarks were steadied (faces.steady_shape) and the catchlight averaged over a
+# few pixels, these copies moved age_texture by 2.2 z, catchlight_strength 1.9 z and gaze_offset
+# 1.2 z (docs/metrics.md): the dlib points jumped by up to 2.5 px, and the crop with them.
 
 
-@pytest.mark.parametrize(
-    "metric", [_known(NEUTRAL_NOISE, spec.name) for spec in METRICS if spec.name != "background_bend"]
-)
+@pytest.mark.parametrize("metric", [spec.name for spec in METRICS if spec.name != "background_bend"])
 def test_a_resaved_or_shifted_copy_measures_the_same(neutral, metric):
     """A photo re-saved, moved by a pixel or a shade brighter is the same photo: every metric
     must move by under the cross-talk tolerance (background_bend: the portrait has no lines)."""
     tolerance = IDENTITY_CROSS_TOLERANCE if metric == "identity_relative" else CROSS_TOLERANCE
     assert neutral[metric] < tolerance, f"{metric} moved {neutral[metric]:.2f}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (docs/metrics.md): background_bend moves 2.0 z (2 px down), 1.6 z (JPEG q95): "
+    "which lines reach the Hough step's support depends on sub-pixel placement",
+)
+def test_background_bend_of_a_resaved_or_shifted_copy_is_the_same(reference, lined_base):
+    """The same neutral copies of the portrait with straight background lines."""
+    photo, _ = lined_base
+    plain = reference.metric_values(measure_image(photo))["background_bend"]
+    spread = reference.stats("background_bend")[1]
+    for name, copy in _neutral_copies(photo).items():
+        value = reference.metric_values(measure_image(copy))["background_bend"]
+        assert math.isfinite(value), name
+        assert abs(value - plain) / spread < CROSS_TOLERANCE, f"{name}: {plain:.3f} -> {value:.3f}"

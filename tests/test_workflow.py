@@ -62,7 +62,10 @@ def _assert_showcase_refuses_the_flawed_copies(subject):
     }.items():
         assert not exhibits[name]["would_deliver"] and exhibits[name]["dropped"] == "artifact_flagged"
         assert flag in exhibits[name]["audit"]["flags"] and flag in exhibits[name]["reason"]
-    assert not exhibits["shift_iris"]["would_deliver"]
+    assert (
+        not exhibits["shift_iris"]["would_deliver"]
+        and "gaze_off_camera" in exhibits["shift_iris"]["audit"]["flags"]
+    )
     assert exhibits["other_person"]["dropped"] == "likeness_too_far"
     page = (subject / "audit" / "showcase" / "report.html").read_text()
     assert "These are not generated headshots" in page and page.count("refused: ") == 5

@@ -22,6 +22,7 @@ from headshot.analysis.metrics.normalise import NormalisedFace, apply_transform
 
 PATCH_SIZE = (112, 64)
 LID_RISE = 6  # patch px (3 canonical px)  # at EYE_PATCH_SCALE: 56 x 32 canonical px
+SPOT_SIGMA = 2.0  # patch px (1 canonical px): the catchlight's top-hat is averaged this wide
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -61,7 +62,10 @@ def _eye(face: NormalisedFace, contour: np.ndarray) -> dict[str, float] | None:
     upper, lower = points[1:3].mean(axis=0), points[4:6].mean(axis=0)
     v = float((iris[1] - upper[1]) / max(lower[1] - upper[1], 1e-6)) - 0.5
     near_eye = cv2.dilate(opening, np.ones((5, 3), np.uint8)) > 0
-    spots = _small_bright_spots(np.log(blur(luma, 0.7) + 0.02))
+    # a catchlight spans a few pixels: its peak alone depends on where the sampling grid
+    # falls (a 1 px shift of the photo moved it by 2 z); the peak of the top-hat averaged
+    # over ~2 canonical px does not
+    spots = blur(_small_bright_spots(np.log(blur(luma, 0.7) + 0.02)).astype(np.float32), SPOT_SIGMA)
     values = spots[near_eye]
     if values.size < 5:
         return None

@@ -105,7 +105,12 @@ def find_face(pixels: np.ndarray, detect_max_side: int = 640) -> list[Face]:
     coordinates of `pixels`. Upsamples once only if nothing was found."""
     for upsample in (0, 1):
         faces = detect_faces(
-            pixels, upsample=upsample, embeddings=True, landmarks68=True, max_side=detect_max_side
+            pixels,
+            upsample=upsample,
+            embeddings=True,
+            landmarks68=True,
+            max_side=detect_max_side,
+            steady_landmarks=True,
         )
         if faces:
             return faces
