@@ -3,8 +3,9 @@
 For every metric, a manipulation imitating its artifact is applied at increasing
 strength to the real Grace Hopper portrait (tests/audit_support.py), scored against a
 reference of the 7 OTHER sample photos (leave-one-out: the manipulated photo never sets
-its own mean and spread). The metric must rise strictly with strength (in its artifact
-direction) and end beyond the audit's flag limit, while every OTHER manipulation moves it
+its own mean and spread). The metric must rise with every step of strength, by at least
+MIN_STEP z (in its artifact direction), and end beyond the audit's flag limit, while every
+OTHER manipulation moves it
 by under CROSS_TOLERANCE z and keeps it at least ABSOLUTE_MARGIN z inside the limit. The
 measured responses are in docs/metrics.md (bench/metric_responses.py prints them).
 
@@ -44,6 +45,8 @@ ALSO_RESPONDS = {"remove_one_catchlight": {"catchlight_strength"}}
 FLAG_LIMIT = 3.0  # configs/audit.yaml z_limit
 CROSS_TOLERANCE = 1.0  # z: how far another manipulation may move a metric
 ABSOLUTE_MARGIN = 1.0  # z: how far inside the limit every other metric must stay
+MIN_STEP = 0.1  # z: a stronger artifact must raise its metric by at least this much (a rise of
+# 0.005 z is a flat response, not a rising one)
 # identity is judged on its own scale (relative distance, limit 1.6, the subject's own
 # spread = 1): other manipulations may raise it by under half that spread, and it must
 # stay within the subject's own spread.
@@ -52,7 +55,8 @@ IDENTITY_MAX = 1.0
 
 # Measured where today's metrics miss the bars (value at the worst strength), see docs/metrics.md.
 NOT_STRICTLY_RISING = {
-    "earring": "ear_asymmetry 0.020, 0.020, 0.005, 0.140, 0.245: flat, then dips, before the stud counts",
+    "earring": "ear_asymmetry 0.027, 0.027, 0.029, 0.162, 0.245 (z +0.15, +0.16, +0.20, +2.85, +4.51): "
+    "a stud at a quarter or half opacity is below the earlobe's natural spot and is not seen",
     "warp_background": "background_bend 0.050, 0.967, 1.192, 0.118, 0.986 px: a line bent by 0.15 D or "
     "more keeps too little straight support for the Hough step and is no longer followed",
     "shift_iris": "gaze_offset 0.037, 0.034, 0.073, 0.111, 0.182: a small shift first nears the mean gaze",
@@ -61,15 +65,13 @@ CROSS_TALK = {  # (manipulation, metric): the largest move, and the largest |z| 
     ("smooth_skin", "age_texture"): "-1.1 z, to |z| 1.3",
     ("smooth_skin", "glasses_asymmetry"): "+1.4 z, to |z| 1.0",
     ("smooth_skin", "catchlight_strength"): "-1.6 z, to |z| 1.5",
-    ("add_wrinkles", "ear_asymmetry"): "+1.6 z, to |z| 1.6",
     ("add_wrinkles", "identity_relative"): "rises +0.82, to 1.21",
     ("break_glasses_frame", "age_texture"): "-1.9 z, to |z| 2.1",
-    ("warp_background", "ear_asymmetry"): "+0.0 z, to |z| 3.7: the dark lines pass the image-right earlobe",
-    ("blur_hair", "ear_asymmetry"): "+1.8 z, to |z| 1.8",
+    ("warp_background", "ear_asymmetry"): "+0.0 z, to |z| 3.8: a dark line ends at the image-right earlobe",
     ("shift_iris", "glasses_asymmetry"): "+2.0 z, to |z| 1.7",
     ("remove_catchlights", "catchlight_mismatch"): "-1.1 z, to |z| 0.9",
     ("tone_cast", "skin_texture"): "-1.5 z, to |z| 1.3",
-    ("tone_cast", "ear_asymmetry"): "+1.3 z, to |z| 1.3",
+    ("tone_cast", "ear_asymmetry"): "+1.3 z, to |z| 1.4",
     ("tone_cast", "catchlight_strength"): "-1.1 z, to |z| 1.0",
 }
 BACKGROUND_CROSS_TALK = {"shift_iris": "+2.1 z: the changed eyes move the face's landmarks, and the crop"}
@@ -124,7 +126,8 @@ def test_metric_rises_strictly_with_its_artifact(responses, manipulation):
     sign = 1 if direction == "up" else -1
     z = [sign * row[2][metric] for row in responses[manipulation]]
     assert all(math.isfinite(v) for v in z), f"{metric} not measured: {z}"
-    assert all(stronger > weaker for weaker, stronger in zip(z, z[1:])), f"{metric} under {manipulation}: {z}"
+    steps = [stronger - weaker for weaker, stronger in zip(z, z[1:])]
+    assert min(steps) >= MIN_STEP, f"{metric} under {manipulation}: {z}"
     assert z[-1] > FLAG_LIMIT, f"{metric} under {manipulation} at full strength is not flagged: {z}"
     assert z[0] < FLAG_LIMIT - ABSOLUTE_MARGIN, f"{metric} near the limit on the unmanipulated photo: {z}"
 

@@ -26,6 +26,7 @@ EAR_BOX = (round(0.4 * D), round(0.6 * D))  # width, height
 GLASSES_BOX = (round(1.1 * D), round(0.75 * D))
 BLOB_SIGMAS = (2.0, 3.5, 5.5)
 EAR_BASELINE = 0.1
+PEAK_SIZE = 5  # px: a spot's response must be the largest within +-2 px (the smallest blob scale)
 
 
 def _patch(image: np.ndarray, centre: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
@@ -110,8 +111,11 @@ def earring_strength(face: NormalisedFace, centre: tuple[float, float]) -> float
     half = margin // 2
     strongest = 0.0
     for channel in (lab[..., 1], lab[..., 2]):
-        spots = (_spots(channel / 50.0) * inside)[half:-half, half:-half]
-        strongest = max(strongest, float(spots.max()))
+        spots = (_spots(channel / 50.0) * inside).astype(np.float32)
+        # a spot counts where it peaks: the flank of something beside the box (hair, a
+        # background line ending at the ear) is not a spot of the earlobe
+        peaks = spots >= cv2.dilate(spots, np.ones((PEAK_SIZE, PEAK_SIZE), np.uint8))
+        strongest = max(strongest, float((spots * peaks)[half:-half, half:-half].max()))
     return strongest
 
 
