@@ -32,6 +32,7 @@ TARGETS = {
     "warp_background": "background_bend",
     "blur_hair": "hair_detail",
     "shift_iris": "gaze_offset",
+    "shift_iris_left": "gaze_offset",
     "remove_catchlights": "catchlight_strength",
     "remove_one_catchlight": "catchlight_mismatch",
     "tone_cast": "skin_tone_delta_e",

@@ -35,6 +35,8 @@ VALIDATION = {
     "warp_background": ("background_bend", "up"),
     "blur_hair": ("hair_detail", "down"),
     "shift_iris": ("gaze_offset", "up"),
+    # the same glance toward image-left: on the sample portrait, away from the subject's mean gaze
+    "shift_iris_left": ("gaze_offset", "up"),
     "remove_catchlights": ("catchlight_strength", "down"),
     "remove_one_catchlight": ("catchlight_mismatch", "up"),
     "tone_cast": ("skin_tone_delta_e", "up"),
@@ -69,6 +71,9 @@ CROSS_TALK = {  # (manipulation, metric): the largest move, and the largest |z| 
     ("break_glasses_frame", "age_texture"): "-1.9 z, to |z| 2.1",
     ("warp_background", "ear_asymmetry"): "+0.0 z, to |z| 3.8: a dark line ends at the image-right earlobe",
     ("shift_iris", "glasses_asymmetry"): "+2.0 z, to |z| 1.7",
+    ("shift_iris_left", "skin_texture"): "+1.1 z, to |z| 1.3",
+    ("shift_iris_left", "catchlight_strength"): "-5.0 z, to |z| 4.9: the catchlights leave the eye openings",
+    ("shift_iris_left", "catchlight_mismatch"): "-1.2 z, to |z| 1.0",
     ("remove_catchlights", "catchlight_mismatch"): "-1.1 z, to |z| 0.9",
     ("tone_cast", "skin_texture"): "-1.5 z, to |z| 1.3",
     ("tone_cast", "ear_asymmetry"): "+1.3 z, to |z| 1.4",

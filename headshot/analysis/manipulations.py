@@ -170,9 +170,10 @@ def warp_background(
     return _blend(photo, rgb, alpha)
 
 
-def shift_iris(photo: np.ndarray, face: NormalisedFace, strength: float) -> np.ndarray:
+def shift_iris(photo: np.ndarray, face: NormalisedFace, strength: float, direction: int = 1) -> np.ndarray:
     """Gaze off camera: the content of both eye openings (grown up and down so the whole
-    iris moves, not the corners) shifted sideways by up to 0.35 eye widths (a glance aside)."""
+    iris moves, not the corners) shifted sideways by up to 0.35 eye widths (a glance aside),
+    toward image-right (`direction` 1) or image-left (-1)."""
     if strength <= 0:
         return photo
     height, width = photo.shape[:2]
@@ -187,7 +188,7 @@ def shift_iris(photo: np.ndarray, face: NormalisedFace, strength: float) -> np.n
         grow_x, grow_y = max(1, round(0.05 * eye_width)) * 2 + 1, max(3, round(0.25 * eye_width)) * 2 + 1
         mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow_x, grow_y)))
         # whole pixels: interpolating would blur the catchlights, a different artifact
-        shift = round(0.35 * eye_width * strength)
+        shift = direction * round(0.35 * eye_width * strength)
         shifted = cv2.remap(out, xs - shift, ys, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
         out = _blend(out, shifted, mask)
     return out
@@ -213,6 +214,11 @@ def remove_catchlights(
         opened = cv2.morphologyEx(out, cv2.MORPH_OPEN, kernel)
         out = _blend(out, opened, (mask > 0).astype(np.float32) * strength)
     return out
+
+
+def shift_iris_left(photo: np.ndarray, face: NormalisedFace, strength: float) -> np.ndarray:
+    """The same glance aside, toward image-left."""
+    return shift_iris(photo, face, strength, direction=-1)
 
 
 def remove_one_catchlight(photo: np.ndarray, face: NormalisedFace, strength: float) -> np.ndarray:
@@ -290,6 +296,7 @@ MANIPULATIONS = {
     "warp_background": warp_background,
     "blur_hair": blur_hair,
     "shift_iris": shift_iris,
+    "shift_iris_left": shift_iris_left,
     "remove_catchlights": remove_catchlights,
     "remove_one_catchlight": remove_one_catchlight,
     "tone_cast": tone_cast,
