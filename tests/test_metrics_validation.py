@@ -72,7 +72,7 @@ CROSS_TALK = {  # (manipulation, metric): the largest move, and the largest |z| 
     ("warp_background", "ear_asymmetry"): "+0.0 z, to |z| 3.8: a dark line ends at the image-right earlobe",
     ("shift_iris", "glasses_asymmetry"): "+2.0 z, to |z| 1.7",
     ("shift_iris_left", "skin_texture"): "+1.1 z, to |z| 1.3",
-    ("shift_iris_left", "catchlight_strength"): "-5.0 z, to |z| 4.9: catchlights at the corners read half",
+    ("shift_iris_left", "catchlight_strength"): "-5.0 z, to |z| 4.9: moved past the read region",
     ("shift_iris_left", "catchlight_mismatch"): "-1.2 z, to |z| 1.0",
     ("remove_catchlights", "catchlight_mismatch"): "-1.1 z, to |z| 0.9",
     ("tone_cast", "skin_texture"): "-1.5 z, to |z| 1.3",
