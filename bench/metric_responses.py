@@ -18,25 +18,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from audit_support import HELD_OUT, STRENGTHS, held_out_reference, manipulated, reference_photos  # noqa: E402
+from audit_support import (  # noqa: E402
+    HELD_OUT,
+    STRENGTHS,
+    VALIDATION,
+    held_out_reference,
+    manipulated,
+    reference_photos,
+)
 
 from headshot.analysis.metrics import METRICS, normalise_face  # noqa: E402
 from headshot.analysis.reference import measure_image  # noqa: E402
 
-TARGETS = {
-    "smooth_skin": "skin_texture",
-    "add_wrinkles": "age_texture",
-    "earring": "ear_asymmetry",
-    "earring_right": "ear_asymmetry",
-    "break_glasses_frame": "glasses_asymmetry",
-    "warp_background": "background_bend",
-    "blur_hair": "hair_detail",
-    "shift_iris": "gaze_offset",
-    "shift_iris_left": "gaze_offset",
-    "remove_catchlights": "catchlight_strength",
-    "remove_one_catchlight": "catchlight_mismatch",
-    "tone_cast": "skin_tone_delta_e",
-}
+TARGETS = {name: metric for name, (metric, _) in VALIDATION.items()}
 
 
 def main() -> None:

@@ -16,6 +16,24 @@ STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 HELD_OUT = "hopper_01_original"  # the photo the manipulations are applied to
 
+# The validation of each metric (tests/test_metrics_validation.py, bench/metric_responses.py):
+# manipulation -> (metric that must respond, direction)
+VALIDATION = {
+    "smooth_skin": ("skin_texture", "down"),
+    "add_wrinkles": ("age_texture", "up"),
+    "break_glasses_frame": ("glasses_asymmetry", "up"),
+    "earring": ("ear_asymmetry", "up"),
+    "earring_right": ("ear_asymmetry", "up"),
+    "warp_background": ("background_bend", "up"),
+    "blur_hair": ("hair_detail", "down"),
+    "shift_iris": ("gaze_offset", "up"),
+    # the same glance toward image-left: on the sample portrait, away from the subject's mean gaze
+    "shift_iris_left": ("gaze_offset", "up"),
+    "remove_catchlights": ("catchlight_strength", "down"),
+    "remove_one_catchlight": ("catchlight_mismatch", "up"),
+    "tone_cast": ("skin_tone_delta_e", "up"),
+}
+
 
 def reference_photos() -> dict[str, Image.Image]:
     source = grace_hopper()
@@ -33,7 +51,15 @@ def held_out_reference(held_out: str = HELD_OUT):
     return ReferenceProfile.from_measurements(list(others), [measure_image(p) for p in others.values()])
 
 
-__all__ = ["HELD_OUT", "STRENGTHS", "MANIPULATIONS", "held_out_reference", "manipulated", "reference_photos"]
+__all__ = [
+    "HELD_OUT",
+    "STRENGTHS",
+    "VALIDATION",
+    "MANIPULATIONS",
+    "held_out_reference",
+    "manipulated",
+    "reference_photos",
+]
 
 
 def prepared(photos, outputs, resolution=None):

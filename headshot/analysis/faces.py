@@ -129,8 +129,7 @@ def detect_faces(
     faces = []
     for rect, score in found:
         shape = predictor5(pixels, rect)
-        locate = steady_shape if steady_landmarks else _one_shape
-        points5 = locate(predictor5, pixels, rect)
+        points5 = steady_shape(predictor5, pixels, rect) if steady_landmarks else _points(shape)
         face = Face(
             box=(rect.left(), rect.top(), rect.right(), rect.bottom()), score=score, landmarks5=points5
         )
@@ -138,7 +137,10 @@ def detect_faces(
             chip = dlib.get_face_chip(pixels, shape, size=150, padding=0.25)
             face.embedding = np.array(recognizer.compute_face_descriptor(chip), dtype=np.float32)
         if landmarks68:
-            face.landmarks68 = locate(_landmarks68_model(), pixels, rect)
+            model = _landmarks68_model()
+            face.landmarks68 = (
+                steady_shape(model, pixels, rect) if steady_landmarks else _points(model(pixels, rect))
+            )
         faces.append(face)
     faces.sort(key=lambda f: f.width * f.height, reverse=True)
     return [_scaled(face, scale) for face in faces] if scale != 1.0 else faces
@@ -146,10 +148,6 @@ def detect_faces(
 
 def _points(shape) -> np.ndarray:
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
-
-
-def _one_shape(predictor, pixels: np.ndarray, rect) -> np.ndarray:
-    return _points(predictor(pixels, rect))
 
 
 STEADY_OFFSETS = (-1, 0, 1)  # box moves and size changes, in units of STEADY_STEP x the box width
