@@ -42,8 +42,8 @@ IDENTITY_MAX = 1.0
 NOT_STRICTLY_RISING = {
     "earring": "ear_asymmetry 0.027, 0.027, 0.029, 0.162, 0.245 (z +0.15, +0.16, +0.20, +2.85, +4.51): "
     "a stud at a quarter or half opacity is below the earlobe's natural spot and is not seen",
-    "warp_background": "background_bend 0.050, 0.967, 1.192, 0.118, 0.986 px: a line bent by 0.15 D or "
-    "more keeps too little straight support for the Hough step and is no longer followed",
+    "warp_background": "background_bend 0.053, 1.130, 1.988, -0.007, 0.616 px: a line bent by 0.15 D or "
+    "more keeps too little straight support for the Hough step and is no longer found",
     "shift_iris": "gaze_offset 0.037, 0.034, 0.073, 0.111, 0.182: a small shift first nears the mean gaze",
 }
 CROSS_TALK = {  # (manipulation, metric): the largest move, and the largest |z| reached
@@ -62,7 +62,10 @@ CROSS_TALK = {  # (manipulation, metric): the largest move, and the largest |z| 
     ("tone_cast", "ear_asymmetry"): "+1.3 z, to |z| 1.4",
     ("tone_cast", "catchlight_strength"): "-1.1 z, to |z| 1.0",
 }
-BACKGROUND_CROSS_TALK = {"shift_iris": "+2.1 z: the changed eyes move the face's landmarks, and the crop"}
+BENT_COPIES = (
+    "known (docs/metrics.md): the bent copy moves 1.7 z (JPEG q90), 1.5 z (1 px right): "
+    "a bent line's straight part is near the Hough step's support"
+)
 
 
 def _known(cases: dict, key, reason: str = "known (docs/metrics.md): "):
@@ -170,9 +173,7 @@ def test_other_metrics_stay_put(responses, manipulation, metric):
         )
 
 
-@pytest.mark.parametrize(
-    "manipulation", [_known(BACKGROUND_CROSS_TALK, m) for m in VALIDATION if m != "warp_background"]
-)
+@pytest.mark.parametrize("manipulation", [m for m in VALIDATION if m != "warp_background"])
 def test_background_bend_ignores_other_manipulations(reference, lined_base, lined_bend, manipulation):
     """On the portrait with background lines, face and hair changes leave the lines alone."""
     photo, face = lined_base
@@ -274,15 +275,22 @@ def test_a_resaved_or_shifted_copy_measures_the_same(neutral, metric):
     assert neutral[metric] < tolerance, f"{metric} moved {neutral[metric]:.2f}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known (docs/metrics.md): background_bend moves 2.0 z (2 px down), 1.6 z (JPEG q95): "
-    "which lines reach the Hough step's support depends on sub-pixel placement",
+@pytest.mark.parametrize(
+    "strength",
+    [
+        0.0,
+        pytest.param(0.5, marks=pytest.mark.xfail(strict=True, reason=BENT_COPIES)),
+    ],
 )
-def test_background_bend_of_a_resaved_or_shifted_copy_is_the_same(reference, lined_base, lined_bend):
-    """The same neutral copies of the portrait with straight background lines."""
-    photo, _ = lined_base
-    plain = lined_bend
+def test_background_bend_of_a_resaved_or_shifted_copy_is_the_same(
+    reference, base, lined_base, lined_bend, strength
+):
+    """The same neutral copies of the portrait with background lines, straight and bent."""
+    if strength == 0.0:
+        photo, plain = lined_base[0], lined_bend
+    else:
+        photo = manipulated(base[0], "warp_background", strength, base[1])
+        plain = reference.metric_values(measure_image(photo))["background_bend"]
     spread = reference.stats("background_bend")[1]
     for name, copy in _neutral_copies(photo).items():
         value = reference.metric_values(measure_image(copy))["background_bend"]
