@@ -2,30 +2,35 @@
 
 Diffusion models bend door frames, shelves and window bars next to the head while
 keeping them straight further away. In the background (outside the head-and-shoulders
-region), long straight lines are found with a Hough transform on Canny edges: a line
-needs 1.5 D of edge support, so the straight parts of a bent line still find it.
+region), candidate lines come from a Hough transform on Canny edges (0.75 D of support:
+a bent line's straight parts still find it). Each candidate is then read on the signed
+gradient across it (version 3):
 
-Each line is then followed step by step (version 3). Its straight part is the steps
-whose nearest edge pixel lies within 1 px of the straight line fitted to them; from
-there the edge is tracked outward, each step taking the edge pixel nearest to the
-previous step's (at most MAX_JUMP px across it, at most MAX_GAP steps without an
-edge), so a bend is followed as far as it goes and an unrelated edge that merely
-lies within reach of the line (a crossing structure, the end of another line) is not
-taken for it. Every tracked offset is refined to a fraction of a pixel on the
-gradient across the line, and the residuals from the straight part's fit are the
-line's bend. A zone's bend is the 90th percentile of the residuals of the steps
-within 1 D of the subject (near) or beyond it (far), pooled over the lines: a warp is
-local, so it shows in the worst tenth of the steps.
+- its edge has one polarity (dark-to-light or light-to-dark across the line); the other
+  side of a bar and a crossing bar (whose gradient runs along the line) do not respond;
+- its straight part is the steps whose strongest ridge of that polarity, within 4 px of
+  the line, lies within 1 px of the straight line fitted to them; it needs 0.75 D of them;
+- from there the ridge is tracked outward, each step taking the ridge nearest to where the
+  last steps' slope predicts it (within 1 px, plus 0.5 px per step without a ridge, at most
+  4 such steps), at a fraction of a pixel; a line needs 1.5 D of tracked steps, and a line
+  whose track mostly repeats an earlier one's is the same edge, counted once;
+- the track is median-filtered over 9 steps, and its bend at each step is the sagitta: the
+  offset against the mean of the offsets 0.5 D before and after. A straight line has none
+  wherever it is, whatever its angle; a line bent next to the head has it where it bends.
 
-Reported: background_bend_near, background_bend_far (canonical px, 1/64 of the eye
-distance) and background_bend = near - far: the extra bending next to the subject.
-NaN when the background has no long straight line (a plain backdrop), when none
-passes near the subject, or when none passes far from it (then near alone would
-confuse a gently curved object with a warp).
+A zone's bend is the 90th percentile of the sagittas of the steps within 1 D of the subject
+(near) or beyond it (far), pooled over the lines: a warp is local, so it shows in the worst
+tenth of the steps. Reported: background_bend_near, background_bend_far (canonical px, 1/64
+of the eye distance) and background_bend = near - far: the extra bending next to the subject.
+NaN when the background has no long straight line (a plain backdrop), when none passes near
+the subject, or when none passes far from it (then near alone would confuse a gently curved
+object with a warp).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -34,14 +39,22 @@ import numpy as np
 from headshot.analysis.metrics.normalise import NormalisedFace
 from headshot.analysis.metrics.regions import D, background_zones, subject_mask
 
-MIN_SUPPORT = round(1.5 * D)  # edge pixels a line needs, in the Hough step and in its straight part
-SEARCH = round(0.25 * D)  # how far across the line its edge is looked for
-MAX_LINES = 16
+MIN_SUPPORT = round(0.75 * D)  # Hough votes of a candidate, and straight steps of a line
+MIN_LENGTH = round(1.5 * D)  # tracked steps a line needs
+SEARCH = round(0.25 * D)  # how far across the line its edge is read
+SEED_REACH = 4  # px: the straight part's ridge is looked for this close to the Hough line
+MAX_LINES = 40
 MIN_STEPS = 12  # steps with an edge, per zone, before a zone counts
 PERCENTILE = 90  # a bend is local: the worst tenth of a zone's steps
 STRAIGHT = 1.0  # px: steps this close to the fitted line are its straight part
-MAX_JUMP = 1.5  # px: how far a followed edge may move across the line from one step to the next
-MAX_GAP = 3  # steps without an edge before a followed edge is lost
+MAX_JUMP = 1.0  # px: how far a tracked ridge may be from where the slope predicts it
+GAP_GROWTH = 0.5  # px more for each step without a ridge
+MAX_GAP = 4  # steps without a ridge before the track is lost (a crossing bar is ~4 px wide)
+SLOPE_STEPS = 8  # tracked steps the predicted slope is taken over
+EDGE_FLOOR = 0.3  # a ridge weaker than this fraction of the line's own edge is not its edge
+SMOOTH_STEPS = 9  # median filter of a track: a few wrong steps are not a bend
+SAGITTA_REACH = round(0.5 * D)  # steps either side a bend is measured against
+SAME_EDGE = 0.5  # a track this much on an earlier track's pixels is the same edge
 
 
 def background_edges(face: NormalisedFace) -> np.ndarray:
@@ -56,11 +69,11 @@ def background_edges(face: NormalisedFace) -> np.ndarray:
     return edges & ~grown & ~padding & inside
 
 
-def _distinct_lines(edges: np.ndarray) -> list[tuple[float, float]]:
+def _candidates(edges: np.ndarray) -> list[tuple[float, float]]:
     found = cv2.HoughLines(edges.astype(np.uint8) * 255, 1, np.pi / 360, MIN_SUPPORT)
     lines: list[tuple[float, float]] = []
     for rho, theta in [] if found is None else found[:, 0, :]:
-        if all(abs(rho - r) > 6 or abs(np.sin(theta - t)) > np.sin(np.radians(4)) for r, t in lines):
+        if all(abs(rho - r) > 3 or abs(np.sin(theta - t)) > np.sin(np.radians(2)) for r, t in lines):
             lines.append((float(rho), float(theta)))
         if len(lines) == MAX_LINES:
             break
@@ -68,99 +81,114 @@ def _distinct_lines(edges: np.ndarray) -> list[tuple[float, float]]:
 
 
 @dataclass(frozen=True)
-class _Probe:
-    """A line's sample points (one per px along it) and the edge pixels across each."""
+class _Profile:
+    """A candidate line: its sample points (one per px along it), the unit normal, and the
+    gradient across it at every step and offset (zero away from the background's edges)."""
 
     points: np.ndarray  # (steps, 2) x, y
-    normal: np.ndarray  # (2,) unit vector across the line
-    hits: np.ndarray  # (steps, 2 * SEARCH + 1) bool: an edge pixel at that offset
+    normal: np.ndarray  # (2,)
+    response: np.ndarray  # (steps, 2 * SEARCH + 1)
 
 
-def _probe(edges: np.ndarray, rho: float, theta: float) -> _Probe:
-    height, width = edges.shape
+def _profile(
+    gradient: tuple[np.ndarray, np.ndarray], allowed: np.ndarray, rho: float, theta: float
+) -> _Profile:
+    height, width = allowed.shape
     normal = np.array([np.cos(theta), np.sin(theta)])
     direction = np.array([-normal[1], normal[0]])
     reach = float(np.hypot(width, height))
     points = rho * normal + np.arange(-reach, reach, 1.0)[:, None] * direction
     x, y = points[:, 0], points[:, 1]
     points = points[(x >= 1) & (x <= width - 2) & (y >= 1) & (y <= height - 2)]
-    across = np.arange(-SEARCH, SEARCH + 1)
-    probe = np.round(points[:, None, :] + across[None, :, None] * normal).astype(int)
-    valid = (probe[..., 0] >= 0) & (probe[..., 0] < width) & (probe[..., 1] >= 0) & (probe[..., 1] < height)
-    hits = np.zeros(valid.shape, bool)
-    hits[valid] = edges[probe[..., 1][valid], probe[..., 0][valid]]
-    return _Probe(points, normal, hits)
+    across = np.arange(-SEARCH, SEARCH + 1, dtype=np.float64)
+    samples = points[:, None, :] + across[None, :, None] * normal
+    map_x, map_y = samples[..., 0].astype(np.float32), samples[..., 1].astype(np.float32)
+    gx, gy = (cv2.remap(g, map_x, map_y, cv2.INTER_LINEAR).astype(np.float64) for g in gradient)
+    near_edge = cv2.remap(allowed, map_x, map_y, cv2.INTER_NEAREST) > 0
+    return _Profile(points, normal, np.where(near_edge, gx * normal[0] + gy * normal[1], 0.0))
 
 
-def _straight_part(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(offset of the nearest edge pixel, mask of the straight steps), or None when the
-    line has fewer than MIN_SUPPORT straight steps."""
-    across = np.arange(hits.shape[1]) - SEARCH
-    distance = np.where(hits, np.abs(across)[None, :], SEARCH + 1)
-    nearest = across[distance.argmin(axis=1)].astype(np.float64)
-    nearest[distance.min(axis=1) > SEARCH] = np.nan
-    steps = np.arange(nearest.size, dtype=np.float64)
-    straight = np.isfinite(nearest) & (np.abs(nearest) <= 3)
+def _ridges(response: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every positive local maximum across the line: (step, sub-pixel offset, strength)."""
+    centre = response[:, 1:-1]
+    rows, cols = np.nonzero((centre > response[:, :-2]) & (centre >= response[:, 2:]) & (centre > 0))
+    cols = cols + 1
+    before, at, after = response[rows, cols - 1], response[rows, cols], response[rows, cols + 1]
+    curvature = before - 2 * at + after
+    peaked = curvature < -1e-12
+    shift = np.where(peaked, 0.5 * (before - after) / np.where(peaked, curvature, -1.0), 0.0)
+    return rows, cols + np.clip(shift, -0.5, 0.5) - SEARCH, at
+
+
+def _straight_part(steps: int, ridges) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(offset of the strongest ridge near the line, mask of the straight steps, the line's
+    edge strength), or None when fewer than MIN_SUPPORT steps are straight."""
+    rows, offsets, strengths = ridges
+    close = np.abs(offsets) <= SEED_REACH
+    seed, strength = np.full(steps, np.nan), np.zeros(steps)
+    order = np.argsort(strengths[close])  # strongest last: it wins the assignment
+    seed[rows[close][order]] = offsets[close][order]
+    strength[rows[close][order]] = strengths[close][order]
+    found = np.isfinite(seed)
+    if found.sum() < MIN_SUPPORT:
+        return None
+    level = float(np.median(strength[found]))
+    found &= strength >= EDGE_FLOOR * level
+    position = np.arange(steps, dtype=np.float64)
+    straight = found & (np.abs(seed) <= 3)
     for _ in range(3):  # the Hough line is only accurate to half a degree and a pixel
         if straight.sum() < MIN_SUPPORT:
             return None
-        slope, intercept = np.polyfit(steps[straight], nearest[straight], 1)
-        straight = np.isfinite(nearest) & (np.abs(nearest - (slope * steps + intercept)) <= STRAIGHT)
-    return (nearest, straight) if straight.sum() >= MIN_SUPPORT else None
+        slope, intercept = np.polyfit(position[straight], seed[straight], 1)
+        straight = found & (np.abs(seed - (slope * position + intercept)) <= STRAIGHT)
+    return (seed, straight, level) if straight.sum() >= MIN_SUPPORT else None
 
 
-def _follow(hits: np.ndarray, nearest: np.ndarray, straight: np.ndarray) -> np.ndarray:
-    """Offsets of the line's edge: the straight steps as found, the rest tracked outward
-    from them (forward, then backward) through the edge pixel nearest the last one."""
-    offset = np.where(straight, nearest, np.nan)
-    columns = [np.flatnonzero(row) - SEARCH for row in hits]
-    for order in (range(offset.size), range(offset.size - 1, -1, -1)):
-        last, gap = None, 0
-        for step in order:
-            if np.isfinite(offset[step]):
-                last, gap = offset[step], 0
+def _track(seed: np.ndarray, straight: np.ndarray, ridges, floor: float) -> np.ndarray:
+    """The straight steps as found; the rest tracked outward from them (forward, then
+    backward), each step taking the ridge nearest to where the last steps' slope predicts."""
+    rows, offsets, strengths = ridges
+    strong = strengths >= floor
+    rows, offsets = rows[strong], offsets[strong]
+    bounds = np.searchsorted(rows, np.arange(seed.size + 1))
+    per_step = [offsets[bounds[i] : bounds[i + 1]].tolist() for i in range(seed.size)]
+    track = np.where(straight, seed, np.nan).tolist()
+    for order in (range(seed.size), range(seed.size - 1, -1, -1)):
+        history: list[tuple[int, float]] = []
+        for count, step in enumerate(order):
+            if not math.isnan(track[step]):
+                history = [*history[-SLOPE_STEPS + 1 :], (count, track[step])]
                 continue
-            gap += 1
-            if gap > MAX_GAP:
-                last = None
-            if last is None or columns[step].size == 0:
+            if not history or count - history[-1][0] > MAX_GAP:
+                history = []
                 continue
-            candidate = columns[step][np.abs(columns[step] - last).argmin()]
-            if abs(candidate - last) <= MAX_JUMP:
-                offset[step], last, gap = candidate, float(candidate), 0
-    return offset
+            (first, start), (last, end) = history[0], history[-1]
+            slope = max(-1.0, min(1.0, (end - start) / (last - first))) if last > first else 0.0
+            predicted = end + slope * (count - last)
+            reach = MAX_JUMP + GAP_GROWTH * (count - last - 1)
+            nearby = [o for o in per_step[step] if abs(o - predicted) <= reach]
+            if nearby:
+                track[step] = min(nearby, key=lambda o: abs(o - predicted))
+                history = [*history[-SLOPE_STEPS + 1 :], (count, track[step])]
+    return np.array(track)
 
 
-def _sub_pixel(offset: np.ndarray, probe: _Probe, gradient: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Each edge offset moved to the peak of the gradient across the line (a parabola
-    through the pixel and its two neighbours): whole-pixel offsets make the percentile
-    jump by a pixel with a re-save or a sub-pixel shift of the photo."""
-    found = np.isfinite(offset)
-    centre = probe.points[found] + offset[found][:, None] * probe.normal
-    samples = centre[:, None, :] + np.array([-1.0, 0.0, 1.0])[None, :, None] * probe.normal
-    map_x, map_y = samples[..., 0].astype(np.float32), samples[..., 1].astype(np.float32)
-    gx, gy = (cv2.remap(g, map_x, map_y, cv2.INTER_LINEAR).astype(np.float64) for g in gradient)
-    strength = np.abs(gx * probe.normal[0] + gy * probe.normal[1])
-    before, at, after = strength[:, 0], strength[:, 1], strength[:, 2]
-    curvature = before - 2 * at + after
-    peaked = curvature < -1e-9
-    shift = np.where(peaked, 0.5 * (before - after) / np.where(peaked, curvature, -1.0), 0.0)
-    refined = offset.copy()
-    refined[found] += np.clip(shift, -0.5, 0.5)
-    return refined
-
-
-def _line_bend(probe: _Probe, gradient: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
-    """|residual| from the straight part's fit at every step (NaN where the edge was not
-    followed), or None when the line has too short a straight part."""
-    found = _straight_part(probe.hits)
-    if found is None:
-        return None
-    nearest, straight = found
-    offset = _sub_pixel(_follow(probe.hits, nearest, straight), probe, gradient)
-    steps = np.arange(offset.size, dtype=np.float64)
-    slope, intercept = np.polyfit(steps[straight], offset[straight], 1)
-    return np.abs(offset - (slope * steps + intercept))
+def _sagitta(track: np.ndarray) -> np.ndarray:
+    """|offset - mean of the offsets SAGITTA_REACH steps before and after|, on the track
+    median-filtered over SMOOTH_STEPS (NaN where it is not known)."""
+    half = SMOOTH_STEPS // 2
+    padded = np.concatenate([np.full(half, np.nan), track, np.full(half, np.nan)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, SMOOTH_STEPS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN
+        smooth = np.nanmedian(windows, axis=1)
+    smooth[(np.isfinite(windows).sum(axis=1) <= half) | ~np.isfinite(track)] = np.nan
+    reach, size = SAGITTA_REACH, track.size
+    sagitta = np.full(size, np.nan)
+    if size > 2 * reach:
+        ends = 0.5 * (smooth[: size - 2 * reach] + smooth[2 * reach :])
+        sagitta[reach : size - reach] = np.abs(smooth[reach : size - reach] - ends)
+    return sagitta
 
 
 def _gradient(face: NormalisedFace) -> tuple[np.ndarray, np.ndarray]:
@@ -168,23 +196,50 @@ def _gradient(face: NormalisedFace) -> tuple[np.ndarray, np.ndarray]:
     return cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
 
 
-def background_bend(face: NormalisedFace) -> dict[str, float]:
+def _line_bends(face: NormalisedFace):
+    """(sample points, sagitta at each) of every distinct line the background has."""
     edges = background_edges(face)
     gradient = _gradient(face)
-    near_zone, far_zone = background_zones()
-    residuals: dict[str, list[np.ndarray]] = {"near": [], "far": []}
-    for rho, theta in _distinct_lines(edges):
-        probe = _probe(edges, rho, theta)
-        bend = _line_bend(probe, gradient)
-        if bend is None:
+    allowed = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8))
+    covered = np.zeros(edges.shape, bool)
+    height, width = edges.shape
+    for rho, theta in _candidates(edges):
+        profile = _profile(gradient, allowed, rho, theta)
+        response = profile.response
+        # the edge's polarity: whichever sign is stronger close to the line
+        close = response[:, SEARCH - 3 : SEARCH + 4]
+        polarity = 1.0 if close.max(axis=1).sum() >= -close.min(axis=1).sum() else -1.0
+        ridges = _ridges(polarity * response)
+        found = _straight_part(response.shape[0], ridges)
+        if found is None:
             continue
-        xs, ys = np.round(probe.points[:, 0]).astype(int), np.round(probe.points[:, 1]).astype(int)
+        seed, straight, level = found
+        track = _track(seed, straight, ridges, EDGE_FLOOR * level)
+        tracked = np.isfinite(track)
+        if tracked.sum() < MIN_LENGTH:
+            continue
+        on_edge = profile.points[tracked] + track[tracked][:, None] * profile.normal
+        xs = np.clip(np.round(on_edge[:, 0]).astype(int), 0, width - 1)
+        ys = np.clip(np.round(on_edge[:, 1]).astype(int), 0, height - 1)
+        if covered[ys, xs].mean() > SAME_EDGE:
+            continue
+        drawn = np.zeros(edges.shape, np.uint8)
+        drawn[ys, xs] = 1
+        covered |= cv2.dilate(drawn, np.ones((3, 3), np.uint8)) > 0
+        yield profile.points, _sagitta(track)
+
+
+def background_bend(face: NormalisedFace) -> dict[str, float]:
+    near_zone, far_zone = background_zones()
+    bends: dict[str, list[np.ndarray]] = {"near": [], "far": []}
+    for points, sagitta in _line_bends(face):
+        xs, ys = np.round(points[:, 0]).astype(int), np.round(points[:, 1]).astype(int)
         for name, zone in (("near", near_zone), ("far", far_zone)):
-            found = zone[ys, xs] & np.isfinite(bend)
+            found = zone[ys, xs] & np.isfinite(sagitta)
             if found.sum() >= MIN_STEPS:
-                residuals[name].append(bend[found])
+                bends[name].append(sagitta[found])
     near, far = (
-        float(np.percentile(np.concatenate(residuals[name]), PERCENTILE)) if residuals[name] else float("nan")
+        float(np.percentile(np.concatenate(bends[name]), PERCENTILE)) if bends[name] else float("nan")
         for name in ("near", "far")
     )
     return {"background_bend_near": near, "background_bend_far": far, "background_bend": near - far}
