@@ -116,22 +116,7 @@ def test_audit_of_held_out_photos_passes_the_subject_and_flags_the_astronaut(
     assert float(rows["astronaut.png"]["identity_relative"]) > 1.6
 
 
-# Measured where the audit misses the claim (docs/metrics.md).
-MISSED_FLAG = {
-    "warp_background": "warped_background is flagged (z 6.4), but so is earring_asymmetry (z 3.7): "
-    "a background line ends against blue sky at the image-right earlobe and reads as a colour spot",
-}
-
-
-@pytest.mark.parametrize(
-    "manipulation",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="known: " + MISSED_FLAG[name]))
-        if name in MISSED_FLAG
-        else name
-        for name in EXPECTED_FLAG
-    ],
-)
+@pytest.mark.parametrize("manipulation", list(EXPECTED_FLAG))
 def test_manipulated_copies_flag_their_artifact_and_only_it(manipulated_audit, manipulation):
     row = {row.name: row for row in manipulated_audit.rows}[f"{manipulation}.png"]
     assert row.status == "ok"

@@ -20,7 +20,7 @@ import numpy as np
 
 from headshot.analysis.metrics.filters import blur, gradient_magnitude, hessian
 from headshot.analysis.metrics.normalise import EYE_LEFT, EYE_RIGHT, NormalisedFace
-from headshot.analysis.metrics.regions import D
+from headshot.analysis.metrics.regions import D, subject_mask
 
 EAR_BOX = (round(0.4 * D), round(0.6 * D))  # width, height
 GLASSES_BOX = (round(1.1 * D), round(0.75 * D))
@@ -97,17 +97,21 @@ def ear_asymmetry(left: float, right: float, typical: float) -> float:
 
 
 def earring_strength(face: NormalisedFace, centre: tuple[float, float]) -> float:
-    """The strongest colour spot (CIELAB a* or b*, /50) in the box at an earlobe.
+    """The strongest colour spot (CIELAB a* or b*, /50) in the box at an earlobe, where the
+    box is on the person (the head-and-shoulders silhouette of the background metric).
 
     Chroma, not luma: a gold stud has about the luma of skin, and the natural luma
     structure of an ear (canal shadow, rim highlight) varies far more between photos
-    than its colour does."""
+    than its colour does. On the person only: an earring is worn on the ear, and the box
+    reaches past the face's outline, where a colour spot is the background's (the end of
+    a dark line against blue sky read as an earring at z 3.7)."""
     from skimage.color import rgb2lab
 
     margin = 2 * round(3 * BLOB_SIGMAS[-1])
     size = (EAR_BOX[0] + margin, EAR_BOX[1] + margin)
     lab = rgb2lab(np.clip(_patch(face.rgb, centre, size), 0, 1)).astype(np.float32)
     inside = _patch(face.valid.astype(np.float32), centre, size) > 0.5
+    on_person = _patch(subject_mask().astype(np.float32), centre, size) > 0.5
     half = margin // 2
     strongest = 0.0
     for channel in (lab[..., 1], lab[..., 2]):
@@ -115,7 +119,7 @@ def earring_strength(face: NormalisedFace, centre: tuple[float, float]) -> float
         # a spot counts where it peaks: the flank of something beside the box (hair, a
         # background line ending at the ear) is not a spot of the earlobe
         peaks = spots >= cv2.dilate(spots, np.ones((PEAK_SIZE, PEAK_SIZE), np.uint8))
-        strongest = max(strongest, float((spots * peaks)[half:-half, half:-half].max()))
+        strongest = max(strongest, float((spots * peaks * on_person)[half:-half, half:-half].max()))
     return strongest
 
 
