@@ -3,7 +3,9 @@
 The floor is dlib alone on the same image (detection + 5/68 landmarks + identity
 embedding at the detection size): the audit cannot be faster than finding the face.
 Also timed: detection at full resolution, which the audit avoids by detecting on a
-copy downscaled to `detect_max_side` (640 px).
+copy downscaled to `detect_max_side` (640 px), and the metrics on a frame whose background
+has straight lines (the validation's lined portrait): the background metric follows every
+line it finds, the most expensive case of any metric.
 
 Run: PYTHONPATH=$PWD python bench/bench_audit.py [--repeats N]
 (for the recorded numbers, on 2 CPU cores: OMP_NUM_THREADS=2).
@@ -21,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from headshot.analysis.faces import detect_faces
+from headshot.analysis.manipulations import manipulated
 from headshot.analysis.metrics import measure_features, normalise_face
 from headshot.analysis.metrics.normalise import find_face
 from headshot.analysis.reference import ReferenceProfile, measure_image
@@ -62,6 +65,7 @@ def main() -> None:
     )
     small = cv2.resize(pixels, (640, 640), interpolation=cv2.INTER_AREA)
     face = normalise_face(pixels)
+    lined = normalise_face(np.asarray(manipulated(Image.fromarray(pixels), "warp_background", 0.0)))
 
     times = timed_interleaved(
         {
@@ -69,6 +73,7 @@ def main() -> None:
             "floor": lambda: detect_faces(small, upsample=0, landmarks68=True),
             "find": lambda: find_face(pixels),
             "metrics": lambda: measure_features(face),
+            "lined": lambda: measure_features(lined),
             "full_res": lambda: detect_faces(pixels, upsample=0, landmarks68=True),
         },
         args.repeats,
@@ -84,6 +89,11 @@ def main() -> None:
     print(f"  face finding + mapping back         {t_find * 1000:7.1f} ms")
     share = t_metrics / t_audit
     print(f"  all metrics on the normalised face  {t_metrics * 1000:7.1f} ms  ({share:.0%} of the audit)")
+    t_lined = times["lined"]
+    with_lines = t_audit + t_lined - t_metrics
+    print(
+        f"  all metrics, background with lines  {t_lined * 1000:7.1f} ms  (audit: {with_lines * 1000:.0f} ms)"
+    )
     ratio = t_full_res / t_floor
     print(f"  dlib at full 1024 px instead        {t_full_res * 1000:7.1f} ms  full/downscaled = {ratio:.2f}")
 
