@@ -124,11 +124,12 @@ def _straight_part(steps: int, ridges) -> tuple[np.ndarray, np.ndarray, float] |
     """(offset of the strongest ridge near the line, mask of the straight steps, the line's
     edge strength), or None when fewer than MIN_SUPPORT steps are straight."""
     rows, offsets, strengths = ridges
-    close = np.abs(offsets) <= SEED_REACH
+    close = np.flatnonzero(np.abs(offsets) <= SEED_REACH)
+    by_step = close[np.lexsort((strengths[close], rows[close]))]  # each step's strongest last
+    strongest = by_step[np.r_[rows[by_step][1:] != rows[by_step][:-1], True]] if by_step.size else by_step
     seed, strength = np.full(steps, np.nan), np.zeros(steps)
-    order = np.argsort(strengths[close])  # strongest last: it wins the assignment
-    seed[rows[close][order]] = offsets[close][order]
-    strength[rows[close][order]] = strengths[close][order]
+    seed[rows[strongest]] = offsets[strongest]
+    strength[rows[strongest]] = strengths[strongest]
     found = np.isfinite(seed)
     if found.sum() < MIN_SUPPORT:
         return None
@@ -197,7 +198,8 @@ def _gradient(face: NormalisedFace) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _line_bends(face: NormalisedFace):
-    """(sample points, sagitta at each) of every distinct line the background has."""
+    """(where the edge is at each step, its sagitta there) of every distinct line the
+    background has; where the edge was not tracked, the point of the straight line."""
     edges = background_edges(face)
     gradient = _gradient(face)
     allowed = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8))
@@ -218,22 +220,24 @@ def _line_bends(face: NormalisedFace):
         tracked = np.isfinite(track)
         if tracked.sum() < MIN_LENGTH:
             continue
-        on_edge = profile.points[tracked] + track[tracked][:, None] * profile.normal
-        xs = np.clip(np.round(on_edge[:, 0]).astype(int), 0, width - 1)
-        ys = np.clip(np.round(on_edge[:, 1]).astype(int), 0, height - 1)
+        on_edge = profile.points + np.nan_to_num(track)[:, None] * profile.normal
+        xs = np.clip(np.round(on_edge[tracked, 0]).astype(int), 0, width - 1)
+        ys = np.clip(np.round(on_edge[tracked, 1]).astype(int), 0, height - 1)
         if covered[ys, xs].mean() > SAME_EDGE:
             continue
         drawn = np.zeros(edges.shape, np.uint8)
         drawn[ys, xs] = 1
         covered |= cv2.dilate(drawn, np.ones((3, 3), np.uint8)) > 0
-        yield profile.points, _sagitta(track)
+        yield on_edge, _sagitta(track)
 
 
 def background_bend(face: NormalisedFace) -> dict[str, float]:
     near_zone, far_zone = background_zones()
     bends: dict[str, list[np.ndarray]] = {"near": [], "far": []}
+    height, width = near_zone.shape
     for points, sagitta in _line_bends(face):
-        xs, ys = np.round(points[:, 0]).astype(int), np.round(points[:, 1]).astype(int)
+        xs = np.clip(np.round(points[:, 0]).astype(int), 0, width - 1)
+        ys = np.clip(np.round(points[:, 1]).astype(int), 0, height - 1)
         for name, zone in (("near", near_zone), ("far", far_zone)):
             found = zone[ys, xs] & np.isfinite(sagitta)
             if found.sum() >= MIN_STEPS:
