@@ -46,11 +46,10 @@ NOT_STRICTLY_RISING = {
 }
 CROSS_TALK = {  # (manipulation, metric): the largest move, and the largest |z| reached
     ("smooth_skin", "age_texture"): "-1.1 z, to |z| 1.3",
-    ("smooth_skin", "glasses_asymmetry"): "+1.4 z, to |z| 1.0",
     ("smooth_skin", "catchlight_strength"): "-1.6 z, to |z| 1.5",
     ("add_wrinkles", "identity_relative"): "rises +0.82, to 1.21",
     ("break_glasses_frame", "age_texture"): "-1.9 z, to |z| 2.1",
-    ("shift_iris", "glasses_asymmetry"): "+2.0 z, to |z| 1.7",
+    ("shift_iris", "glasses_asymmetry"): "+1.3 z, to |z| 1.2",
     ("shift_iris_left", "skin_texture"): "+1.1 z, to |z| 1.3",
     ("shift_iris_left", "catchlight_strength"): "-5.0 z, to |z| 4.9: moved past the read region",
     ("shift_iris_left", "catchlight_mismatch"): "-1.2 z, to |z| 1.0",

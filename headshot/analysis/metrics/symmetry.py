@@ -27,6 +27,7 @@ GLASSES_BOX = (round(1.1 * D), round(0.75 * D))
 BLOB_SIGMAS = (2.0, 3.5, 5.5)
 EAR_BASELINE = 0.1
 PEAK_SIZE = 5  # px: a spot's response must be the largest within +-2 px (the smallest blob scale)
+MIRROR_SLACK = 2  # px: the mirrored frames are compared at their best relative shift within this
 
 
 def _patch(image: np.ndarray, centre: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
@@ -37,11 +38,22 @@ def _patch(image: np.ndarray, centre: tuple[float, float], size: tuple[int, int]
 
 
 def _mirror_asymmetry(left: np.ndarray, right: np.ndarray) -> float:
+    """sum |L - mirror(R)| / sum (L + mirror(R)) at the best relative shift of up to
+    MIRROR_SLACK px each way: the patches carry that margin, and the left one's centre is
+    compared with every shifted window of the mirrored right one. A face's mirror line is
+    placed from landmarks and can be off by a pixel; a frame is not asymmetric for that."""
+    slack = MIRROR_SLACK
+    centre = left[slack:-slack, slack:-slack]
     mirrored = right[:, ::-1]
-    total = float((left + mirrored).sum())
-    if total <= 1e-6:
-        return float("nan")
-    return float(np.abs(left - mirrored).sum() / total)
+    height, width = centre.shape
+    best = float("nan")
+    for dy in range(2 * slack + 1):
+        for dx in range(2 * slack + 1):
+            window = mirrored[dy : dy + height, dx : dx + width]
+            total = float((centre + window).sum())
+            if total > 1e-6 and not best <= (value := float(np.abs(centre - window).sum() / total)):
+                best = value
+    return best
 
 
 def earlobe_centres(face: NormalisedFace) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -129,7 +141,8 @@ def paired_asymmetry(face: NormalisedFace) -> dict[str, float]:
     ear_left, ear_right = earlobe_centres(face)
     edges = blur(gradient_magnitude(face.log_luma, 1.0), 2.0) * face.valid
     frame = edges * ~_eye_hole(face)
-    glasses = _mirror_asymmetry(_patch(frame, EYE_LEFT, GLASSES_BOX), _patch(frame, EYE_RIGHT, GLASSES_BOX))
+    box = (GLASSES_BOX[0] + 2 * MIRROR_SLACK, GLASSES_BOX[1] + 2 * MIRROR_SLACK)
+    glasses = _mirror_asymmetry(_patch(frame, EYE_LEFT, box), _patch(frame, EYE_RIGHT, box))
     return {
         "ear_spot_left": earring_strength(face, ear_left),
         "ear_spot_right": earring_strength(face, ear_right),
