@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from scipy import fft as scipy_fft
 
+from headshot.peaks import parabola_vertex
 from headshot.signing.watermark_payload import N_BITS, WatermarkResult, chase_decode, key_seed, payload_bits
 
 ALGORITHM = "org.headshot.watermark.tiled.v2"
@@ -192,18 +193,12 @@ def _decode_tile(tile: np.ndarray, key: str) -> tuple[int | None, float, np.ndar
     energy = _energy(correlations)
     dy, dx = np.unravel_index(int(np.argmax(energy)), energy.shape)
     offset = (
-        dy + _vertex(energy[(dy - 1) % GRID, dx], energy[dy, dx], energy[(dy + 1) % GRID, dx]),
-        dx + _vertex(energy[dy, (dx - 1) % GRID], energy[dy, dx], energy[dy, (dx + 1) % GRID]),
+        dy + float(parabola_vertex(energy[(dy - 1) % GRID, dx], energy[dy, dx], energy[(dy + 1) % GRID, dx])),
+        dx + float(parabola_vertex(energy[dy, (dx - 1) % GRID], energy[dy, dx], energy[dy, (dx + 1) % GRID])),
     )
     soft = _soft_bits_at(tile, key, offset)
     noise = correlations.std(axis=(1, 2)) + 1e-9
     return chase_decode(soft), float(np.abs(soft / noise).mean()), soft
-
-
-def _vertex(left: float, centre: float, right: float) -> float:
-    """Sub-pixel position of a peak from its two neighbours (parabola through three points)."""
-    curvature = left - 2 * centre + right
-    return 0.0 if curvature >= 0 else float(np.clip(0.5 * (left - right) / curvature, -0.5, 0.5))
 
 
 def candidate_periods(luma: np.ndarray, key: str, count: int = 3) -> list[tuple[float, float]]:

@@ -36,8 +36,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from headshot.analysis.metrics.filters import blur, gradients
 from headshot.analysis.metrics.normalise import NormalisedFace
 from headshot.analysis.metrics.regions import D, background_zones, subject_mask
+from headshot.peaks import parabola_vertex
 
 MIN_SUPPORT = round(0.75 * D)  # Hough votes of a candidate, and straight steps of a line
 MIN_LENGTH = round(1.5 * D)  # tracked steps a line needs
@@ -113,11 +115,8 @@ def _ridges(response: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     centre = response[:, 1:-1]
     rows, cols = np.nonzero((centre > response[:, :-2]) & (centre >= response[:, 2:]) & (centre > 0))
     cols = cols + 1
-    before, at, after = response[rows, cols - 1], response[rows, cols], response[rows, cols + 1]
-    curvature = before - 2 * at + after
-    peaked = curvature < -1e-12
-    shift = np.where(peaked, 0.5 * (before - after) / np.where(peaked, curvature, -1.0), 0.0)
-    return rows, cols + np.clip(shift, -0.5, 0.5) - SEARCH, at
+    at = response[rows, cols]
+    return rows, cols + parabola_vertex(response[rows, cols - 1], at, response[rows, cols + 1]) - SEARCH, at
 
 
 def _straight_part(steps: int, ridges) -> tuple[np.ndarray, np.ndarray, float] | None:
@@ -192,16 +191,12 @@ def _sagitta(track: np.ndarray) -> np.ndarray:
     return sagitta
 
 
-def _gradient(face: NormalisedFace) -> tuple[np.ndarray, np.ndarray]:
-    smooth = cv2.GaussianBlur(face.luma.astype(np.float32), (0, 0), 1.0)
-    return cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3)
-
-
 def _line_bends(face: NormalisedFace):
-    """(where the edge is at each step, its sagitta there) of every distinct line the
-    background has; where the edge was not tracked, the point of the straight line."""
+    """(pixel x, pixel y where the edge is at each step, its sagitta there) of every
+    distinct line the background has; where the edge was not tracked, the straight line's
+    pixel."""
     edges = background_edges(face)
-    gradient = _gradient(face)
+    gradient = gradients(blur(face.luma.astype(np.float32), 1.0))
     allowed = cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8))
     covered = np.zeros(edges.shape, bool)
     height, width = edges.shape
@@ -221,23 +216,20 @@ def _line_bends(face: NormalisedFace):
         if tracked.sum() < MIN_LENGTH:
             continue
         on_edge = profile.points + np.nan_to_num(track)[:, None] * profile.normal
-        xs = np.clip(np.round(on_edge[tracked, 0]).astype(int), 0, width - 1)
-        ys = np.clip(np.round(on_edge[tracked, 1]).astype(int), 0, height - 1)
-        if covered[ys, xs].mean() > SAME_EDGE:
+        xs = np.clip(np.round(on_edge[:, 0]).astype(int), 0, width - 1)
+        ys = np.clip(np.round(on_edge[:, 1]).astype(int), 0, height - 1)
+        if covered[ys[tracked], xs[tracked]].mean() > SAME_EDGE:
             continue
         drawn = np.zeros(edges.shape, np.uint8)
-        drawn[ys, xs] = 1
+        drawn[ys[tracked], xs[tracked]] = 1
         covered |= cv2.dilate(drawn, np.ones((3, 3), np.uint8)) > 0
-        yield on_edge, _sagitta(track)
+        yield xs, ys, _sagitta(track)
 
 
 def background_bend(face: NormalisedFace) -> dict[str, float]:
     near_zone, far_zone = background_zones()
     bends: dict[str, list[np.ndarray]] = {"near": [], "far": []}
-    height, width = near_zone.shape
-    for points, sagitta in _line_bends(face):
-        xs = np.clip(np.round(points[:, 0]).astype(int), 0, width - 1)
-        ys = np.clip(np.round(points[:, 1]).astype(int), 0, height - 1)
+    for xs, ys, sagitta in _line_bends(face):
         for name, zone in (("near", near_zone), ("far", far_zone)):
             found = zone[ys, xs] & np.isfinite(sagitta)
             if found.sum() >= MIN_STEPS:

@@ -46,14 +46,14 @@ def _mirror_asymmetry(left: np.ndarray, right: np.ndarray) -> float:
     centre = left[slack:-slack, slack:-slack]
     mirrored = right[:, ::-1]
     height, width = centre.shape
-    best = float("nan")
+    values = []
     for dy in range(2 * slack + 1):
         for dx in range(2 * slack + 1):
             window = mirrored[dy : dy + height, dx : dx + width]
             total = float((centre + window).sum())
-            if total > 1e-6 and not best <= (value := float(np.abs(centre - window).sum() / total)):
-                best = value
-    return best
+            if total > 1e-6:
+                values.append(float(np.abs(centre - window).sum() / total))
+    return min(values) if values else float("nan")
 
 
 def earlobe_centres(face: NormalisedFace) -> tuple[tuple[float, float], tuple[float, float]]:
