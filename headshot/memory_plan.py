@@ -81,24 +81,46 @@ def components(folder: Path) -> dict[str, list[str]]:
     }
 
 
-def is_lora_target(module_name: str, targets: list[str]) -> bool:
-    """peft's rule for a list of target names: the module's name is one, or ends in '.' + one."""
-    return any(module_name == t or module_name.endswith("." + t) for t in targets)
+def model_tensors(folder: Path, family, variant: str | None = None) -> dict[str, list[Tensor]]:
+    """The tensors of every component the family loads (the text encoders, denoiser and VAE,
+    not a checker it loads as None), from their safetensors headers; a folder of configs
+    without weights (the shipped full-size configs) from the component built on the meta device."""
+    from headshot.full_size import component_config
 
-
-def lora_parameters(tensors: list[Tensor], targets: list[str], rank: int) -> int:
-    """LoRA parameters for the linear (2-D) and conv (4-D) weights peft would wrap."""
-    count = 0
-    for tensor in tensors:
-        if not tensor.name.endswith(".weight") or not is_lora_target(tensor.name[: -len(".weight")], targets):
+    skipped = {name for name, value in family.load_kwargs().items() if value is None}
+    tensors = {}
+    for name, (library, class_name) in components(folder).items():
+        if name in skipped:
             continue
-        if len(tensor.shape) == 2:
-            out_features, in_features = tensor.shape
-            count += rank * (in_features + out_features)
-        elif len(tensor.shape) == 4:
-            out_channels, in_channels, kh, kw = tensor.shape
-            count += rank * (in_channels * kh * kw + out_channels)
-    return count
+        found = component_tensors(folder, name, variant)
+        if not found and library in ("diffusers", "transformers") and _is_model_folder(folder, name):
+            component_config(folder, name)  # a readable config, or a one-line error naming it
+            found = meta_tensors(meta_model(folder, name, library, class_name))
+        if found:
+            tensors[name] = found
+    return tensors
+
+
+def _is_model_folder(folder: Path, name: str) -> bool:
+    config = Path(folder) / name / "config.json"
+    return config.is_file() and not (Path(folder) / name / "tokenizer_config.json").is_file()
+
+
+def meta_model(folder: Path, name: str, library: str, class_name: str, dtype=None):
+    from headshot.full_size import meta_component
+
+    return meta_component(folder, name, library, class_name, dtype)
+
+
+def meta_tensors(module) -> list[Tensor]:
+    """A module's parameters (a tied weight once) and persistent buffers, as header entries."""
+    names = {id(p): n for n, p in module.named_parameters()}
+    entries = [Tensor(n, tuple(p.shape), "F32") for n, p in module.named_parameters()]
+    kept = set(module.state_dict().keys())
+    for name, buffer in module.named_buffers():
+        if name in kept and id(buffer) not in names:
+            entries.append(Tensor(name, tuple(buffer.shape), "F32" if buffer.is_floating_point() else "I64"))
+    return entries
 
 
 def weight_bytes(tensors: list[Tensor], element_size: int, quantize_base: str = "none") -> int:
@@ -234,6 +256,56 @@ class _FusedAttention:
             return Function.apply(query, key, value)
 
         return attention
+
+
+def peak_live_bytes(run) -> int:
+    """The most bytes of tensors alive at once while `run()` computes on the meta device (inference:
+    nothing is saved for a backward pass, so a tensor lives until its last Python reference goes).
+
+    Every operator's fresh output (not a view, not an in-place result) is counted from its creation
+    until it is garbage, which CPython's reference counting makes immediate. Attention runs as a
+    fused kernel does on a GPU: only its output is made (no token x token matrix)."""
+    import weakref
+
+    import torch
+    import torch.nn.functional as functional
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    live, peak = [0], [0]
+    seen: dict[int, weakref.ref] = {}
+
+    def release(key: int, size: int) -> None:
+        live[0] -= size
+        seen.pop(key, None)
+
+    class Track(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for tensor in tree_leaves(out):
+                if not isinstance(tensor, torch.Tensor) or tensor._is_view():
+                    continue
+                known = seen.get(id(tensor))
+                if known is not None and known() is tensor:
+                    continue  # an in-place operator's result: counted when it was made
+                size = tensor.numel() * tensor.element_size()
+                live[0] += size
+                peak[0] = max(peak[0], live[0])
+                seen[id(tensor)] = weakref.ref(tensor)
+                weakref.finalize(tensor, release, id(tensor), size)
+            return out
+
+    def fused(query, key, value, *args, **kwargs):
+        return query.new_empty((*query.shape[:-1], value.shape[-1]))
+
+    original = functional.scaled_dot_product_attention
+    functional.scaled_dot_product_attention = fused
+    try:
+        with torch.no_grad(), Track():
+            run()
+    finally:
+        functional.scaled_dot_product_attention = original
+    return peak[0]
 
 
 def trace_activations(build, run, checkpointing: bool) -> int:

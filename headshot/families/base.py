@@ -129,6 +129,21 @@ class Family:
         """Embed token ids exactly as the pipeline does at render time (differentiable)."""
         raise NotImplementedError
 
+    # --- shapes at any size, from configs alone (the memory plan, the full-size tests) ------
+    def training_latent_shape(self, vae_config: dict, resolution: int) -> tuple[int, int, int]:
+        """(c, h, w) of `encode_latents`' output for a square image of `resolution` px, from the
+        VAE's config: its latent channels at 1/2^(levels - 1) of the side."""
+        side = resolution // 2 ** (len(vae_config["block_out_channels"]) - 1)
+        return int(vae_config["latent_channels"]), side, side
+
+    def prompt_embedding_shape(
+        self, encoders: dict[str, dict], tokenizers: dict[str, dict], config=None
+    ) -> tuple[int, int, int | None]:
+        """(tokens, width, pooled width or None) of `encode_prompt`'s output for one prompt
+        tokenized by `tokenize(..., config)`, from the text encoders' configs and the
+        tokenizers' `tokenizer_config.json` (by component name) alone: no encoder is run."""
+        raise NotImplementedError
+
     def time_ids(self, original_size: tuple[int, int], resolution: int) -> torch.Tensor:
         """Per-image extra conditioning (SDXL's six micro-conditioning numbers); empty by default."""
         import torch

@@ -149,6 +149,11 @@ class Flux1(FlowTransformerFamily):
 
         return [ids(clip, clip.model_max_length), ids(t5, length)]
 
+    def prompt_embedding_shape(self, encoders, tokenizers, config=None):
+        # T5's hidden states are the sequence; CLIP-L's pooler output (its width, unprojected).
+        tokens = config.max_sequence_length if config is not None else 512
+        return tokens, int(encoders["text_encoder_2"]["d_model"]), int(encoders["text_encoder"]["hidden_size"])
+
     def encode_prompt(self, text_encoders, token_ids, device) -> PromptEmbeddings:
         clip, t5 = text_encoders
         pooled = clip(token_ids[0].to(device), output_hidden_states=False).pooler_output

@@ -165,6 +165,18 @@ class Flux2Klein(FlowTransformerFamily):
         )  # fmt: skip
         return [encoded.input_ids, encoded.attention_mask]
 
+    def prompt_embedding_shape(self, encoders, tokenizers, config=None):
+        # Derived, never traced: Qwen3's causal-mask code reads tensor values (`.item()`), which
+        # the meta device does not have, so the encoder cannot run there. The tests hold this
+        # rule to the real encoder's output on the tiny model.
+        tokens = config.max_sequence_length if config is not None else 512
+        return tokens, len(TEXT_LAYERS) * int(encoders["text_encoder"]["hidden_size"]), None
+
+    def training_latent_shape(self, vae_config: dict, resolution: int) -> tuple[int, int, int]:
+        # The 2x2-patchified grid: 4 x the VAE's channels at half its side.
+        channels, side, _ = super().training_latent_shape(vae_config, resolution)
+        return 4 * channels, side // 2, side // 2
+
     def encode_prompt(self, text_encoders, token_ids, device) -> PromptEmbeddings:
         import torch
 

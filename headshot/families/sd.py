@@ -72,6 +72,17 @@ class StableDiffusionFamily(Family):
             for tokenizer in self.tokenizers(pipeline)
         ]
 
+    def prompt_embedding_shape(self, encoders, tokenizers, config=None):
+        # CLIP pads every prompt to the tokenizer's length (77: the encoder's positions).
+        first = self.text_encoder_names[0]
+        tokens = tokenizers.get(self.tokenizer_names[0], {}).get("model_max_length")
+        tokens = min(int(tokens or 10**9), int(encoders[first]["max_position_embeddings"]))
+        width = sum(int(encoders[name]["hidden_size"]) for name in self.text_encoder_names)
+        return tokens, width, self.pooled_width(encoders)
+
+    def pooled_width(self, encoders: dict[str, dict]) -> int | None:
+        return None
+
     def training_objective(self, pipeline, config):
         from diffusers import DDPMScheduler
 

@@ -22,6 +22,9 @@ class SDXL(StableDiffusionFamily):
     single_file_markers = ("conditioner.embedders.1.",)
     kohya_base_model_version = "sdxl_base_v1-0"
 
+    def pooled_width(self, encoders: dict[str, dict]) -> int | None:
+        return int(encoders["text_encoder_2"]["projection_dim"])  # the projected text_embeds
+
     def encode_prompt(self, text_encoders, token_ids, device) -> PromptEmbeddings:
         import torch
 

@@ -73,28 +73,50 @@ def choose_precision(options, record, device: str) -> RenderPrecision:
     return precision
 
 
-def estimate_render(folder: Path, family, precision: RenderPrecision, lora_file: Path, options, batch: int):
-    """Bytes rendering holds: the weights (all of them, the largest component with model CPU
-    offload, none resident with sequential offload) and the LoRA. A denoiser call's activations
-    at inference are not counted: with fused attention they are small next to the weights."""
+def estimate_render(
+    folder: Path, family, precision: RenderPrecision, lora_bytes: int, options, batch: int, resolution=None
+):
+    """(peak bytes, parts) of rendering: the weights (all of them, the largest component with model
+    CPU offload, none resident with sequential offload), the LoRA, and with `resolution` the
+    working memory of the larger of one denoiser call and the VAE's decode (render_activations)."""
     import torch
 
-    comps = mp.components(folder)
     element = torch.tensor([], dtype=precision.dtype).element_size()
     weights = {}
-    for name in comps:
-        tensors = mp.component_tensors(folder, name)
-        if tensors:
-            quantize = precision.quantize_base if name == family.denoiser else "none"
-            weights[name] = mp.weight_bytes(tensors, element, quantize)
-    lora = Path(lora_file).stat().st_size
+    for name, tensors in mp.model_tensors(folder, family).items():
+        quantize = precision.quantize_base if name == family.denoiser else "none"
+        weights[name] = mp.weight_bytes(tensors, element, quantize)
     if options.cpu_offload == "model":
         held = max(weights.values(), default=0)
     elif options.cpu_offload == "sequential":
         held = 0  # one layer at a time
     else:
         held = sum(weights.values())
-    return held + lora, weights
+    parts = {"weights": held, "lora": lora_bytes}
+    if resolution is not None:
+        parts.update(render_activations(folder, family, resolution, precision.dtype, batch))
+    peak = held + lora_bytes + max(parts.get("denoiser_call", 0), parts.get("vae_decode", 0))
+    return peak, weights, parts
+
+
+def render_activations(folder: Path, family, resolution: int, dtype, batch: int) -> dict[str, int]:
+    """Working memory of one denoiser call (a negative-prompt family runs the prompt and the
+    negative as one batch) and of decoding the latents, traced on the meta device."""
+    import torch
+
+    from headshot.training.finetune_config import FinetuneConfig
+    from headshot.training.memory_check import training_inputs
+
+    comps = mp.components(folder)
+    config = FinetuneConfig(base_model="plan", batch_size=batch, prior_preservation=family.negative_prompts)
+    latents, prompts, time_ids = training_inputs(folder, comps, family, config, resolution, dtype)
+    timesteps = torch.full((latents.shape[0],), 0.5, device="meta")
+    denoiser = mp.meta_model(folder, family.denoiser, *comps[family.denoiser], dtype=dtype)
+    call = mp.peak_live_bytes(lambda: family.predict(denoiser, latents, timesteps, prompts, time_ids, 1.0))
+    vae = mp.meta_model(folder, "vae", *comps["vae"], dtype=dtype)
+    one = latents[:batch]
+    decode = mp.peak_live_bytes(lambda: vae.decode(family.vae_latents(vae, one)).sample)
+    return {"denoiser_call": call, "vae_decode": decode}
 
 
 def plan_render(folder: Path, family, precision, lora_file, options, batch: int, device: str, say) -> dict:
@@ -103,7 +125,7 @@ def plan_render(folder: Path, family, precision, lora_file, options, batch: int,
         say("memory plan: skipped (a single-file checkpoint: its parts are known only once it is loaded)")
         return {"estimated_peak_bytes": None}
     device_type = "cuda" if device.startswith("cuda") else "cpu"
-    peak, weights = estimate_render(folder, family, precision, lora_file, options, batch)
+    peak, weights, _ = estimate_render(folder, family, precision, Path(lora_file).stat().st_size, options, batch)
     free = mp.free_memory(device_type)
     parts = ", ".join(f"{name} {mp.gib(size)}" for name, size in weights.items())
     say(
@@ -113,14 +135,17 @@ def plan_render(folder: Path, family, precision, lora_file, options, batch: int,
         fitting = []
         for change in ({"cpu_offload": "model"}, {"cpu_offload": "sequential"}):
             if device_type == "cuda" and options.cpu_offload == "none":
-                smaller, _ = estimate_render(
-                    folder, family, precision, lora_file, options.model_copy(update=change), batch
-                )
+                smaller, _, _ = estimate_render(
+                    folder, family, precision, Path(lora_file).stat().st_size,
+                    options.model_copy(update=change), batch,
+                )  # fmt: skip
                 if smaller <= free:
                     fitting.append(f"performance.cpu_offload: {change['cpu_offload']} ({mp.gib(smaller)})")
         if precision.quantize_base == "none":
             quantized = RenderPrecision("int8", precision.dtype_name, precision.trained)
-            smaller, _ = estimate_render(folder, family, quantized, lora_file, options, batch)
+            smaller, _, _ = estimate_render(
+                folder, family, quantized, Path(lora_file).stat().st_size, options, batch
+            )
             if smaller <= free:
                 fitting.append(f"performance.quantize_base: int8 ({mp.gib(smaller)})")
         hint = ("; options that would fit: " + "; ".join(fitting)) if fitting else ""

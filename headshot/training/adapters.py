@@ -16,8 +16,6 @@ def add_lora_adapters(pipeline, config, seed: int, family=None) -> list[torch.nn
     The targets are the family's (`lora_layers`: attention or all). The LoRA
     down-projections are initialised from `seed`, so a run is reproducible.
     """
-    from peft import LoraConfig
-
     if family is None:
         from headshot.pipelines.families import family_of_pipeline
 
@@ -29,20 +27,11 @@ def add_lora_adapters(pipeline, config, seed: int, family=None) -> list[torch.nn
             module.requires_grad_(False)
     torch.manual_seed(seed)
 
-    def lora(targets: list[str]) -> LoraConfig:
-        return LoraConfig(
-            r=config.rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            init_lora_weights="gaussian",
-            target_modules=targets,
-        )
-
-    denoiser.add_adapter(lora(family.lora_target_modules(denoiser, config.lora_layers)))
+    add_denoiser_lora(family, denoiser, config)
     trained = [denoiser]
     if config.train_text_encoder:
         for encoder in encoders:
-            encoder.add_adapter(lora(family.text_encoder_lora_targets))
+            add_text_encoder_lora(family, encoder, config)
             trained.append(encoder)
     for module in trained:
         for parameter in module.parameters():
@@ -50,6 +39,34 @@ def add_lora_adapters(pipeline, config, seed: int, family=None) -> list[torch.nn
                 # LoRA weights train in float32 even when the frozen base runs in bf16/fp16.
                 parameter.data = parameter.data.float()
     return trained
+
+
+def lora_config(config, targets: list[str]):
+    """The peft LoraConfig of a run's `rank`, `lora_alpha` and `lora_dropout` on `targets`."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        init_lora_weights="gaussian",
+        target_modules=targets,
+    )
+
+
+def add_denoiser_lora(family, denoiser, config) -> None:
+    """The one place the denoiser's LoRA is added: training, and the memory plan on the meta device
+    (so the plan counts exactly the layers training wraps)."""
+    denoiser.add_adapter(lora_config(config, family.lora_target_modules(denoiser, config.lora_layers)))
+
+
+def add_text_encoder_lora(family, encoder, config) -> None:
+    encoder.add_adapter(lora_config(config, family.text_encoder_lora_targets))
+
+
+def lora_parameter_count(module) -> int:
+    """Parameters of the LoRA layers peft added to `module`."""
+    return sum(p.numel() for name, p in module.named_parameters() if "lora_" in name)
 
 
 def trainable_state(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:

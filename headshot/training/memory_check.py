@@ -13,6 +13,7 @@ from pathlib import Path
 
 from headshot import memory_plan as mp
 from headshot.errors import HeadshotError
+from headshot.training.adapters import add_denoiser_lora, add_text_encoder_lora, lora_parameter_count
 
 
 def estimate_finetune(
@@ -21,20 +22,18 @@ def estimate_finetune(
     """The MemoryEstimate of training `config` on the diffusers folder `folder` (nothing loaded).
 
     `frozen`: when the text encoders and the VAE are loaded (frozen_inputs.InputPlan
-    .frozen_parts_loaded: "training", "after" the last step for the final samples, or "never")."""
+    .frozen_parts_loaded: "training", "after" the last step for the final samples, or "never").
+    The denoiser is built on the meta device once, with the LoRA training adds (the same
+    function adds it), and that model gives both the LoRA's size and the traced activations."""
     import torch
 
     comps = mp.components(folder)
     element = torch.tensor([], dtype=dtype).element_size()
-    weights, denoiser_tensors, loading, working = {}, [], 0, 0
-    for name in comps:
-        tensors = mp.component_tensors(folder, name, variant)
-        if not tensors:
-            continue
+    weights, loading, working = {}, 0, 0
+    for name, tensors in mp.model_tensors(folder, family, variant).items():
         quantize = config.quantize_base if name == family.denoiser else "none"
         weights[name] = mp.weight_bytes(tensors, element, quantize)
         if name == family.denoiser:
-            denoiser_tensors = tensors
             full = [mp.weight_bytes([t], element) for t in tensors]
             working = max(full, default=0)
             if quantize != "none":
@@ -42,20 +41,21 @@ def estimate_finetune(
                 # on the CPU diffusers reads the file into memory and makes the full-precision
                 # tensors from it (2 x the file; measured 1.00x on the tiny FLUX and SDXL, int8 and
                 # fp8), then quantizes; on a GPU one full-precision tensor at a time is added.
-                quantized = weights[name]
-                loading = 2 * sum(full) if device == "cpu" else quantized + max(full)
-    lora = mp.lora_parameters(denoiser_tensors, family.lora_targets[config.lora_layers], config.rank)
+                loading = 2 * sum(full) if device == "cpu" else weights[name] + max(full)
+    denoiser = meta_denoiser(folder, comps, family, config, dtype)
+    lora = lora_parameter_count(denoiser)
     if config.train_text_encoder:
         for name in family.text_encoder_names:
             if name in comps:
-                tensors = mp.component_tensors(folder, name, variant)
-                lora += mp.lora_parameters(tensors, family.text_encoder_lora_targets, config.rank)
+                encoder = mp.meta_model(folder, name, *comps[name])
+                add_text_encoder_lora(family, encoder, config)
+                lora += lora_parameter_count(encoder)
     moments = 2 if config.use_8bit_adam else 8  # AdamW's two moments: 1 byte each in 8 bits, else 4
     note, activations = "", None
     try:
-        activations = _trace(folder, comps, family, config, resolution, dtype)
-    except Exception as exc:  # a layout the meta trace cannot run: the estimate says so
-        note = f"activations not estimated ({type(exc).__name__}: {str(exc)[:120]})"
+        activations = trace_training(folder, comps, family, config, resolution, dtype, denoiser)
+    except Exception as exc:  # said in the plan and an error in `headshot plan`; tests require a number
+        note = f"activations not estimated ({type(exc).__name__}: {str(exc)[:200]})"
     options = {
         "quantize_base": config.quantize_base,
         "gradient_checkpointing": config.gradient_checkpointing,
@@ -80,84 +80,63 @@ def estimate_finetune(
     )
 
 
-def _trace(folder: Path, comps: dict, family, config, resolution: int, dtype) -> int:
-    """Activation bytes of one training step's forward, traced on the meta device."""
-    import diffusers
+def meta_denoiser(folder: Path, comps: dict, family, config, dtype):
+    """The frozen denoiser on the meta device with the run's LoRA, in the run's dtype, its frozen
+    linear layers running as the quantization backend runs them."""
     import torch
-    import transformers
-
-    from headshot.families.base import PromptEmbeddings
-
-    def meta_model(name):
-        library, class_name = comps[name]
-        cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
-        if library == "diffusers":
-            with torch.device("meta"):
-                model = cls.from_config(cls.load_config(Path(folder) / name))
-        else:
-            model_config = cls.config_class.from_pretrained(Path(folder) / name)
-            with torch.device("meta"):
-                model = cls(model_config)
-        return model if dtype == torch.float32 else model.to(dtype)
-
-    class Tokenizers:  # what family.tokenize reads of a pipeline
-        pass
-
-    holder = Tokenizers()
-    for name in family.tokenizer_names:
-        if name in comps:
-            cls = getattr(transformers, comps[name][1])
-            setattr(holder, name, cls.from_pretrained(Path(folder) / name))
-    encoders = [meta_model(name) for name in family.text_encoder_names if name in comps]
-    count = config.batch_size * (2 if config.prior_preservation else 1)
-    with torch.no_grad():
-        ids = family.tokenize(holder, config.instance_prompt, config)
-        prompts = family.encode_prompt(encoders, ids, "meta").to("meta", dtype).repeat(count)
-        pixels = torch.empty(1, 3, resolution, resolution, device="meta", dtype=dtype)
-        latent_shape = meta_model("vae").encode(pixels).latent_dist.mean.shape[1:]
-    noisy = torch.empty(count, *latent_shape, device="meta", dtype=dtype)
-    timesteps = torch.full((count,), 0.5, device="meta")
-    time_ids = family.time_ids((resolution, resolution), resolution)
-    time_ids = time_ids.reshape(1, -1).repeat(count, 1).to("meta", dtype)
-    prompts = PromptEmbeddings(prompts.hidden, prompts.pooled)
-
-    return denoiser_activations(
-        lambda: meta_model(family.denoiser), family, config, dtype, noisy, timesteps, prompts, time_ids
-    )
-
-
-def denoiser_activations(make_meta_model, family, config, dtype, noisy, timesteps, prompts, time_ids) -> int:
-    """Activation bytes of one training forward of the denoiser `make_meta_model()` builds on the
-    meta device, with the LoRA of `config` and inputs of the shapes given (meta tensors)."""
-    import torch
-    from peft import LoraConfig
 
     from headshot.quantize import BACKENDS
 
-    def build():
-        model = make_meta_model()
-        model.requires_grad_(False)
-        lora = LoraConfig(
-            r=config.rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            init_lora_weights="gaussian",
-            target_modules=family.lora_targets[config.lora_layers],
-        )
-        with torch.device("meta"):
-            model.add_adapter(lora)
-        backend = BACKENDS.get(config.quantize_base)
-        if backend is not None and backend.saves_dequantized:
-            for name, module in model.named_modules():
-                if isinstance(module, torch.nn.Linear) and "lora_" not in name:
-                    module.forward = _dequantizing_forward(module)
-        # autocast computes the float32 LoRA layers in the base dtype too
-        return model if dtype == torch.float32 else model.to(dtype)
+    model = mp.meta_model(folder, family.denoiser, *comps[family.denoiser])
+    model.requires_grad_(False)
+    with torch.device("meta"):
+        add_denoiser_lora(family, model, config)
+    backend = BACKENDS.get(config.quantize_base)
+    if backend is not None and backend.saves_dequantized:
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and "lora_" not in name:
+                module.forward = _dequantizing_forward(module)
+    # autocast computes the float32 LoRA layers in the base dtype too
+    return model if dtype == torch.float32 else torch.nn.Module.to(model, dtype)
+
+
+def training_inputs(folder: Path, comps: dict, family, config, resolution: int, dtype, device="meta"):
+    """One training batch's denoiser inputs at `resolution` (prior preservation doubles it), of the
+    shapes the family's encoders give, read from the configs: (latents, prompts, time_ids)."""
+    import torch
+
+    from headshot.families.base import PromptEmbeddings
+    from headshot.full_size import component_config
+
+    encoders = {name: component_config(folder, name) for name in family.text_encoder_names if name in comps}
+    tokenizers = {}
+    for name in family.tokenizer_names:
+        path = Path(folder) / name / "tokenizer_config.json"
+        tokenizers[name] = mp.read_json_object(path, "a tokenizer config") if path.is_file() else {}
+    count = config.batch_size * (2 if config.prior_preservation else 1)
+    tokens, width, pooled = family.prompt_embedding_shape(encoders, tokenizers, config)
+    latent = family.training_latent_shape(component_config(folder, "vae"), resolution)
+    prompts = PromptEmbeddings(
+        torch.empty(count, tokens, width, device=device, dtype=dtype),
+        None if pooled is None else torch.empty(count, pooled, device=device, dtype=dtype),
+    )
+    latents = torch.empty(count, *latent, device=device, dtype=dtype)
+    time_ids = family.time_ids((resolution, resolution), resolution)
+    return latents, prompts, time_ids.reshape(1, -1).repeat(count, 1).to(device, dtype)
+
+
+def trace_training(folder: Path, comps: dict, family, config, resolution: int, dtype, denoiser) -> int:
+    """Activation bytes of one training step's forward of the meta `denoiser`: the same function
+    for every family, on inputs in the family's training layout."""
+    import torch
+
+    noisy, prompts, time_ids = training_inputs(folder, comps, family, config, resolution, dtype)
+    timesteps = torch.full((noisy.shape[0],), 0.5, device="meta")
 
     def run(model):
         family.predict(model, noisy, timesteps, prompts, time_ids, config.training_guidance)
 
-    return mp.trace_activations(build, run, config.gradient_checkpointing)
+    return mp.trace_activations(lambda: denoiser, run, config.gradient_checkpointing)
 
 
 def _dequantizing_forward(linear):
