@@ -213,8 +213,7 @@ def generate_command(
 
 
 # sign and verify come after generate in --help, as in the pipeline.
-from headshot import cli_signing  # noqa: E402, F401  (registers sign, verify, keys)
-from headshot import cli_plan  # noqa: E402, F401  (registers plan)
+from headshot import cli_plan, cli_signing  # noqa: E402, F401  (register plan; sign, verify, keys)
 
 
 @app.command("audit")

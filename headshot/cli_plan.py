@@ -13,7 +13,8 @@ from headshot.cli_common import BaseModelOption, app
 def plan_command(
     base_model: BaseModelOption = None,
     resolution: Annotated[
-        int | None, typer.Option("--resolution", help="Image side in pixels (default: the model's native size).")
+        int | None,
+        typer.Option("--resolution", help="Image side in pixels (default: the model's native size)."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Training images per step.")] = 1,
     rank: Annotated[int, typer.Option("--rank", min=1, help="LoRA rank.")] = 16,

@@ -12,6 +12,7 @@ build the real architectures from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -108,6 +109,23 @@ def component_config(folder: Path, name: str) -> dict[str, Any]:
     return read_json_object(Path(folder) / name / CONFIG_FILES.get(name, "config.json"), "a model config")
 
 
+@contextlib.contextmanager
+def no_initialisation():
+    """torch.nn.init's functions as no-ops: a meta tensor has no values to initialise, and running
+    the initialisers' decompositions on billions of meta elements costs seconds per model."""
+    import torch
+
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {name: getattr(torch.nn.init, name) for name in names}
+    for name in names:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
+
+
 def meta_component(folder: Path, name: str, library: str, class_name: str, dtype=None):
     """Component `name` of the diffusers folder built from its config on the meta device."""
     import diffusers
@@ -119,11 +137,11 @@ def meta_component(folder: Path, name: str, library: str, class_name: str, dtype
         raise HeadshotError(f"{folder}/{name}: unknown class {library}.{class_name}")
     if library == "diffusers":
         config = cls.load_config(Path(folder) / name)
-        with torch.device("meta"):
+        with torch.device("meta"), no_initialisation():
             model = cls.from_config(config)
     else:
         model_config = cls.config_class.from_pretrained(Path(folder) / name)
-        with torch.device("meta"):
+        with torch.device("meta"), no_initialisation():
             model = cls(model_config)
     # torch's own `to`: diffusers' override warns about float32-kept modules, which no meta model has
     return model if dtype is None else torch.nn.Module.to(model, dtype)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def components(folder: Path) -> dict[str, list[str]]:
     }
 
 
+# Tensors of components built from configs alone, by (library, class, config): a plan builds each once.
+_CONFIG_TENSORS: dict[str, list[Tensor]] = {}
+
+
 def model_tensors(folder: Path, family, variant: str | None = None) -> dict[str, list[Tensor]]:
     """The tensors of every component the family loads (the text encoders, denoiser and VAE,
     not a checker it loads as None), from their safetensors headers; a folder of configs
@@ -94,8 +99,11 @@ def model_tensors(folder: Path, family, variant: str | None = None) -> dict[str,
             continue
         found = component_tensors(folder, name, variant)
         if not found and library in ("diffusers", "transformers") and _is_model_folder(folder, name):
-            component_config(folder, name)  # a readable config, or a one-line error naming it
-            found = meta_tensors(meta_model(folder, name, library, class_name))
+            config = component_config(folder, name)  # a readable config, or a one-line error naming it
+            key = json.dumps([library, class_name, config], sort_keys=True)
+            if key not in _CONFIG_TENSORS:
+                _CONFIG_TENSORS[key] = meta_tensors(meta_model(folder, name, library, class_name))
+            found = list(_CONFIG_TENSORS[key])
         if found:
             tensors[name] = found
     return tensors

@@ -67,7 +67,9 @@ def locate(model: str, scratch: Path) -> ModelFiles:
         )
     folder = write_config_folder(shipped, scratch / shipped.name)
     return ModelFiles(
-        folder, _family(family_of_folder(folder), folder), f"the shipped full-size configs of {shipped.source}"
+        folder,
+        _family(family_of_folder(folder), folder),
+        f"the shipped full-size configs of {shipped.source}",
     )
 
 
@@ -104,7 +106,9 @@ def make_plan(request: PlanRequest) -> dict:
     with tempfile.TemporaryDirectory(prefix="headshot-plan-") as scratch:
         files = locate(request.model, Path(scratch))
         family = files.family
-        resolution = request.resolution or family.resolution_from_folder(files.folder) or family.native_resolution
+        resolution = (
+            request.resolution or family.resolution_from_folder(files.folder) or family.native_resolution
+        )
         if resolution % family.size_multiple:
             raise HeadshotError(f"--resolution: {family.name} needs a multiple of {family.size_multiple}")
         config = FinetuneConfig(
@@ -120,7 +124,9 @@ def make_plan(request: PlanRequest) -> dict:
         training = estimate_finetune(files.folder, family, config, resolution, request.device, dtype)
         if training.activations is None:
             raise HeadshotError(f"{files.where}: {training.note}")
-        render_precision = RenderPrecision(request.quantize_base, {"no": "fp32"}.get(precision, precision), None)
+        render_precision = RenderPrecision(
+            request.quantize_base, {"no": "fp32"}.get(precision, precision), None
+        )
         lora_bytes = training.lora_parameters * 4  # saved in float32
         render_peak, render_weights, render_parts = estimate_render(
             files.folder, family, render_precision, lora_bytes, _NoOffload(), 1, resolution
@@ -132,7 +138,8 @@ def make_plan(request: PlanRequest) -> dict:
         "device": request.device,
         "resolution": resolution,
         "dtype": DTYPES[precision],
-        "options": training.options | {"rank": request.rank, "prior_preservation": request.prior_preservation},
+        "options": training.options
+        | {"rank": request.rank, "prior_preservation": request.prior_preservation},
         "training": {
             "peak_gib": _gib(training.peak),
             "parts": {
@@ -184,5 +191,7 @@ def describe(plan: dict) -> list[str]:
             "steps (denoiser, LoRA state, activations) and the validation samples (all weights, LoRA)"
         )
     if not options["gradient_checkpointing"]:
-        lines.append("--gradient-checkpointing recomputes the activations in the backward pass: far less memory")
+        lines.append(
+            "--gradient-checkpointing recomputes the activations in the backward pass: far less memory"
+        )
     return lines

@@ -66,6 +66,22 @@ class TemplateFamily(Family):
         the pipeline's own encode_prompt (the contract suite checks), and stay differentiable."""
         raise NotImplementedError
 
+    def training_latent_shape(self, vae_config: dict, resolution: int) -> tuple[int, int, int]:
+        """(c, h, w) that `encode_latents` returns for a square image of `resolution` px, from the
+        VAE's config dict alone (the memory plan and the full-size tests use it on meta models)."""
+        raise NotImplementedError
+
+    def prompt_embedding_shape(self, encoders: dict, tokenizers: dict, config=None) -> tuple:
+        """(tokens, width, pooled width or None) of `encode_prompt`'s output, from the text
+        encoders' config dicts and the tokenizers' tokenizer_config.json dicts (by component
+        name); derived, not run, since some encoders cannot run on the meta device."""
+        raise NotImplementedError
+
+    def lora_file_names(self, modules: list[str]) -> set[str]:
+        """The module names the other-tools file (kohya / ComfyUI) gives the LoRA of these
+        denoiser modules (peft's module names); the full-size tests hold them to that tool's layout."""
+        raise NotImplementedError
+
     def time_ids(self, original_size: tuple[int, int], resolution: int):
         """Per-image extra conditioning as a 1-D float tensor (SDXL: 6 numbers); empty if none."""
         return super().time_ids(original_size, resolution)

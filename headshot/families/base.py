@@ -218,6 +218,11 @@ class Family:
         return render
 
     # --- export ----------------------------------------------------------------------
+    def lora_file_names(self, modules: list[str]) -> set[str]:
+        """The module names the other-tools file (kohya / ComfyUI) gives the LoRA of these
+        denoiser modules (peft's module names), as `export` writes them."""
+        raise NotImplementedError
+
     def export(
         self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float
     ) -> tuple[Path, Path]:

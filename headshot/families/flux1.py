@@ -152,7 +152,11 @@ class Flux1(FlowTransformerFamily):
     def prompt_embedding_shape(self, encoders, tokenizers, config=None):
         # T5's hidden states are the sequence; CLIP-L's pooler output (its width, unprojected).
         tokens = config.max_sequence_length if config is not None else 512
-        return tokens, int(encoders["text_encoder_2"]["d_model"]), int(encoders["text_encoder"]["hidden_size"])
+        return (
+            tokens,
+            int(encoders["text_encoder_2"]["d_model"]),
+            int(encoders["text_encoder"]["hidden_size"]),
+        )
 
     def encode_prompt(self, text_encoders, token_ids, device) -> PromptEmbeddings:
         clip, t5 = text_encoders
@@ -199,6 +203,11 @@ class Flux1(FlowTransformerFamily):
 
     def attention_tokenizers(self, pipeline) -> list:
         return [pipeline.tokenizer_2]  # joint attention's text keys are T5's tokens
+
+    def lora_file_names(self, modules: list[str]) -> set[str]:
+        from headshot.training.export_flux import comfyui_name
+
+        return {comfyui_name(module) for module in modules}
 
     def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
         from headshot.training.export_flux import save_comfyui_lora

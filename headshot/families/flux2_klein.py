@@ -274,6 +274,11 @@ class Flux2Klein(FlowTransformerFamily):
         render.pipeline = pipeline
         return render
 
+    def lora_file_names(self, modules: list[str]) -> set[str]:
+        from headshot.training.export_flux2 import comfyui_flux2_name
+
+        return {comfyui_flux2_name(module) for module in modules}
+
     def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
         from headshot.training.export_flux2 import save_comfyui_flux2_lora
 

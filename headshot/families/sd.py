@@ -109,6 +109,11 @@ class StableDiffusionFamily(Family):
 
         return CrossAttentionRecorder(pipeline, positions, latent_hw)
 
+    def lora_file_names(self, modules: list[str]) -> set[str]:
+        from headshot.training.export import kohya_module_names
+
+        return kohya_module_names(self.denoiser, modules)
+
     def export(self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float):
         from headshot.training.export import save_diffusers_lora, save_kohya_lora
 

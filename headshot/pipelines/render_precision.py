@@ -125,7 +125,9 @@ def plan_render(folder: Path, family, precision, lora_file, options, batch: int,
         say("memory plan: skipped (a single-file checkpoint: its parts are known only once it is loaded)")
         return {"estimated_peak_bytes": None}
     device_type = "cuda" if device.startswith("cuda") else "cpu"
-    peak, weights, _ = estimate_render(folder, family, precision, Path(lora_file).stat().st_size, options, batch)
+    peak, weights, _ = estimate_render(
+        folder, family, precision, Path(lora_file).stat().st_size, options, batch
+    )
     free = mp.free_memory(device_type)
     parts = ", ".join(f"{name} {mp.gib(size)}" for name, size in weights.items())
     say(

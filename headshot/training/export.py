@@ -98,6 +98,19 @@ def save_kohya_lora(
     return out
 
 
+def kohya_module_names(denoiser: str, modules: list[str]) -> set[str]:
+    """The kohya names (`lora_unet_...`) `save_kohya_lora` gives the LoRA of these denoiser modules:
+    diffusers' own converter run on their key names (shape-only tensors)."""
+    import torch
+    from diffusers.utils import convert_state_dict_to_kohya
+
+    keys = {}
+    for module in modules:
+        keys[f"{denoiser}.{module}.lora_A.weight"] = torch.empty(1, 1, device="meta")
+        keys[f"{denoiser}.{module}.lora_B.weight"] = torch.empty(1, 1, device="meta")
+    return {key.split(".")[0] for key in convert_state_dict_to_kohya(keys)}
+
+
 def _clip_layout_key(component: str, key: str) -> str:
     """A text-encoder key as named in the original CLIP layout (`text_model.encoder.layers...`).
 

@@ -37,13 +37,18 @@ def save_flux_diffusers_lora(pipeline, folder: Path, scale: float = 1.0) -> Path
     return folder / LORA_FILE
 
 
+def comfyui_name(module: str) -> str:
+    """ComfyUI's name for the LoRA of a diffusers FLUX.1 transformer module."""
+    return "lora_transformer_" + module.replace(".", "_")
+
+
 def comfyui_state(pipeline, scale: float = 1.0) -> dict[str, torch.Tensor]:
     """The LoRA in ComfyUI's `lora_transformer_*` naming, with alphas."""
     layers = peft_layers(pipeline, False, scale, denoiser="transformer")["transformer"]
     state: dict[str, torch.Tensor] = {}
     for key, value in layers.items():
         module, _, part = key.rpartition(".lora_")
-        name = "lora_transformer_" + module.replace(".", "_")
+        name = comfyui_name(module)
         if part == "A.weight":
             state[f"{name}.lora_down.weight"] = value
             state[f"{name}.alpha"] = torch.tensor(float(value.shape[0]))

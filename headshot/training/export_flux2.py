@@ -74,6 +74,15 @@ def bfl_module(diffusers_module: str) -> tuple[str, int | None]:
     raise HeadshotError(f"export: no ComfyUI (BFL) name for the FLUX.2 module '{diffusers_module}'")
 
 
+def _comfyui_prefixed(bfl: str) -> str:
+    return "lora_unet_" + bfl.replace(".", "_")
+
+
+def comfyui_flux2_name(diffusers_module: str) -> str:
+    """ComfyUI's name for the LoRA of a diffusers FLUX.2 transformer module (q, k, v share one)."""
+    return _comfyui_prefixed(bfl_module(diffusers_module)[0])
+
+
 def comfyui_flux2_state(pipeline, scale: float = 1.0) -> dict[str, torch.Tensor]:
     """The transformer's LoRA in ComfyUI's `lora_unet_<BFL module>` naming, q/k/v fused."""
     layers = peft_layers(pipeline, False, scale, denoiser="transformer")["transformer"]
@@ -93,7 +102,7 @@ def comfyui_flux2_state(pipeline, scale: float = 1.0) -> dict[str, torch.Tensor]
             zero_up = torch.zeros(rows, rank, dtype=some["up"].dtype)
             down = torch.cat([pieces.get(i, {"down": zero_down})["down"] for i in range(3)])
             up = torch.block_diag(*[pieces.get(i, {"up": zero_up})["up"] for i in range(3)])
-        name = "lora_unet_" + target.replace(".", "_")
+        name = _comfyui_prefixed(target)
         state[f"{name}.lora_down.weight"] = down.contiguous()
         state[f"{name}.lora_up.weight"] = up.contiguous()
         state[f"{name}.alpha"] = torch.tensor(float(down.shape[0]))

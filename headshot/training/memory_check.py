@@ -27,6 +27,8 @@ def estimate_finetune(
     function adds it), and that model gives both the LoRA's size and the traced activations."""
     import torch
 
+    from headshot.full_size import no_initialisation
+
     comps = mp.components(folder)
     element = torch.tensor([], dtype=dtype).element_size()
     weights, loading, working = {}, 0, 0
@@ -48,7 +50,8 @@ def estimate_finetune(
         for name in family.text_encoder_names:
             if name in comps:
                 encoder = mp.meta_model(folder, name, *comps[name])
-                add_text_encoder_lora(family, encoder, config)
+                with torch.device("meta"), no_initialisation():
+                    add_text_encoder_lora(family, encoder, config)
                 lora += lora_parameter_count(encoder)
     moments = 2 if config.use_8bit_adam else 8  # AdamW's two moments: 1 byte each in 8 bits, else 4
     note, activations = "", None
@@ -85,11 +88,12 @@ def meta_denoiser(folder: Path, comps: dict, family, config, dtype):
     linear layers running as the quantization backend runs them."""
     import torch
 
+    from headshot.full_size import no_initialisation
     from headshot.quantize import BACKENDS
 
     model = mp.meta_model(folder, family.denoiser, *comps[family.denoiser])
     model.requires_grad_(False)
-    with torch.device("meta"):
+    with torch.device("meta"), no_initialisation():
         add_denoiser_lora(family, model, config)
     backend = BACKENDS.get(config.quantize_base)
     if backend is not None and backend.saves_dequantized:
