@@ -4,17 +4,21 @@ Why: an out-of-memory crash after minutes of set-up is the most common complaint
 trainers. `finetune` (and `generate`) print this estimate first and stop, listing options
 that would fit, when the device has less free memory than it needs.
 
-What is counted, each from the model's own files, never from its name:
-- weights: every component's tensors, read from the safetensors headers (shapes and dtypes, no
-  data), in the dtype they will be held in; the quantized denoiser's linear weights at the
-  backend's bits (plus its scales);
-- the LoRA: rank x (in + out) per targeted layer, matched as peft matches the family's targets
-  against the tensor names; float32 weights, gradients and AdamW's two moments (8-bit: 1 byte each);
-- activations: the denoiser is built from its config on the `meta` device (shapes only, no memory),
-  LoRA is added, and one training forward at the run's resolution and batch is traced; every
-  tensor autograd saves for the backward pass is counted once (fused attention saves q, k, v, the
-  output and the log-sum-exp, as torch's flash kernels do). With gradient checkpointing, only
-  the checkpointed blocks' inputs plus the largest block's own activations count.
+What is counted, each from the model's own files (or, for a model not on disk, from the shipped
+full-size configs: headshot/full_size.py), never from its name:
+- weights: every component the family loads, read from the safetensors headers (shapes and
+  dtypes, no data) or, without weight files, from the component built on the `meta` device, in
+  the dtype they will be held in; the quantized denoiser's linear weights at the backend's bits
+  (plus its scales);
+- the LoRA: the denoiser built on the meta device with the adapter added by the same function
+  training uses (training/adapters.add_denoiser_lora), its LoRA parameters counted; float32
+  weights, gradients and AdamW's two moments (8-bit: 1 byte each);
+- activations: that meta model runs one training forward at the run's resolution and batch, on
+  inputs of the family's training layout derived from the configs (family.training_latent_shape,
+  family.prompt_embedding_shape); every tensor autograd saves for the backward pass is counted
+  once (fused attention saves q, k, v, the output and the log-sum-exp, as torch's flash kernels
+  do). With gradient checkpointing, only the checkpointed blocks' inputs plus the largest block's
+  own activations count. The same function traces every family.
 On a GPU the frozen text encoders and VAE leave it after caching (frozen_inputs.offload_frozen_parts),
 so the peak is the largest of: caching (all weights), training (denoiser, LoRA state,
 activations), validation samples (all weights and the LoRA state). On a CPU everything loaded
@@ -165,6 +169,7 @@ class MemoryEstimate:
     # read at full precision first); 0 when it loads as it is held.
     loading: int = 0
     working: int = 0  # the backward pass's transient copy of the largest weight (kernels' own layout)
+    sampling: int = 0  # a validation sample's working memory (a denoiser call or the VAE's decode)
     frozen: tuple[str, ...] = ()  # the frozen components (text encoders, VAE)
     # When they are in memory: "training" (from set-up or a mid-run validation sample on),
     # "after" (only for the final validation samples), "never" (cached inputs, no samples).
@@ -178,7 +183,7 @@ class MemoryEstimate:
             held -= sum(self.weights.get(name, 0) for name in self.frozen)
         denoiser = self.weights[self.denoiser]
         training = self.lora_state + (self.activations or 0) + self.working
-        samples = weights + self.lora_state if self.frozen_loaded != "never" else 0  # validation samples
+        samples = weights + self.lora_state + self.sampling if self.frozen_loaded != "never" else 0
         loading = held - denoiser + self.loading if self.loading else held
         if self.device == "cpu":
             return max(held + training, loading, samples)

@@ -59,6 +59,11 @@ def estimate_finetune(
         activations = trace_training(folder, comps, family, config, resolution, dtype, denoiser)
     except Exception as exc:  # said in the plan and an error in `headshot plan`; tests require a number
         note = f"activations not estimated ({type(exc).__name__}: {str(exc)[:200]})"
+    sampling = 0
+    if frozen != "never":  # validation samples are rendered: their working memory on top of all weights
+        from headshot.pipelines.render_precision import render_activations
+
+        sampling = max(render_activations(folder, family, resolution, dtype, 1).values())
     options = {
         "quantize_base": config.quantize_base,
         "gradient_checkpointing": config.gradient_checkpointing,
@@ -76,6 +81,7 @@ def estimate_finetune(
         activations=activations,
         loading=loading,
         working=working,
+        sampling=sampling,
         note=note,
         options=options,
         frozen=tuple(name for name in (*family.text_encoder_names, "vae") if name in weights),
