@@ -27,6 +27,7 @@ from headshot.service.settings import ServiceSettings
 from headshot.signing import watermark
 from headshot.signing.config import SigningConfig
 from headshot.signing.credentials import create_dev_credentials
+from headshot.signing.generation_info import AuditCheck, CheckResults, GenerationInfo, LikenessCheck
 from headshot.signing.sign import sign_image
 from headshot.signing.verify import verify_bytes
 from tests.generate_support import subprocess_env
@@ -57,8 +58,22 @@ def repository(tmp_path_factory):
         cert_chain=keys.cert_chain, private_key=keys.private_key, manifest_store=root / "ms"
     )
     portrait = grace_hopper()
+    # The first carries the checks generate records (likeness, audit): the page shows them.
+    checks = CheckResults(
+        metrics_version=3,
+        likeness=LikenessCheck(relative_distance=0.82, threshold=1.2),
+        audit=AuditCheck(status="passed", flags=[], policy="refuse"),
+    )
+    info = GenerationInfo(
+        base_model="sdxl", base_model_sha256="a" * 64, template="studio-grey", seed=1, checks=checks
+    )
     signed = [
-        sign_image(portrait.crop(box).resize((384, 384)), root / f"headshot-{i}.jpg", None, config)
+        sign_image(
+            portrait.crop(box).resize((384, 384)),
+            root / f"headshot-{i}.jpg",
+            info if i == 0 else None,
+            config,
+        )
         for i, box in enumerate([(0, 44, 512, 556), (20, 60, 480, 520)])
     ]
     copies = []
@@ -301,6 +316,7 @@ def test_the_page_shows_a_stripped_headshot_as_ai_generated_with_its_manifest(
     assert "Content Credentials were removed" in text and "watermark was found" in text
     assert signed[0].manifest_label in text and "headshot-0.jpg" in text
     assert "its signature checks out" in text
+    assert "likeness 0.82 x the subject's own photo spread" in text and "no artifact flagged" in text
     shots = Path(os.environ.get("HEADSHOT_SCREENSHOTS", tmp_path))
     page.screenshot(path=str(shots / "verify-page.png"), full_page=True)
     page.close()
