@@ -54,6 +54,7 @@ def serve_command(
         timeout_keep_alive=5,
         server_header=False,
         log_level="warning",
+        access_log=False,  # request lines are not logged at all
     )
 
 
