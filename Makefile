@@ -13,7 +13,7 @@ TORCH_ARGS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 # Every install goes through the lock (requirements.lock): the exact set the tests pass on.
 LOCK   := requirements.lock
 
-.PHONY: setup demo test check-env lint bench lock clean
+.PHONY: setup demo test check-env lint test-services bench lock clean
 
 setup: $(VENV)/.installed
 
@@ -48,8 +48,18 @@ lint: setup
 check-env: setup
 	$(BIN)/python tools/check_env.py
 
-test: check-env lint
+test: check-env lint test-services
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# Real components the server tests start themselves: Debian's chromium (the page, driven by
+# Playwright) and the PostgreSQL server binaries (the repository). Installed once, quietly,
+# where apt-get can (CI runs as root); otherwise those tests are skipped and say why.
+test-services:
+	@test -x /usr/bin/chromium && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium postgresql >/dev/null; } || \
+	  echo "chromium/postgresql not installed: the page and PostgreSQL tests will be skipped"
 
 bench: setup
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

@@ -368,6 +368,10 @@ def demo_command(
     run_demo(family=family, outputs=outputs)
 
 
+# The manifest repository's server comes last in --help.
+from headshot import cli_service  # noqa: E402, F401  (registers serve, store import)
+
+
 def main() -> None:
     # The libraries' download bars are replaced by headshot's own progress; their known
     # noise is dropped by message (headshot/library_notices.py), real warnings still show.

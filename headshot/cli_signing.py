@@ -33,14 +33,22 @@ def sign_command(
     private_key: Annotated[
         Path | None, typer.Option("--private-key", help="PEM private key of the certificate.")
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Manifest repository: a database URL (postgresql+psycopg://..., sqlite:///...) "
+            "or a SQLite file (default: the config's store, else MANIFEST_STORE/manifests.sqlite).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Sign images with a C2PA manifest declaring them AI-generated, plus IPTC XMP and a watermark.
 
     Each image is re-encoded from its pixels (no EXIF survives), watermarked with a short
     identifier, declared in XMP (Iptc4xmpExt:DigitalSourceType) and signed; the signed copy
-    is written atomically. The manifest store (configs/signing.yaml: manifest_store) keeps
-    each manifest under its watermark identifier. Without --cert-chain or a configured
+    is written atomically. The manifest repository (--store, configs/signing.yaml: store)
+    keeps each manifest under its watermark identifier. Without --cert-chain or a configured
     certificate, development credentials are used (created in outputs/keys/ if missing).
     """
     from headshot.signing.commands import run_sign
@@ -48,7 +56,9 @@ def sign_command(
 
     if image_format is not None and image_format not in ("jpg", "png", "webp"):
         raise typer.BadParameter("expected jpg, png or webp", param_hint="--format")
-    signing = load_signing_config(config, {"cert_chain": cert_chain, "private_key": private_key})
+    signing = load_signing_config(
+        config, {"cert_chain": cert_chain, "private_key": private_key, "store": store}
+    )
     run_sign(images, signing, out=out, image_format=image_format, info_file=info)
 
 
@@ -67,7 +77,10 @@ def verify_command(
     ] = None,
     manifest_store: Annotated[
         Path | None,
-        typer.Option("--manifest-store", help="Folder of manifests kept by `sign` (default: the config's)."),
+        typer.Option(
+            "--manifest-store",
+            help="Folder of the manifest store (its manifests.sqlite; default: the config's).",
+        ),
     ] = None,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="For a folder, also check the images in its subfolders.")
@@ -78,6 +91,14 @@ def verify_command(
     fetch_remote: Annotated[
         bool, typer.Option("--fetch-remote", help="Fetch manifests a file points to by URL (network).")
     ] = False,
+    resolve: Annotated[
+        str | None,
+        typer.Option(
+            "--resolve",
+            help="Resolve watermarks through this server's Soft Binding Resolution API "
+            "(`headshot serve`), not the local manifest store.",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Read any image's C2PA manifest, XMP and watermark; say if it is declared AI-generated.
@@ -96,7 +117,7 @@ def verify_command(
     options = VerifyOptions(
         require_ai=require_ai, fetch_remote=fetch_remote, trust_anchors=list(trust_anchors or [])
     )
-    run_verify(files, settings, as_json, options, recursive=recursive)
+    run_verify(files, settings, as_json, options, recursive=recursive, resolve_url=resolve)
 
 
 @app.command("check-photo")

@@ -117,3 +117,19 @@ def full_disk(folder: Path, size_kb: int, monkeypatch, point: str):
     else:
         monkeypatch.setenv("HEADSHOT_FAULT", f"enospc:{point}")
         yield False
+
+
+def store_entries(folder: Path, state: str = "delivered") -> dict[str, str | None]:
+    """The manifest repository's rows in `state` (identifier -> sha256 of the delivered file),
+    read from the default SQLite file of a manifest_store folder with the standard library."""
+    import sqlite3
+
+    database = Path(folder) / "manifests.sqlite"
+    if not database.is_file():
+        return {}
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = connection.execute(
+            "SELECT identifier, sha256 FROM headshot_manifests WHERE state = ?", (state,)
+        ).fetchall()
+    return dict(rows)

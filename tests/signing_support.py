@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,6 @@ def sign_the_old_way(image: Image.Image, path: Path, config: SigningConfig, iden
     """
     import c2pa
 
-    from headshot.signing import store
     from headshot.signing.watermark_dct import embed
     from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA, save_options, xmp_packet
 
@@ -119,5 +119,9 @@ def sign_the_old_way(image: Image.Image, path: Path, config: SigningConfig, iden
         "title": path.name,
         "digital_source_type": TRAINED_ALGORITHMIC_MEDIA,
     }
-    store.save_entry(config.manifest_store, identifier, summary, manifest_bytes)
+    # The folder store of before 2026-12: imported into the repository on its next use.
+    folder = Path(config.manifest_store)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{identifier}.c2pa").write_bytes(manifest_bytes)
+    (folder / f"{identifier}.json").write_text(json.dumps(summary))
     return path

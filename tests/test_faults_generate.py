@@ -11,7 +11,6 @@ import json
 
 import pytest
 
-from headshot.bounded_io import read_json_object
 from tests.fault_support import (
     assert_killed,
     assert_one_line_error,
@@ -20,6 +19,7 @@ from tests.fault_support import (
     read_only,
     run_headshot,
     snapshot,
+    store_entries,
 )
 from tests.generate_support import generate_args, subject_copy, write_template
 
@@ -44,7 +44,7 @@ def _store(layout):
 
 
 def _entries(layout) -> dict[str, str]:
-    return {p.name: read_json_object(p)["sha256"] for p in _store(layout).glob("*.json")}
+    return store_entries(_store(layout))
 
 
 def _delivered_shas(layout) -> set[str]:
@@ -56,8 +56,8 @@ def _delivered_shas(layout) -> set[str]:
 @pytest.mark.parametrize(
     ("point", "swapped"),
     [
-        ("kill:.pending-*@2", False),  # the second headshot's store entry is about to be written
-        ("kill:*.c2pa", False),  # the store entry's manifest bytes
+        ("kill:store:reserve@2", False),  # the second headshot's store entry is about to be reserved
+        ("kill:store:save", False),  # the store entry's manifest bytes
         ("kill:*.jpg@2", False),  # the second signed image, in the staging folder
         ("kill:index.json", False),  # the new index.json
         ("kill:swap:headshots", False),  # everything staged, swap not begun
@@ -107,7 +107,7 @@ def test_one_template_run_keeps_the_other_templates_headshots(delivered, run_cli
 def test_a_full_disk_while_signing_keeps_the_earlier_headshots(delivered, run_cli, monkeypatch):
     layout, args, _, _ = delivered
     before = snapshot(layout.headshots)
-    store_before = snapshot(_store(layout))
+    store_before = _entries(layout)
     # Simulated at the write call: the staging folder shares the subject's disk, which must
     # still hold the renders, so a real tmpfs cannot be sized for this case.
     monkeypatch.setenv("HEADSHOT_FAULT", "enospc:*.jpg")
@@ -115,7 +115,8 @@ def test_a_full_disk_while_signing_keeps_the_earlier_headshots(delivered, run_cl
     assert result.code == 1
     assert_one_line_error(result.err, "No space left on device", str(layout.headshots))
     assert snapshot(layout.headshots) == before
-    assert snapshot(_store(layout)) == store_before, "no entry for an image that was not written"
+    assert _entries(layout) == store_before, "no entry for an image that was not written"
+    assert store_entries(_store(layout), "pending") == {}
     monkeypatch.delenv("HEADSHOT_FAULT")
     assert run_cli(*args).code == 0 and leftovers(layout.root.parent) == []
 
@@ -126,7 +127,8 @@ def test_a_read_only_manifest_store_is_blamed_and_nothing_is_lost(delivered, run
     with read_only(_store(layout)):
         result = run_cli(*args)
     assert result.code == 1
-    assert_one_line_error(result.err, f"{_store(layout)}: cannot write to the manifest store")
+    database = _store(layout) / "manifests.sqlite"
+    assert_one_line_error(result.err, f"{database}: cannot write to the manifest store")
     assert snapshot(layout.headshots) == before
     assert leftovers(layout.root.parent) == []
 
@@ -153,11 +155,11 @@ def test_a_damaged_previous_index_is_one_line_before_anything_is_signed(delivere
     layout, args, _, _ = delivered
     (layout.headshots / "index.json").write_text(content)
     before = snapshot(layout.headshots)
-    store_before = snapshot(_store(layout))
+    store_before = _entries(layout)
     result = run_cli(*args)
     assert result.code == 1
     assert_one_line_error(result.err, str(layout.headshots / "index.json"), reason)
-    assert snapshot(layout.headshots) == before and snapshot(_store(layout)) == store_before
+    assert snapshot(layout.headshots) == before and _entries(layout) == store_before
 
 
 def test_a_full_disk_while_rendering_is_one_line(tmp_path, tmp_path_factory, tiny_sd15, run_cli, monkeypatch):

@@ -1,6 +1,6 @@
 """Faults during `headshot sign`: name clashes, kills, a full disk, read-only folders, the keys folder.
 
-A manifest-store entry exists only for an image that was written: a failed or killed
+A manifest repository entry exists only for an image that was written: a failed or killed
 write removes it (at once, or on the next run).
 """
 
@@ -20,6 +20,7 @@ from tests.fault_support import (
     read_only,
     run_headshot,
     snapshot,
+    store_entries,
 )
 
 
@@ -42,24 +43,28 @@ def test_two_sources_with_one_destination_are_an_error_naming_both(setup, run_cl
     )
     assert result.code == 1
     assert_one_line_error(result.err, str(root / "a" / "x.png"), str(root / "b" / "x.png"))
-    assert not (root / "D").exists() and not list((root / "store").glob("*.json"))
+    assert not (root / "D").exists() and not store_entries(root / "store")
 
 
-@pytest.mark.parametrize("point", ["kill:.pending-*", "kill:*.c2pa", "kill:x.png"])
+@pytest.mark.parametrize("point", ["kill:store:reserve", "kill:store:save", "kill:x.png"])
 def test_a_kill_while_signing_leaves_no_orphan_entry_after_the_next_run(setup, run_cli, point):
+    """kill -9 of a signer mid-write: the database stays consistent (integrity_check), the
+    killed run's pending row is settled by the next run, earlier entries are untouched."""
     root, config = setup
     out = root / "D"
     assert (
         run_cli("sign", root / "a" / "x.png", "--out", out, "--config", config).code == 0
     )  # also makes keys
-    before_out, before_store = snapshot(out), snapshot(root / "store")
+    before_out, before_store = snapshot(out), store_entries(root / "store")
     assert_killed(run_headshot("sign", root / "a" / "x.png", "--out", out, "--config", config, fault=point))
     assert {k: v for k, v in snapshot(out).items() if not k.startswith(".")} == before_out
+    assert store_entries(root / "store") == before_store  # a pending row is never found
     # The next run (any sign) settles the store: the killed run's entry had no image.
     assert run_cli("sign", root / "a" / "x.png", "--out", out, "--config", config).code == 0
-    store = snapshot(root / "store")
+    store = store_entries(root / "store")
     assert {k: v for k, v in store.items() if k in before_store} == before_store
-    assert len([k for k in store if k.endswith(".json")]) == 2  # the first and the last run's
+    assert len(store) == 2  # the first and the last run's
+    assert store_entries(root / "store", "pending") == {}
     assert leftovers(root / "store") == [] and leftovers(out) == []
 
 
@@ -72,7 +77,8 @@ def test_a_full_disk_writes_no_image_and_keeps_no_entry(setup, run_cli, monkeypa
         assert result.code == 1
         assert_one_line_error(result.err, str(out / "x.png"), "No space left on device")
         assert leftovers(out) == [] and not (out / "x.png").exists()
-    assert not list((root / "store").glob("*.json")) and leftovers(root / "store") == []
+    assert not store_entries(root / "store") and not store_entries(root / "store", "pending")
+    assert leftovers(root / "store") == []
 
 
 def test_read_only_output_and_store_folders_are_blamed_correctly(setup, run_cli):
@@ -81,14 +87,16 @@ def test_read_only_output_and_store_folders_are_blamed_correctly(setup, run_cli)
     with read_only(root / "store"):
         result = run_cli("sign", root / "b" / "x.png", "--out", root / "E", "--config", config)
     assert result.code == 1
-    assert_one_line_error(result.err, f"{root / 'store'}: cannot write to the manifest store")
+    database = root / "store" / "manifests.sqlite"
+    assert_one_line_error(result.err, f"{database}: cannot write to the manifest store")
     assert not (root / "E" / "x.png").exists()
-    before = snapshot(root / "store")
+    before = store_entries(root / "store")
     with read_only(root / "D"):
         result = run_cli("sign", root / "b" / "x.png", "--out", root / "D", "--config", config)
     assert result.code == 1
     assert_one_line_error(result.err, str(root / "D" / "x.png"))
-    assert snapshot(root / "store") == before, "no entry for the image that could not be written"
+    assert store_entries(root / "store") == before, "no entry for the image that could not be written"
+    assert store_entries(root / "store", "pending") == {}
 
 
 def test_the_keys_folder_is_private_whatever_the_umask(tmp_path, run_cli):

@@ -151,13 +151,19 @@ def test_verify_on_a_gigapixel_header_is_one_line(tmp_path, run_cli):
 
 
 def test_a_hostile_manifest_store_entry_is_not_trusted_and_not_a_crash(tmp_path, run_cli):
-    config = tmp_path / "signing.yaml"
-    config.write_text(f"dev_credentials: {tmp_path / 'keys'}\nmanifest_store: {tmp_path / 'store'}\n")
+    """A hostile entry in an old folder store is skipped by the import, never trusted."""
+    signing = f"dev_credentials: {tmp_path / 'keys'}\nmanifest_store: {tmp_path / 'store'}\n"
+    (tmp_path / "signer.yaml").write_text(signing + f"store: {tmp_path / 'elsewhere.sqlite'}\n")
+    (tmp_path / "reader.yaml").write_text(signing)
     grace_hopper().resize((128, 128)).save(tmp_path / "x.png")
-    assert run_cli("sign", tmp_path / "x.png", "--out", tmp_path / "D", "--config", config).code == 0
-    (entry,) = (tmp_path / "store").glob("*.json")
-    entry.write_text(DEEP_JSON)
-    result = run_cli("verify", tmp_path / "D" / "x.png", "--config", config)
+    signed = run_cli(
+        "sign", tmp_path / "x.png", "--out", tmp_path / "D", "--config", tmp_path / "signer.yaml"
+    )
+    assert signed.code == 0
+    identifier = signed.out.split("watermark ")[1].split(")")[0]
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / f"{identifier}.json").write_text(DEEP_JSON)
+    result = run_cli("verify", tmp_path / "D" / "x.png", "--config", tmp_path / "reader.yaml")
     assert result.code == 0 and "Traceback" not in result.err
     assert "not in the local manifest store" in result.out
 

@@ -147,9 +147,11 @@ def test_no_local_paths_user_names_or_exif_in_the_signed_file(
     assert str(tmp_path).encode() not in data
     assert f"home-{user}".encode() not in data
     assert b"a photo of sks person" not in data, "prompt not published without opt-in"
-    store_text = signed.store_entry.read_text()
-    assert str(tmp_path) not in store_text
-    assert json.loads(store_text)["generation"]["base_model"] == "my-sdxl"
+    from headshot.signing import store
+
+    summary = store.lookup(signing_config, signed.watermark_id).summary
+    assert str(tmp_path) not in json.dumps(summary)
+    assert summary["generation"]["base_model"] == "my-sdxl"
 
 
 def test_prompts_enter_the_manifest_only_on_opt_in(tmp_path, portrait, generation_info, signing_config):  # noqa: F811

@@ -81,6 +81,22 @@ def _readable_text(path) -> str:
         import c2pa
 
         return c2pa.Reader("application/c2pa", io.BytesIO(path.read_bytes())).json()
+    if path.suffix == ".sqlite":  # the manifest repository: every row, manifests read as above
+        import contextlib
+        import io
+        import sqlite3
+
+        import c2pa
+
+        with contextlib.closing(sqlite3.connect(path)) as database:
+            rows = database.execute(
+                "SELECT summary, manifest, pending_host, pending_file FROM headshot_manifests"
+            ).fetchall()
+        return "\n".join(
+            f"{summary} {host} {file} "
+            + (c2pa.Reader("application/c2pa", io.BytesIO(manifest)).json() if manifest else "")
+            for summary, manifest, host, file in rows
+        )
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
@@ -95,7 +111,8 @@ def _assert_no_local_paths_or_names(outputs):
     user, host = getpass.getuser(), socket.gethostname()
     absolute = re.compile(r"(?<![\w.:/])/(tmp|home|root|Users|var|private|mnt|opt|srv)/")
     written = [p for p in outputs.rglob("*") if p.is_file() and "models" not in p.relative_to(outputs).parts]
-    records = [p for p in written if p.suffix in (".json", ".html", ".csv", ".txt", ".yaml", ".c2pa")]
+    kinds = (".json", ".html", ".csv", ".txt", ".yaml", ".c2pa", ".sqlite")
+    records = [p for p in written if p.suffix in kinds]
     assert len(records) > 20
     for path in records:
         text = _readable_text(path)

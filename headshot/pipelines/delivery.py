@@ -41,7 +41,7 @@ class Signer:
     sign: Callable[[Image.Image, Path, GenerationInfo], object]
     # verify(path) -> Verification (.state Absent/Invalid/Valid/Trusted, .ai_generated).
     verify: Callable[[Path], object]
-    store: Path | None = None  # the manifest store, settled after the swap (store.recover)
+    store: object = None  # its SigningConfig: the manifest store settled after the swap (store.recover)
     commit_photos: bool = True  # the config puts photo commitments into manifests
 
 
@@ -88,7 +88,7 @@ def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
         sign=lambda image, destination, info: sign_image(image, destination, info, config),
         # Delivery requires the disclosure: what `headshot verify --require-ai` checks.
         verify=lambda path: verify_file(path, config, options=VerifyOptions(require_ai=True)),
-        store=config.manifest_store,
+        store=config,
         commit_photos=config.subject_photo_commitments,
     )
 

@@ -6,7 +6,7 @@ from headshot.signing.config import SigningConfig, load_signing_config
 from headshot.signing.credentials import CredentialPaths, create_dev_credentials, ensure_dev_credentials
 from headshot.signing.generation_info import GenerationInfo
 from headshot.signing.sign import SignedImage, sign_file, sign_image
-from headshot.signing.verify import Verification, VerifyOptions, verify_file
+from headshot.signing.verify import Verification, VerifyOptions, verify_bytes, verify_file
 
 __all__ = [
     "CredentialPaths",
@@ -20,5 +20,6 @@ __all__ = [
     "load_signing_config",
     "sign_file",
     "sign_image",
+    "verify_bytes",
     "verify_file",
 ]

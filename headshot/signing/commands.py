@@ -44,7 +44,7 @@ def run_sign(
     destinations = [destination_for(source, out, image_format, config) for source in images]
     # Two sources with one destination (a/x.png and b/x.png with --out D) would lose one.
     unique_names(((str(s), str(d)) for s, d in zip(images, destinations)), "the signed file")
-    store.recover(config.manifest_store)  # entries of images a killed run never wrote
+    store.recover(config)  # entries of images a killed run never wrote
     for destination in destinations:  # and the temporary files of its interrupted writes
         for leftover in destination.parent.glob(f".{destination.name}.*.tmp"):
             leftover.unlink(missing_ok=True)
@@ -90,6 +90,15 @@ def describe(result: Verification) -> str:
                 f"manifest store: {summary.get('title')} signed {summary.get('signed_at')} "
                 f"by {summary.get('claim_generator')}{template}"
             )
+        elif lookup.found and lookup.manifest:  # resolved by a server: the manifest's own facts
+            facts = lookup.manifest
+            valid = "signature valid" if facts.signature_valid else "signature INVALID"
+            parts.append(
+                f"resolved by {lookup.source}: {lookup.entry} ({valid}), {facts.title} "
+                f"signed by {facts.signer}, made with {facts.claim_generator}"
+            )
+        elif lookup.source and lookup.source.startswith(("http://", "https://")):
+            parts.append(f"not known to {lookup.source}")
         else:
             parts.append("not in the local manifest store")
     if result.checks:
@@ -159,10 +168,20 @@ def run_verify(
     as_json: bool,
     options: VerifyOptions,
     recursive: bool = False,
+    resolve_url: str | None = None,
 ) -> list[Verification]:
     """Print per file; raise (exit 1) when any file fails (Invalid, not an image, or with
-    require_ai not declared AI-generated)."""
-    results = [verify_file(path, config, options=options) for path in expand_folders(files, recursive)]
+    require_ai not declared AI-generated). With resolve_url, watermarks are resolved by that
+    server's Soft Binding Resolution API instead of the local manifest store."""
+    resolver = None
+    if resolve_url is not None:
+        from headshot.signing.remote import remote_resolver
+        from headshot.signing.verify import reading_context
+
+        anchors = [*config.trust_anchors, *options.trust_anchors]
+        resolver = remote_resolver(resolve_url, reading_context(anchors))
+    paths = expand_folders(files, recursive)
+    results = [verify_file(path, config, options=options, resolver=resolver) for path in paths]
     if as_json:
         typer.echo(json.dumps(verify_report(results, options), indent=2))
     else:

@@ -50,6 +50,11 @@ class SigningConfig(StrictModel):
     # The training photos as ingredients holding keyed commitments (HMAC under the
     # subject's secret), never the photos or their plain hashes.
     subject_photo_commitments: bool = True
+    # The manifest repository (headshot/signing/store.py): a database URL
+    # (postgresql+psycopg://user@host/db, sqlite:///path) or a SQLite file path. Default: the
+    # file manifests.sqlite inside manifest_store, the folder that also holds entries of the
+    # pre-database folder store (imported once, automatically).
+    store: str | None = None
     manifest_store: Path = Path("outputs/manifest-store")
 
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)

@@ -1,7 +1,7 @@
 """Sign an image: watermark, IPTC XMP, C2PA manifest, then one atomic write.
 
 The destination is either the fully signed file or absent: everything happens in memory,
-the manifest store entry is written first, and the image last, through a temporary file in
+the manifest repository entry is reserved and written first, and the image last, through a temporary file in
 the same folder renamed into place (removed again if anything fails).
 """
 
@@ -25,6 +25,7 @@ from headshot.signing.config import SigningConfig
 from headshot.signing.credentials import Credentials, resolve_credentials
 from headshot.signing.generation_info import GenerationInfo
 from headshot.signing.manifest import MIME_TYPES, PIL_FORMATS, generation_record, manifest_definition
+from headshot.signing.watermark_payload import key_id
 from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA, save_options, xmp_packet
 from headshot.storage import final_path
 
@@ -104,15 +105,40 @@ def sign_image(
     """Watermark, declare (XMP + C2PA) and sign `image`, writing `destination` atomically."""
     destination = Path(destination)
     suffix = _check_destination(destination)
-    mime_type = MIME_TYPES[suffix]
     credentials = resolve_credentials(config)
-    pixels = image.convert("RGB")
-    watermark_id = None
-    if config.watermark.enabled:
-        watermark_id = store.unused_identifier(config.manifest_store)
+    if not config.watermark.enabled:
+        return _sign(image.convert("RGB"), destination, suffix, info, config, credentials, None)
+    # The identifier is reserved in the repository first (unique per key across every signer
+    # writing to it); the entry stays pending until its image is in place under its final
+    # name. Built in a staging folder (generate's headshots/), it stays pending until the
+    # folder is swapped in, and the store's recovery then keeps or drops it.
+    repository = store.open_store(config)
+    key = key_id(config.watermark.key)
+    identifier = repository.reserve_identifier(key, watermark.ALGORITHM, final_path(destination))
+    try:
         pixels = watermark.embed(
-            pixels, watermark_id, key=config.watermark.key, strength=config.watermark.strength
+            image.convert("RGB"), identifier, key=config.watermark.key, strength=config.watermark.strength
         )
+        result = _sign(pixels, destination, suffix, info, config, credentials, (repository, identifier))
+    except BaseException:
+        repository.abort_entry(key, identifier)  # no image, so no entry
+        raise
+    if final_path(destination) == destination:
+        repository.commit_entry(key, identifier)
+    return result
+
+
+def _sign(
+    pixels: Image.Image,
+    destination: Path,
+    suffix: str,
+    info: GenerationInfo | None,
+    config: SigningConfig,
+    credentials: Credentials,
+    reserved: tuple[store.ManifestStore, str] | None,
+) -> SignedImage:
+    mime_type = MIME_TYPES[suffix]
+    watermark_id = reserved[1] if reserved else None
     definition = manifest_definition(destination.name, mime_type, info, config, watermark_id)
     signed, manifest_bytes = c2pa_sign(
         definition, mime_type, encode_with_xmp(pixels, suffix, config), credentials, config
@@ -121,12 +147,11 @@ def sign_image(
     manifest_label = label.group().decode() if label else None
     digest = sha256_bytes(signed)
     entry = None
-    # Built in a staging folder (generate's headshots/): the entry stays pending until the
-    # folder is swapped in, and the store's recovery then keeps or drops it.
-    final = final_path(destination)
-    if watermark_id is not None:
+    if reserved is not None:
+        repository, identifier = reserved
         summary = {
-            "watermark_id": watermark_id,
+            "watermark_id": identifier,
+            "watermark_algorithm": watermark.ALGORITHM,
             "manifest_label": manifest_label,
             "title": destination.name,
             "format": mime_type,
@@ -138,23 +163,14 @@ def sign_image(
             "training_mining": config.training_mining,
             "generation": generation_record(info, config.include_prompts) if info else None,
         }
-        try:
-            store.begin_entry(config.manifest_store, watermark_id, final)
-            entry = store.save_entry(config.manifest_store, watermark_id, summary, manifest_bytes)
-        except OSError as exc:
-            store.abort_entry(config.manifest_store, watermark_id)
-            where = config.manifest_store
-            raise HeadshotError(
-                f"{where}: cannot write to the manifest store ({exc.strerror or exc})"
-            ) from None
+        repository.save_entry(
+            key_id(config.watermark.key), identifier, manifest_label, manifest_bytes, summary
+        )
+        entry = f"{repository.where}#{manifest_label or identifier}"
     try:
         atomic_write_bytes(destination, signed)
     except OSError as exc:
-        if watermark_id is not None:
-            store.abort_entry(config.manifest_store, watermark_id)  # no image, so no entry
         raise HeadshotError(f"{destination}: cannot write the signed image ({exc.strerror or exc})") from None
-    if watermark_id is not None and final == destination:
-        store.commit_entry(config.manifest_store, watermark_id)
     return SignedImage(
         destination, digest, mime_type, manifest_label, watermark_id, credentials.signer_name, entry
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -197,23 +198,84 @@ def read_active_manifest(
     return state, manifest, errors, remote
 
 
+def read_stored_manifest(manifest: bytes, context: c2pa.Context) -> store.StoredFacts | None:
+    """What a manifest kept in the repository says, read from its bytes alone (no asset).
+
+    Its signature is checked; its hash of the original file cannot be (a stripped copy is
+    not that file), so a data-hash mismatch is expected and not counted against it.
+    """
+    if not manifest:
+        return None
+    try:
+        with c2pa.Reader("application/c2pa", io.BytesIO(manifest), context=context) as reader:
+            store_json = json.loads(reader.json())
+            results = reader.get_validation_results()
+    except c2pa.C2paError:
+        return store.StoredFacts(signature_valid=False)
+    active = store_json.get("manifests", {}).get(store_json.get("active_manifest"), {})
+    failures = [
+        code
+        for code in _failures(results)
+        if not code.startswith(("assertion.dataHash.mismatch", "assertion.boxesHash.mismatch"))
+    ]
+    source_type = _source_type(active)
+    return store.StoredFacts(
+        signature_valid=not failures,
+        manifest_label=active.get("label"),
+        title=active.get("title"),
+        signer=_signer(active),
+        signed_at=(active.get("signature_info") or {}).get("time"),
+        claim_generator=_claim_generator(active),
+        digital_source_type=source_type,
+        ai_generated=source_type in AI_SOURCE_TYPES,
+        checks=_checks(active) if not failures else None,
+    )
+
+
+# How a watermark identifier is turned into what a repository knows: the local store
+# (the config's) by default, a remote Soft Binding Resolution API with `verify --resolve`.
+Resolver = Callable[[str], store.StoreLookup]
+
+
+def local_resolver(config: SigningConfig, context: c2pa.Context) -> Resolver:
+    def resolve(identifier: str) -> store.StoreLookup:
+        lookup = store.lookup(config, identifier)
+        if lookup.found and lookup.manifest_bytes:
+            lookup.manifest = read_stored_manifest(lookup.manifest_bytes, context)
+        return lookup
+
+    return resolve
+
+
 def verify_file(
     path: Path,
     config: SigningConfig | None = None,
     trust_anchors: list[Path] | None = None,
     options: VerifyOptions | None = None,
+    resolver: Resolver | None = None,
 ) -> Verification:
     """Everything a viewer should know about one image's disclosure and signature."""
-    config = config or SigningConfig()
-    options = options or VerifyOptions()
     path = Path(path)
     if not path.is_file():
         raise HeadshotError(f"{path}: file not found")
-    data = path.read_bytes()
+    return verify_bytes(path.read_bytes(), str(path), config, trust_anchors, options, resolver)
+
+
+def verify_bytes(
+    data: bytes,
+    name: str,
+    config: SigningConfig | None = None,
+    trust_anchors: list[Path] | None = None,
+    options: VerifyOptions | None = None,
+    resolver: Resolver | None = None,
+) -> Verification:
+    """verify_file on bytes in memory (the server's uploads are never written to disk)."""
+    config = config or SigningConfig()
+    options = options or VerifyOptions()
+    label = Path(name).name
     anchors = [*config.trust_anchors, *options.trust_anchors, *(trust_anchors or [])]
-    state, manifest, errors, remote_url = read_active_manifest(
-        data, reading_context(anchors, options.fetch_remote)
-    )
+    context = reading_context(anchors, options.fetch_remote)
+    state, manifest, errors, remote_url = read_active_manifest(data, context)
 
     disclosed: list[str] = []
     source_type = _source_type(manifest) if manifest else None
@@ -226,13 +288,13 @@ def verify_file(
             xmp_type = read_digital_source_type(image)
             found = watermark.detect(image, key=config.watermark.key)
     except UnidentifiedImageError:
-        errors.append(f"{path.name}: not an image (or a format headshot cannot read)")
+        errors.append(f"{label}: not an image (or a format headshot cannot read)")
         xmp_type, found = None, None
     except Image.DecompressionBombError as exc:  # a header claiming gigapixels, refused before decoding
-        errors.append(f"{path.name}: not a readable image: {' '.join(str(exc).split())[:200]}")
+        errors.append(f"{label}: not a readable image: {' '.join(str(exc).split())[:200]}")
         xmp_type, found = None, None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # what Pillow's decoders raise
-        errors.append(f"{path.name}: truncated or corrupt image data ({exc})")
+        errors.append(f"{label}: truncated or corrupt image data ({exc})")
         xmp_type, found = None, None
     if xmp_type in AI_SOURCE_TYPES:
         disclosed.append("xmp")
@@ -248,13 +310,13 @@ def verify_file(
             score=round(found.score, 2),
             matches_manifest=(found.identifier in bound) if bound else None,
         )
-        lookup = store.lookup(config.manifest_store, found.identifier)
+        lookup = (resolver or local_resolver(config, context))(found.identifier)
         if source_type is None and lookup.found and lookup.summary:
             source_type = lookup.summary.get("digital_source_type")
     elif found is not None:
         marks = WatermarkReport(found=False, score=round(found.score, 2))
     return Verification(
-        file=str(path),
+        file=name,
         state=state,
         ai_generated=bool(disclosed),
         disclosed_by=disclosed,
