@@ -31,7 +31,7 @@ from headshot.signing.generation_info import AuditCheck, CheckResults, Generatio
 from headshot.signing.sign import sign_image
 from headshot.signing.verify import verify_bytes
 from tests.generate_support import subprocess_env
-from tests.service_support import plain_photos, start_server, stripped_copy
+from tests.service_support import missing_component, plain_photos, start_server, stripped_copy
 
 ALG = watermark.ALGORITHM
 CHROMIUM = Path("/usr/bin/chromium")
@@ -289,7 +289,7 @@ def test_verify_resolve_gives_the_same_facts_as_the_local_store(server, reposito
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.is_file():
-        pytest.skip("Chromium is not installed (make test installs it: apt-get install chromium)")
+        missing_component("Chromium is not installed (make test installs it: apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
