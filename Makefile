@@ -13,7 +13,7 @@ TORCH_ARGS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.
 # Every install goes through the lock (requirements.lock): the exact set the tests pass on.
 LOCK   := requirements.lock
 
-.PHONY: setup demo test check-env lint test-services bench lock clean
+.PHONY: setup demo test check-env lint test-services bench gpu-acceptance lock clean
 
 setup: $(VENV)/.installed
 
@@ -63,6 +63,10 @@ test-services:
 
 bench: setup
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+# On one H100/H200: full-size SDXL, FLUX.1-dev, klein 4B (random weights); docs/benchmarks.md says how.
+gpu-acceptance:
+	bash bench/gpu_acceptance.sh
 
 clean:
 	rm -rf $(VENV) outputs/models outputs/demo

@@ -31,6 +31,9 @@ def plan_command(
     no_prior_preservation: Annotated[
         bool, typer.Option("--no-prior-preservation", help="Plan without class images (half the batch).")
     ] = False,
+    max_sequence_length: Annotated[
+        int | None, typer.Option("--max-sequence-length", help="Prompt tokens (FLUX families; default 512).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as one JSON object.")] = False,
 ) -> None:
     """Memory for training and rendering a model, offline, before downloading it.
@@ -55,6 +58,7 @@ def plan_command(
         mixed_precision=mixed_precision,
         device=device,
         prior_preservation=not no_prior_preservation,
+        max_sequence_length=max_sequence_length,
     )
     plan = make_plan(request)
     if as_json:

@@ -31,6 +31,7 @@ class PlanRequest:
     mixed_precision: str = "auto"  # auto: bf16 on cuda, no (float32) on cpu
     device: str = "cuda"
     prior_preservation: bool = True
+    max_sequence_length: int | None = None  # prompt tokens (FLUX families); None: the config's default
 
 
 @dataclass
@@ -103,6 +104,7 @@ def make_plan(request: PlanRequest) -> dict:
     if precision not in DTYPES:
         raise HeadshotError(f"--mixed-precision: expected auto, no, fp16 or bf16, not '{precision}'")
     dtype = getattr(torch, DTYPES[precision])
+    tokens = {"max_sequence_length": request.max_sequence_length} if request.max_sequence_length else {}
     with tempfile.TemporaryDirectory(prefix="headshot-plan-") as scratch:
         files = locate(request.model, Path(scratch))
         family = files.family
@@ -119,6 +121,7 @@ def make_plan(request: PlanRequest) -> dict:
             gradient_checkpointing=request.gradient_checkpointing,
             mixed_precision=precision,
             prior_preservation=request.prior_preservation,
+            **tokens,
         )
         family.check_training_options(config, "plan")
         training = estimate_finetune(files.folder, family, config, resolution, request.device, dtype)
