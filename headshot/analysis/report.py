@@ -41,6 +41,10 @@ def comparison_figure(result: AuditResult, config: AuditConfig):
                 color = "tab:red" if spec.artifact in row.flags else "tab:blue"
                 axis.scatter([value], [1], color=color, s=22)
         mean, spread = result.reference.stats(spec.name)
+        if spec.name in result.reference.unmeasured:
+            axis.set_title(f"{spec.name}\nnot measured (reference too small)", fontsize=8)
+            axis.set_yticks([0, 1], ["real", "audited"])
+            continue
         if spec.name == "identity_relative":
             axis.axvline(config.identity_relative_max, color="tab:red", linestyle="--", linewidth=1)
         elif math.isfinite(mean) and spec.name not in config.unflagged:
@@ -58,7 +62,7 @@ def comparison_figure(result: AuditResult, config: AuditConfig):
     return figure
 
 
-def _image_card(row: ImageAudit, config: AuditConfig) -> str:
+def _image_card(row: ImageAudit, config: AuditConfig, unmeasured: dict[str, str]) -> str:
     thumb = ""
     if row.image is not None:
         image = row.image.copy()
@@ -78,8 +82,9 @@ def _image_card(row: ImageAudit, config: AuditConfig) -> str:
         for spec in METRICS:
             value, z = row.values.get(spec.name, math.nan), row.z.get(spec.name, math.nan)
             css = " class='flag'" if spec.artifact in row.flags else ""
+            z_text = "not measured" if spec.name in unmeasured else _fmt(z)
             lines.append(
-                f"<tr><td{css}>{escape(spec.name)}</td><td{css}>{_fmt(value)}</td><td{css}>{_fmt(z)}</td></tr>"
+                f"<tr><td{css}>{escape(spec.name)}</td><td{css}>{_fmt(value)}</td><td{css}>{z_text}</td></tr>"
             )
         lines.append("</table>")
     lines.append("</figure>")
@@ -97,20 +102,28 @@ def _summary(result: AuditResult, config: AuditConfig) -> str:
     flagged = sum(bool(row.flags) for row in result.rows)
     limits = "".join(
         f"<tr><td>{escape(s.name)}</td><td>{escape(s.artifact)}</td><td>{escape(s.unit)}</td>"
-        f"<td>{escape('not flagged' if s.name in config.unflagged else _limit_text(s, config))}</td></tr>"
+        f"<td>{escape(_limit_cell(s, config, result.reference.unmeasured))}</td></tr>"
         for s in METRICS
     )
+    note = result.reference.reference_note()
+    warning = f"<p><b>Reference too small:</b> {escape(note)}.</p>" if note else ""
     return (
         f"<p>{len(result.rows)} images: {counts['ok']} scored, {counts['no_face']} without a face, "
         f"{counts['unreadable']} unreadable; {flagged} with at least one flag. Judged against "
         f"{len(result.reference.names)} real photos of the subject "
-        f"({escape(', '.join(result.reference.names))}).</p>"
+        f"({escape(', '.join(result.reference.names))}).</p>{warning}"
         "<p>Each metric is measured on the face aligned to a canonical crop and compared with the same "
         "metric on the subject's own photos: z = (value - mean of the real photos) / their spread "
         "(with a floor for natural photo-to-photo variation). A flag means the value is beyond the limit "
         "on the artifact's side. See docs/metrics.md for what each metric measures and its failure cases.</p>"
         f"<table><tr><th>metric</th><th>flag</th><th>unit</th><th>limit</th></tr>{limits}</table>"
     )
+
+
+def _limit_cell(spec, config: AuditConfig, unmeasured: dict[str, str]) -> str:
+    if spec.name in unmeasured:
+        return f"not measured: {unmeasured[spec.name]}"
+    return "not flagged" if spec.name in config.unflagged else _limit_text(spec, config)
 
 
 def _limit_text(spec, config: AuditConfig) -> str:
@@ -128,7 +141,7 @@ def write_report(result: AuditResult, config: AuditConfig) -> None:
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     atomic_write_bytes(result.out / "plots" / "metrics.png", buffer.getvalue())
     plot = figure_data_uri(figure)
-    cards = "\n".join(_image_card(row, config) for row in result.rows)
+    cards = "\n".join(_image_card(row, config, result.reference.unmeasured) for row in result.rows)
     body = (
         _summary(result, config)
         + "<h2>Audited images against the real photos</h2>"
