@@ -170,6 +170,7 @@ class AuditResult:
     rows: list[ImageAudit]
     reference: ReferenceProfile
     out: Path
+    images: Path | None = None  # the audited folder: the report links each card to its file
 
     @property
     def csv_path(self) -> Path:
@@ -204,7 +205,7 @@ def audit_folder(
         row = audit_image(image, reference, config, name=path.name)
         row.image = image
         rows.append(row)
-    result = AuditResult(rows, reference, out)
+    result = AuditResult(rows, reference, out, Path(images))
     atomic_write_text(result.csv_path, metrics_csv(rows))
     write_report(result, config)
     return result

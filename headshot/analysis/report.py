@@ -31,15 +31,23 @@ def comparison_figure(result: AuditResult, config: AuditConfig):
     columns = 4
     rows = math.ceil(len(METRICS) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.4 * rows))
-    scored = [row for row in result.rows if row.status == "ok"]
     for axis, spec in zip(axes.flat, METRICS):
         real = [v for v in result.reference.values.get(spec.name, []) if math.isfinite(v)]
         axis.scatter(real, np.zeros(len(real)), color="0.55", label="real photos", s=22)
-        for row in scored:
-            value = row.values.get(spec.name, math.nan)
+        for number, row in enumerate(result.rows, start=1):
+            value = row.values.get(spec.name, math.nan) if row.status == "ok" else math.nan
             if math.isfinite(value):
                 color = "tab:red" if spec.artifact in row.flags else "tab:blue"
                 axis.scatter([value], [1], color=color, s=22)
+                # the image's number on its card below
+                axis.annotate(
+                    str(number),
+                    (value, 1),
+                    xytext=(0, 5),
+                    textcoords="offset points",
+                    fontsize=6,
+                    ha="center",
+                )
         mean, spread = result.reference.stats(spec.name)
         if spec.name in result.reference.unmeasured:
             axis.set_title(f"{spec.name}\nnot measured (reference too small)", fontsize=8)
@@ -62,18 +70,23 @@ def comparison_figure(result: AuditResult, config: AuditConfig):
     return figure
 
 
-def _image_card(row: ImageAudit, config: AuditConfig, unmeasured: dict[str, str]) -> str:
+def _image_card(
+    row: ImageAudit, config: AuditConfig, unmeasured: dict[str, str], number: int, link: str | None
+) -> str:
+    """One image's card: its thumbnail (linked to the full-size file), verdict and metrics."""
     thumb = ""
     if row.image is not None:
         image = row.image.copy()
         image.thumbnail((config.thumbnail, config.thumbnail))
         thumb = f"<img src='{png_data_uri(image)}' alt='{escape(row.name)}'>"
+        if link:
+            thumb = f"<a href='{escape(link)}' title='full size'>{thumb}</a>"
     verdict = {
         "ok": "flags: " + (", ".join(row.flags) if row.flags else "none"),
         "no_face": "no face found: not scored",
         "unreadable": "unreadable: not scored",
     }[row.status]
-    lines = [f"<figure>{thumb}<figcaption><b>{escape(row.name)}</b><br>{escape(verdict)}"]
+    lines = [f"<figure>{thumb}<figcaption><b>{number}. {escape(row.name)}</b><br>{escape(verdict)}"]
     if row.reason:
         lines.append(f"<br>{escape(row.reason)}")
     lines.append("</figcaption>")
@@ -133,6 +146,17 @@ def _limit_text(spec, config: AuditConfig) -> str:
     return f"z > {limit}" if spec.direction == "high" else f"z < -{limit}"
 
 
+def _link(result: AuditResult, row: ImageAudit) -> str | None:
+    """The audited file, relative to the report (the page stays valid when the subject folder moves)."""
+    import os
+    from pathlib import Path
+    from urllib.parse import quote
+
+    if result.images is None:
+        return None
+    return quote(Path(os.path.relpath(result.images / row.name, result.out)).as_posix())
+
+
 def write_report(result: AuditResult, config: AuditConfig) -> None:
     import io
 
@@ -141,7 +165,10 @@ def write_report(result: AuditResult, config: AuditConfig) -> None:
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     atomic_write_bytes(result.out / "plots" / "metrics.png", buffer.getvalue())
     plot = figure_data_uri(figure)
-    cards = "\n".join(_image_card(row, config, result.reference.unmeasured) for row in result.rows)
+    cards = "\n".join(
+        _image_card(row, config, result.reference.unmeasured, number, _link(result, row))
+        for number, row in enumerate(result.rows, start=1)
+    )
     body = (
         _summary(result, config)
         + "<h2>Audited images against the real photos</h2>"
