@@ -31,6 +31,7 @@ FILES = {
     "unet/config.json": b'{"_class_name": "UNet2DConditionModel"}',
     "unet/diffusion_pytorch_model.safetensors": bytes(range(256)) * 8192,  # 2 MiB
     "unet/diffusion_pytorch_model.fp16.safetensors": b"\0" * 1024,  # another variant: not fetched
+    "single-file.safetensors": b"\0" * 4096,  # a top-level checkpoint: not fetched either
 }
 # Twice in one process: the second call finds the cached copy.
 FETCH = """
@@ -60,7 +61,8 @@ def test_a_download_names_what_where_and_shows_its_progress_and_a_cached_model_i
     folder = Path(result.stdout.strip().splitlines()[-1])
     assert (folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size == 2 * 1024 * 1024
     cache_folder = cache / "models--someone--tiny-headshot-base"
-    # Before the first byte: what, from where, how much (the fp16 variant is not counted), where to.
+    # Before the first byte: what, from where, how much (the fp16 variant and the top-level
+    # checkpoint are not counted), where to.
     assert (
         f"downloading base model {REPO} from {endpoint} (2.1 MB) into the Hugging Face cache {cache_folder}"
         in first

@@ -35,21 +35,30 @@ def is_cached(repo: str, revision: str | None, variant: str | None, allow_pickle
 
 
 def expected_bytes(repo: str, revision: str | None, variant: str | None) -> int | None:
-    """What the download should add up to, from the hub's file list; None when unknown."""
-    from huggingface_hub import HfApi
+    """What the download should add up to, from the hub's file list and the repository's
+    model_index.json (its component folders, as diffusers reads them); None when unknown."""
+    import json
+
+    from huggingface_hub import HfApi, hf_hub_download
 
     try:
         info = HfApi().model_info(repo, revision=revision, files_metadata=True)
+        index = json.loads(Path(hf_hub_download(repo, "model_index.json", revision=revision)).read_text())
     except Exception:
         return None
-    files = {s.rfilename: s.size or 0 for s in info.siblings or []}
+    components = {name for name, value in index.items() if isinstance(value, list) and value[0]}
     total = 0
-    for name, size in files.items():
-        if "/" in name and name.count("/") > 1:
-            continue  # diffusers reads the top level and one folder per component
-        if name.endswith(_WEIGHT_SUFFIXES):
-            if not name.endswith(".safetensors") or _variant_of(name) != variant:
-                continue
+    for sibling in info.siblings or []:
+        name, size = sibling.rfilename, sibling.size or 0
+        folder, _, file = name.rpartition("/")
+        if folder == "" and not name.endswith(".json"):
+            continue  # top level: only model_index.json and configs (not single-file checkpoints)
+        if folder and (folder not in components or "/" in folder):
+            continue
+        if file.endswith(_WEIGHT_SUFFIXES) and (
+            not file.endswith(".safetensors") or _variant_of(file) != variant
+        ):
+            continue
         total += size
     return total or None
 
