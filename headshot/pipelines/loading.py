@@ -371,8 +371,11 @@ def quiet_libraries() -> None:
     import diffusers
     import transformers
 
+    from headshot.pipelines import prompt_notices
+
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+    prompt_notices.install()  # a truncated prompt: one short line, once
 
 
 def _first_sentence(text: str) -> str:
