@@ -272,7 +272,8 @@ def _sweep_with_progress(model, config, metrics, render):
 
 def _write_sweep(output, model, config, metrics, render) -> dict:
     entries, images = _sweep_with_progress(model, config, metrics, render)
-    sheet = trajectory.contact_sheet(images, config.frame_size, config.sheet_columns)
+    labels = [str(number) for number in range(1, len(images) + 1)]  # the sweep table's "#"
+    sheet = trajectory.contact_sheet(images, config.frame_size, config.sheet_columns, labels)
     output.image("sweep", sheet)
     knobs = sweep_knobs(model, config)
     base = {"mode": config.sweep.mode, "guidance_scale": config.guidance_scale, "steps": config.steps}
