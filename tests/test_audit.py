@@ -279,13 +279,13 @@ def test_a_dataset_of_tiny_crops_measures_no_detail_and_says_so(tmp_path, datase
             image.convert("RGB").resize((64, 64), Image.LANCZOS).save(crop)
     own = tmp_path / "own"
     own.mkdir()
-    for name in ("hopper_01_original", "hopper_06_brighter"):
-        reference_photos()[name].save(own / f"{name}.jpg", quality=92)
+    # Against this dataset before the fix: hopper_06 flagged identity_drift, most others looks_older.
+    reference_photos()["hopper_06_brighter"].save(own / "hopper_06_brighter.jpg", quality=92)
     result = run_cli("audit", own, "--dataset", tiny, "--out", tmp_path / "audit")
     assert result.code == 0, result.err
     assert "not measured: skin_texture, age_texture" in result.err and "--photos" in result.err
-    assert result.out.count("- no flags") == 2, result.out
+    assert result.out.count("- no flags") == 1, result.out
     rows = read_rows(tmp_path / "audit" / "metrics.csv")
     assert all(row["age_texture_z"] == "" and row["skin_tone_delta_e_z"] != "" for row in rows.values())
     page = (tmp_path / "audit" / "report.html").read_text(encoding="utf-8")
-    assert "Reference too small:" in page and page.count("not measured") >= 10 * 2
+    assert "Reference too small:" in page and page.count("not measured") >= 10
