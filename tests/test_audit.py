@@ -178,7 +178,10 @@ def test_report_is_self_contained_with_images_scores_flags_and_plots(dataset, ma
     result = manipulated_audit
     assert result.out == dataset.parent / "audit"  # default: the dataset's sibling audit/
     page = result.report_path.read_text(encoding="utf-8")
-    assert not re.search(r"(src|href)=['\"](?!data:)", page), "the page must not load anything external"
+    assert not re.search(r"src=['\"](?!data:)", page), "the page must not load anything external"
+    # Each thumbnail links to its full-size file, relative to the page: nothing on another host.
+    assert not re.search(r"href=['\"](?:[a-z]+:|//)", page)
+    assert page.count("<a href='../") == len(EXPECTED_FLAG)
     assert page.count("data:image/png;base64,") == len(EXPECTED_FLAG) + 1  # thumbnails + the plot
     for name, flag in EXPECTED_FLAG.items():
         assert f"{name}.png" in page and flag in page
