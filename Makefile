@@ -4,11 +4,13 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# On a machine without an NVIDIA GPU, install the CPU build of torch first so that
-# nothing pulls the multi-GB CUDA build. On a GPU box, the default (CUDA) wheel of the locked
-# torch release is used.
-# Elsewhere (no local CPU wheel), e.g.: make setup TORCH_ARGS="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
-TORCH_ARGS ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
+# torch first, so that nothing pulls the multi-GB CUDA build where no NVIDIA GPU is:
+# tools/install_torch.py tries PyTorch's CPU wheel index, then falls back to the plain name
+# (a GPU box gets the CUDA build of the locked release). Your own pip arguments instead, e.g.:
+#   make setup TORCH_ARGS="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_ARGS ?=
+# The extras make setup installs, and the ones tools/check_env.py then requires.
+EXTRAS := dev,heic,quant
 
 # Every install goes through the lock (requirements.lock): the exact set the tests pass on.
 LOCK   := requirements.lock
@@ -17,11 +19,11 @@ LOCK   := requirements.lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(LOCK) Makefile tools/fetch_clip_vocab.py
+$(VENV)/.installed: pyproject.toml $(LOCK) Makefile tools/install_torch.py tools/fetch_clip_vocab.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c $(LOCK) "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS))
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,heic,quant]"
-	$(BIN)/python tools/check_env.py
+	$(if $(TORCH_ARGS),$(BIN)/python -m pip install --quiet -c $(LOCK) "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS)),$(BIN)/python tools/install_torch.py --quiet)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[$(EXTRAS)]"
+	$(BIN)/python tools/check_env.py --extras $(EXTRAS)
 	$(BIN)/python tools/fetch_clip_vocab.py
 	touch $@
 
@@ -30,8 +32,8 @@ $(VENV)/.installed: pyproject.toml $(LOCK) Makefile tools/fetch_clip_vocab.py
 lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS))
-	.venv-lock/bin/python -m pip install --quiet -e ".[dev,heic,quant]"
+	$(if $(TORCH_ARGS),.venv-lock/bin/python -m pip install --quiet "$(firstword $(TORCH_ARGS))" $(wordlist 2,99,$(TORCH_ARGS)),.venv-lock/bin/python tools/install_torch.py --unlocked --quiet)
+	.venv-lock/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	.venv-lock/bin/python -m pip check
 	{ sed -n '/^#/p' $(LOCK); .venv-lock/bin/python -m pip freeze --exclude-editable \
 	  | grep -v '^#' | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK).new
@@ -46,7 +48,7 @@ lint: setup
 	$(BIN)/ruff format --check headshot tests bench tools
 
 check-env: setup
-	$(BIN)/python tools/check_env.py
+	$(BIN)/python tools/check_env.py --extras $(EXTRAS)
 
 test: check-env lint test-services
 	$(BIN)/python -m pytest -n 2 --dist loadfile

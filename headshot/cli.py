@@ -313,8 +313,7 @@ def study_command(
         sweep={"enabled": False} if no_sweep else None,
     )
     study_config = load_study_config(config, **options)
-    folder = run_study(study_config, source=str(config) if config else "config")
-    typer.echo(f"study written to {folder}")
+    run_study(study_config, source=str(config) if config else "config")  # it says where it wrote
 
 
 @app.command("run")

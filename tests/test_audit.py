@@ -178,7 +178,10 @@ def test_report_is_self_contained_with_images_scores_flags_and_plots(dataset, ma
     result = manipulated_audit
     assert result.out == dataset.parent / "audit"  # default: the dataset's sibling audit/
     page = result.report_path.read_text(encoding="utf-8")
-    assert not re.search(r"(src|href)=['\"](?!data:)", page), "the page must not load anything external"
+    assert not re.search(r"src=['\"](?!data:)", page), "the page must not load anything external"
+    # Each thumbnail links to its full-size file, relative to the page: nothing on another host.
+    assert not re.search(r"href=['\"](?:[a-z]+:|//)", page)
+    assert page.count("<a href='../") == len(EXPECTED_FLAG)
     assert page.count("data:image/png;base64,") == len(EXPECTED_FLAG) + 1  # thumbnails + the plot
     for name, flag in EXPECTED_FLAG.items():
         assert f"{name}.png" in page and flag in page
@@ -264,3 +267,28 @@ def test_a_read_only_audit_folder_is_one_line(tmp_path, dataset, run_cli):
     assert result.code == 1
     assert_one_line_error(result.err, str(out))
     assert snapshot(out) == before
+
+
+def test_a_dataset_of_tiny_crops_measures_no_detail_and_says_so(tmp_path, dataset, run_cli):
+    """Issue 25: against a 64 px dataset (a tiny model's), the subject's own photos were
+    flagged (looks_older, identity_drift), silently. Faces that small carry no texture: those
+    metrics are not measured, the terminal and the report say so, skin tone still is."""
+    import shutil
+
+    tiny = tmp_path / "dataset"
+    shutil.copytree(dataset, tiny)
+    for crop in (tiny / "images").glob("*.png"):
+        with Image.open(crop) as image:
+            image.convert("RGB").resize((64, 64), Image.LANCZOS).save(crop)
+    own = tmp_path / "own"
+    own.mkdir()
+    # Against this dataset before the fix: hopper_06 flagged identity_drift, most others looks_older.
+    reference_photos()["hopper_06_brighter"].save(own / "hopper_06_brighter.jpg", quality=92)
+    result = run_cli("audit", own, "--dataset", tiny, "--out", tmp_path / "audit")
+    assert result.code == 0, result.err
+    assert "not measured: skin_texture, age_texture" in result.err and "--photos" in result.err
+    assert result.out.count("- no flags") == 1, result.out
+    rows = read_rows(tmp_path / "audit" / "metrics.csv")
+    assert all(row["age_texture_z"] == "" and row["skin_tone_delta_e_z"] != "" for row in rows.values())
+    page = (tmp_path / "audit" / "report.html").read_text(encoding="utf-8")
+    assert "Reference too small:" in page and page.count("not measured") >= 10

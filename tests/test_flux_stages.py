@@ -92,8 +92,9 @@ def test_flux_study_has_x0_from_the_velocity_and_joint_attention_maps(flux_lora,
     # Positions are T5's (no start token): "a professional headshot photo of sks" puts sks at 5.
     positions = {t["word"]: t["positions"] for t in record["attention"]["tokens"]}
     assert positions["sks"] == [5]
-    # guidance x steps x LoRA scale x checkpoint (finetune's step-000004 and the final LoRA)
-    assert len(record["sweep"]["entries"]) == 2 * 1 * 2 * 2
+    # guidance x steps x (LoRA scale 0, the base model, once + scale 1 per checkpoint:
+    # finetune's step-000004 and the final LoRA)
+    assert len(record["sweep"]["entries"]) == 2 * 1 * (1 + 2)
     assert {e["checkpoint"] for e in record["sweep"]["entries"]} == {"step-000004", "final"}
 
 

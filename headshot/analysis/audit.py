@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -145,6 +146,8 @@ def audit_image(
         result.z[spec.name] = z
         if spec.name in config.unflagged:
             continue
+        if spec.name in reference.unmeasured:
+            continue
         if spec.name == "identity_relative":
             drift = values["identity_relative"] > config.identity_relative_max
             if drift or values["identity_distance"] >= 0.6:
@@ -167,6 +170,7 @@ class AuditResult:
     rows: list[ImageAudit]
     reference: ReferenceProfile
     out: Path
+    images: Path | None = None  # the audited folder: the report links each card to its file
 
     @property
     def csv_path(self) -> Path:
@@ -188,6 +192,8 @@ def audit_folder(
     config = config or AuditConfig()
     files = image_files(Path(images))
     reference = load_reference(Path(dataset), config)
+    if reference.reference_note():
+        print(f"audit: {reference.reference_note()}", file=sys.stderr)
     out = Path(out) if out is not None else SubjectLayout.of_stage_folder(Path(dataset)).audit
     rows = []
     for path in files:
@@ -199,7 +205,7 @@ def audit_folder(
         row = audit_image(image, reference, config, name=path.name)
         row.image = image
         rows.append(row)
-    result = AuditResult(rows, reference, out)
+    result = AuditResult(rows, reference, out, Path(images))
     atomic_write_text(result.csv_path, metrics_csv(rows))
     write_report(result, config)
     return result

@@ -59,6 +59,9 @@ class ReferenceProfile:
     ear_spot: float  # mean earlobe colour spot over both ears
     values: dict[str, list[float]] = field(default_factory=dict)  # metric -> value per photo
     spread_floor: dict[str, float] = field(default_factory=dict)
+    # Metrics the reference cannot measure (every photo's face too small for them) -> why.
+    unmeasured: dict[str, str] = field(default_factory=dict)
+    small_photos: list[str] = field(default_factory=list)  # faces under MIN_EYE_DISTANCE px
 
     @classmethod
     def from_measurements(
@@ -89,7 +92,45 @@ class ReferenceProfile:
         )
         scored = [profile.metric_values(m) for m in measurements]
         profile.values = {spec.name: [row[spec.name] for row in scored] for spec in METRICS}
+        profile._set_aside_small_faces(measurements)
         return profile
+
+    def _set_aside_small_faces(self, measurements: list[Measurement]) -> None:
+        """A face under MIN_EYE_DISTANCE px between the eyes (a 64 px tiny-model crop) has no
+        texture to measure: its values do not count for the metrics that need detail, and when
+        every photo is that small those metrics are not measured at all (never flagged)."""
+        small = [m.eye_distance < MIN_EYE_DISTANCE for m in measurements]
+        self.small_photos = [name for name, is_small in zip(self.names, small) if is_small]
+        if not self.small_photos:
+            return
+        largest = max(m.eye_distance for m in measurements)
+        for spec in METRICS:
+            if not spec.needs_detail:
+                continue
+            self.values[spec.name] = [
+                float("nan") if is_small else value for value, is_small in zip(self.values[spec.name], small)
+            ]
+            if all(small):
+                self.unmeasured[spec.name] = (
+                    f"every reference photo's face is under {MIN_EYE_DISTANCE:.0f} px between the eyes "
+                    f"(largest {largest:.0f} px), too small to measure it"
+                )
+
+    def reference_note(self) -> str:
+        """One line on the photos set aside or the metrics not measured; empty when none."""
+        if not self.small_photos:
+            return ""
+        count = f"{len(self.small_photos)} of the {len(self.names)} reference photos"
+        if not self.unmeasured:
+            return (
+                f"{count} have a face under {MIN_EYE_DISTANCE:.0f} px between the eyes: "
+                "left out of the metrics that need detail"
+            )
+        return (
+            f"{count} have a face under {MIN_EYE_DISTANCE:.0f} px between the eyes (dataset crops "
+            f"too small): not measured: {', '.join(self.unmeasured)}; give the subject's source "
+            "photos (--photos) to measure them"
+        )
 
     def metric_values(self, measurement: Measurement) -> dict[str, float]:
         """The scored metrics of one measurement (some are distances to this profile)."""
@@ -130,6 +171,8 @@ class ReferenceProfile:
         return float(data.mean()), max(float(data.std()), floor)
 
     def z_score(self, name: str, value: float) -> float:
+        if name in self.unmeasured:
+            return float("nan")
         mean, spread = self.stats(name)
         if not np.isfinite(value) or not np.isfinite(mean) or spread <= 0:
             return float("nan")

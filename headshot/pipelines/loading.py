@@ -287,7 +287,7 @@ def download_base_model(spec: BaseModelSpec, allow_pickle: bool = False) -> Path
     so the memory plan is made from its files first)."""
     import logging
 
-    from diffusers import DiffusionPipeline
+    from headshot.pipelines.hub_download import fetch_hub_model
 
     # diffusers logs "Couldn't connect to the Hub ... will try the local cache" before it
     # looks there; the outcome is reported below (or the cached copy loads), so that
@@ -296,14 +296,7 @@ def download_base_model(spec: BaseModelSpec, allow_pickle: bool = False) -> Path
     level = hub_logger.level
     hub_logger.setLevel(logging.ERROR)
     try:
-        return Path(
-            DiffusionPipeline.download(
-                spec.source,
-                revision=spec.revision,
-                variant=spec.variant,
-                use_safetensors=not allow_pickle,
-            )
-        )
+        return fetch_hub_model(spec.source, spec.revision, spec.variant, allow_pickle)
     except Exception as exc:  # offline, unknown repo, auth: all end the same for the user
         cache = os.environ.get("HF_HUB_CACHE") or os.path.expanduser("~/.cache/huggingface/hub")
         raise _missing_model_error(
@@ -378,8 +371,11 @@ def quiet_libraries() -> None:
     import diffusers
     import transformers
 
+    from headshot.pipelines import prompt_notices
+
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+    prompt_notices.install()  # a truncated prompt: one short line, once
 
 
 def _first_sentence(text: str) -> str:

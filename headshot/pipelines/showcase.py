@@ -115,6 +115,10 @@ def run_showcase(
     return report
 
 
+# Large enough to see an earring or a catchlight; each links to the full-size exhibit beside it.
+THUMBNAIL = 320
+
+
 def _verdict(record: dict) -> str:
     if record["would_deliver"]:
         return "would be delivered"
@@ -125,14 +129,15 @@ def _body(held_out: Path, records: list[dict], images: dict) -> str:
     rows = []
     for record in records:
         image = images[record["exhibit"]].copy()
-        image.thumbnail((160, 160))
+        image.thumbnail((THUMBNAIL, THUMBNAIL))
         audit = record.get("audit") or {}
         flags = ", ".join(audit.get("flags") or []) or ("none" if audit else "not audited")
         likeness = record.get("likeness")
         relative = f"{likeness['relative']:.2f}" if likeness else "no face"
         css = "" if record["would_deliver"] else " class='flag'"
         rows.append(
-            f"<tr><td><img src='{png_data_uri(image)}' alt='{escape(record['exhibit'])}'></td>"
+            f"<tr><td><a href='{escape(record['exhibit'])}.png' title='full size'>"
+            f"<img src='{png_data_uri(image)}' alt='{escape(record['exhibit'])}'></a></td>"
             f"<td>{escape(record['what'])}</td><td>{escape(relative)}</td><td>{escape(flags)}</td>"
             f"<td{css}>{escape(_verdict(record))}</td></tr>"
         )

@@ -50,6 +50,26 @@ def _bytes_to_unicode() -> dict[int, str]:
     return table
 
 
+def _bpe(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """CLIP's merge loop: join every occurrence of the best-ranked adjacent pair until none is ranked."""
+    while len(pieces) > 1:
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(pieces, pieces[1:]))]
+        ranked = [(rank, i) for rank, i in pairs if rank is not None]
+        if not ranked:
+            break
+        best = min(ranked)[0]
+        merged, i = [], 0
+        while i < len(pieces):
+            if i + 1 < len(pieces) and ranks.get((pieces[i], pieces[i + 1])) == best:
+                merged.append(pieces[i] + pieces[i + 1])
+                i += 2
+            else:
+                merged.append(pieces[i])
+                i += 1
+        pieces = merged
+    return pieces
+
+
 def build_tiny_tokenizer():
     """A byte-level BPE tokenizer in CLIP's format: every text encodes, known words whole."""
     from transformers import CLIPTokenizer
@@ -59,15 +79,19 @@ def build_tiny_tokenizer():
     for symbol in symbols + [s + "</w>" for s in symbols]:
         vocab.setdefault(symbol, len(vocab))
     merges: list[tuple[str, str]] = []
+    ranks: dict[tuple[str, str], int] = {}
     for word in _VOCABULARY:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        current = pieces[0]
-        for piece in pieces[1:]:
-            pair = (current, piece)
-            if pair not in merges:
-                merges.append(pair)
-            current = current + piece
-            vocab.setdefault(current, len(vocab))
+        # What the merges so far make of the word (BPE merges by rank, not left to right, so
+        # an earlier word's merge such as ("s", "t") can split "plastic" as "pla st i c"), then
+        # new merges, ranked after all others, join those pieces into one token. Words
+        # already made whole are unaffected: a later-ranked merge never applies before theirs.
+        pieces = _bpe(list(word[:-1]) + [word[-1] + "</w>"], ranks)
+        while len(pieces) > 1:
+            pair = (pieces[0], pieces[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+            pieces = [pieces[0] + pieces[1], *pieces[2:]]
+            vocab.setdefault(pieces[0], len(vocab))
     for special in ("<|startoftext|>", "<|endoftext|>"):
         vocab.setdefault(special, len(vocab))
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)

@@ -124,9 +124,14 @@ def describe_checks(checks: dict) -> str:
         verdict = f"flagged {', '.join(flags)}" if flags else "no artifact flagged"
         words.append(f"audit {audit.get('status', '?')}: {verdict}")
     version = checks.get("metrics_version")
-    return (
-        "checked: " + ("; ".join(words) or "nothing recorded") + (f" (metrics v{version})" if version else "")
-    )
+    suffix = f" (metrics v{version})" if version else ""
+    if not words or (isinstance(audit, dict) and audit.get("status") == "no_face" and len(words) == 1):
+        # generate measures likeness and artifacts on the face; with none found it records neither.
+        return (
+            "not checked: no face was found in this image, so how much it looks like the person "
+            "and its AI artifacts were not measured" + suffix
+        )
+    return "checked: " + "; ".join(words) + suffix
 
 
 def expand_folders(paths: list[Path], recursive: bool = False) -> list[Path]:

@@ -56,6 +56,10 @@ class SigningConfig(StrictModel):
     # pre-database folder store (imported once, automatically).
     store: str | None = None
     manifest_store: Path = Path("outputs/manifest-store")
+    # Long edge in pixels of the preview JPEG inside the C2PA manifest (viewers show a few
+    # hundred pixels; never larger than the image itself); 0: no preview. c2pa's own default,
+    # 1024 px, made the manifest 140 KB of a 230 KB 512 px headshot (docs/signing-size.md).
+    manifest_thumbnail: int = Field(default=256, ge=0, le=1024)
 
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
 

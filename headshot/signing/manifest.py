@@ -60,6 +60,16 @@ def watermark_assertion(watermark_id: str, config: SigningConfig) -> dict[str, A
     }
 
 
+def builder_settings(config: SigningConfig, image_size: tuple[int, int] | None) -> dict[str, Any]:
+    """c2pa Builder settings: the manifest's preview at `manifest_thumbnail` px on its long
+    edge, never enlarged beyond `image_size` (a 64 px headshot keeps a 64 px preview), or none."""
+    long_edge = config.manifest_thumbnail
+    if image_size is not None:
+        long_edge = min(long_edge, max(image_size))
+    thumbnail = {"enabled": True, "long_edge": long_edge} if long_edge > 0 else {"enabled": False}
+    return {"builder": {"thumbnail": thumbnail}}
+
+
 def manifest_definition(
     title: str,
     mime_type: str,

@@ -24,7 +24,13 @@ from headshot.signing import store, watermark
 from headshot.signing.config import SigningConfig
 from headshot.signing.credentials import Credentials, resolve_credentials
 from headshot.signing.generation_info import GenerationInfo
-from headshot.signing.manifest import MIME_TYPES, PIL_FORMATS, generation_record, manifest_definition
+from headshot.signing.manifest import (
+    MIME_TYPES,
+    PIL_FORMATS,
+    builder_settings,
+    generation_record,
+    manifest_definition,
+)
 from headshot.signing.watermark_payload import key_id
 from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA, save_options, xmp_packet
 from headshot.storage import final_path
@@ -78,11 +84,17 @@ def encode_with_xmp(image: Image.Image, suffix: str, config: SigningConfig) -> b
 
 
 def c2pa_sign(
-    definition: dict, mime_type: str, asset: bytes, credentials: Credentials, config: SigningConfig
+    definition: dict,
+    mime_type: str,
+    asset: bytes,
+    credentials: Credentials,
+    config: SigningConfig,
+    image_size: tuple[int, int] | None = None,
 ) -> tuple[bytes, bytes]:
     signer = make_signer(credentials, config)
+    context = c2pa.Context(c2pa.Settings.from_dict(builder_settings(config, image_size)))
     try:
-        with c2pa.Builder(definition, context=c2pa.Context()) as builder:
+        with c2pa.Builder(definition, context=context) as builder:
             signed = io.BytesIO()
             manifest_bytes = builder.sign(signer, mime_type, io.BytesIO(asset), signed)
     except c2pa.C2paError as exc:
@@ -141,7 +153,7 @@ def _sign(
     watermark_id = reserved[1] if reserved else None
     definition = manifest_definition(destination.name, mime_type, info, config, watermark_id)
     signed, manifest_bytes = c2pa_sign(
-        definition, mime_type, encode_with_xmp(pixels, suffix, config), credentials, config
+        definition, mime_type, encode_with_xmp(pixels, suffix, config), credentials, config, pixels.size
     )
     label = _LABEL.search(manifest_bytes)
     manifest_label = label.group().decode() if label else None

@@ -36,6 +36,9 @@ class MetricSpec:
     min_spread: float  # floor on the reference spread: natural photo-to-photo variation
     summary: str
     prior_mean: float | None = None  # expected value when the reference photos give none
+    # Needs a face with detail (MIN_EYE_DISTANCE px between the eyes or more) in the reference
+    # photos; a mean colour (skin tone) does not.
+    needs_detail: bool = True
 
 
 # min_spread: the smallest photo-to-photo standard deviation assumed among real photos
@@ -62,7 +65,13 @@ METRICS: tuple[MetricSpec, ...] = (
         "identity_relative", "identity_drift", "high", "x own spread", 0.0, "embedding distance / spread"
     ),
     MetricSpec(
-        "skin_tone_delta_e", "skin_tone_shift", "high", "CIEDE2000", 1.0, "cheek colour at equal exposure"
+        "skin_tone_delta_e",
+        "skin_tone_shift",
+        "high",
+        "CIEDE2000",
+        1.0,
+        "cheek colour at equal exposure",
+        needs_detail=False,
     ),
 )
 METRICS_BY_NAME = {spec.name: spec for spec in METRICS}

@@ -24,7 +24,9 @@ class SweepConfig(StrictModel):
     # grid: every combination of the knobs; axes: one knob at a time, the others at the study's values.
     mode: Literal["grid", "axes"] = "grid"
     guidance_scales: list[float] = Field(default=[3.0, 5.0, 7.5, 10.0], min_length=1)
-    steps: list[int] = Field(default=[10, 20, 30], min_length=1)
+    # null: a third, two thirds and all of the study's own steps (10, 20, 30 at --steps 30), so
+    # the sweep follows --steps; a list: exactly those.
+    steps: list[int] | None = Field(default=None, min_length=1)
     lora_scales: list[float] = Field(default=[0.0, 0.5, 1.0], min_length=1)
     # Sweep the training checkpoints in lora/checkpoints/ (each a folder holding a LoRA file).
     checkpoints: bool = True
@@ -40,8 +42,8 @@ class SweepConfig(StrictModel):
 
     @field_validator("steps")
     @classmethod
-    def _positive_steps(cls, values: list[int]) -> list[int]:
-        if any(value < 1 for value in values):
+    def _positive_steps(cls, values: list[int] | None) -> list[int] | None:
+        if values is not None and any(value < 1 for value in values):
             raise ValueError("steps must be >= 1")
         return values
 

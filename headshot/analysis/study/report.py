@@ -126,19 +126,18 @@ def _attention_section(data: dict, images) -> list[str]:
 
 def _sweep_section(data: dict, images, metrics: list[str]) -> list[str]:
     knobs = list(data["knobs"])
-    header = "".join(f"<th>{escape(k)}</th>" for k in knobs) + "".join(
-        f"<th>{escape(m)}</th>" for m in metrics
-    )
+    header = "<th>#</th>" + "".join(f"<th>{escape(k)}</th>" for k in knobs)
+    header += "".join(f"<th>{escape(m)}</th>" for m in metrics)
     rows = []
-    for entry in data["entries"]:
-        cells = [entry["checkpoint"] if k == "checkpoint" else entry[k] for k in knobs]
+    for number, entry in enumerate(data["entries"], start=1):  # the number on its sheet tile
+        cells = [number] + [entry["checkpoint"] if k == "checkpoint" else entry[k] for k in knobs]
         cells += [entry["metrics"].get(m) for m in metrics]
         rows.append("<tr>" + "".join(f"<td>{_number(c)}</td>" for c in cells) + "</tr>")
     plots = "".join(_img(images, f"plots/sweep_{knob}", f"against {knob}") for knob in knobs)
     return [
         "<h2>Sweeps</h2>",
         f"<p>Mode <b>{escape(data['mode'])}</b>, seeds {data['seeds']}; {len(data['entries'])} grid points. "
-        "Images in table order (first seed):</p>",
+        "Images in table order (first seed), each numbered as its row:</p>",
         _img(images, "sweep", "sweep images"),
         plots,
         f"<table><tr>{header}</tr>" + "".join(rows) + "</table>",

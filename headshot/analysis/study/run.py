@@ -23,7 +23,7 @@ from headshot.analysis.study.config import StudyConfig
 from headshot.analysis.study.measures import MetricSet, measure, select_metrics, trajectory_curves
 from headshot.analysis.study.model import FINAL, StudyModel, load_study_model, study_folder
 from headshot.analysis.study.report import StudyOutput
-from headshot.analysis.study.sweeps import plot_knob, run_sweep, sweep_knobs
+from headshot.analysis.study.sweeps import plot_knob, run_sweep, sweep_knobs, sweep_steps
 from headshot.config import DEFAULT_BASE_MODEL
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
@@ -253,11 +253,27 @@ def _write_attention(output, recorded: RecordedRender, positions: dict[str, list
     }
 
 
+def _sweep_with_progress(model, config, metrics, render):
+    """The sweep under one bar: renders done of all, time left (on a terminal; the last state
+    elsewhere), and its steps and where they come from."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    steps = ", ".join(str(s) for s in sweep_steps(config))
+    origin = "sweep.steps" if config.sweep.steps is not None else f"from --steps {config.steps}"
+    columns = (TextColumn(f"sweep (steps {steps}, {origin})"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TextColumn("time left"), TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("sweep", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return run_sweep(model, config, metrics, render, advance)
+
+
 def _write_sweep(output, model, config, metrics, render) -> dict:
-    entries, images = run_sweep(
-        model, config, metrics, render, lambda done, total: console.print(f"  sweep {done}/{total}")
-    )
-    sheet = trajectory.contact_sheet(images, config.frame_size, config.sheet_columns)
+    entries, images = _sweep_with_progress(model, config, metrics, render)
+    labels = [str(number) for number in range(1, len(images) + 1)]  # the sweep table's "#"
+    sheet = trajectory.contact_sheet(images, config.frame_size, config.sheet_columns, labels)
     output.image("sweep", sheet)
     knobs = sweep_knobs(model, config)
     base = {"mode": config.sweep.mode, "guidance_scale": config.guidance_scale, "steps": config.steps}

@@ -28,11 +28,18 @@ class GridPoint:
     checkpoint_step: int | None = None
 
 
+def sweep_steps(config: StudyConfig) -> list[int]:
+    """`sweep.steps` as configured, else a third, two thirds and all of the study's steps."""
+    if config.sweep.steps is not None:
+        return list(dict.fromkeys(config.sweep.steps))
+    return sorted({max(1, round(config.steps * part)) for part in (1 / 3, 2 / 3, 1)})
+
+
 def sweep_knobs(model: StudyModel, config: StudyConfig) -> dict[str, list]:
     """The values of each knob the sweep varies (LoRA knobs only with a LoRA)."""
     knobs: dict[str, list] = {
         "guidance_scale": list(dict.fromkeys(config.sweep.guidance_scales)),
-        "steps": list(dict.fromkeys(config.sweep.steps)),
+        "steps": sweep_steps(config),
     }
     if model.has_lora:
         knobs["lora_scale"] = list(dict.fromkeys(config.sweep.lora_scales))
@@ -60,6 +67,8 @@ def grid_points(model: StudyModel, config: StudyConfig) -> list[GridPoint]:
     points = []
     for combo in combos:
         lora = model.loras.get(combo.get("checkpoint", FINAL)) if model.has_lora else None
+        if lora is not None and float(combo.get("lora_scale", base["lora_scale"])) == 0:
+            lora = model.loras[FINAL]  # at scale 0 every checkpoint renders the base model: once
         points.append(
             GridPoint(
                 guidance_scale=float(combo["guidance_scale"]),

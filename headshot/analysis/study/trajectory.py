@@ -128,8 +128,14 @@ def trajectory_frames(pipeline, steps: list[X0Step], to_vae_layout=None) -> list
     return [decode_latents(pipeline, to_vae_layout(step.x0[:1]))[0] for step in steps]
 
 
-def contact_sheet(frames: list[Image.Image], tile: int, columns: int) -> Image.Image:
-    """Frames in reading order on a grid; tiles are `tile` wide at most (never upscaled)."""
+def contact_sheet(
+    frames: list[Image.Image], tile: int, columns: int, labels: list[str] | None = None
+) -> Image.Image:
+    """Frames in reading order on a grid; tiles are `tile` wide at most (never upscaled).
+    `labels` are written in each tile's top-left corner, white on black (the report's table
+    and curves name the same numbers)."""
+    from PIL import ImageDraw
+
     if not frames:
         raise ValueError("no frames for a contact sheet")
     width = min(frames[0].width, tile)
@@ -139,7 +145,13 @@ def contact_sheet(frames: list[Image.Image], tile: int, columns: int) -> Image.I
     sheet = Image.new("RGB", (columns * width, rows * height))
     for index, frame in enumerate(frames):
         thumb = frame.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-        sheet.paste(thumb, ((index % columns) * width, (index // columns) * height))
+        left, top = (index % columns) * width, (index // columns) * height
+        sheet.paste(thumb, (left, top))
+        if labels is not None:
+            draw = ImageDraw.Draw(sheet)
+            box = draw.textbbox((left + 2, top + 1), labels[index])
+            draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=(0, 0, 0))
+            draw.text((left + 2, top + 1), labels[index], fill=(255, 255, 255))
     return sheet
 
 
