@@ -49,6 +49,17 @@ def test_a_bad_field_in_one_subject_is_one_line_naming_file_and_field(tmp_path, 
     assert "batch file not found" in assert_one_line_error(run_cli("batch", tmp_path / "none.yaml").err)
 
 
+def test_an_address_nothing_answers_on_is_one_line_at_once(tmp_path, run_cli):
+    path = _write(tmp_path)
+    line = assert_one_line_error(
+        run_cli("batch", path, "--address", "127.0.0.1:1").err, "--address 127.0.0.1:1"
+    )
+    assert "no Ray cluster answers there" in line
+    assert "expected auto, HOST:PORT" in assert_one_line_error(
+        run_cli("batch", path, "--address", "nowhere").err
+    )
+
+
 def test_relative_paths_are_the_batch_files_and_overrides_merge_over_the_shared_block(tmp_path):
     path = _write(
         tmp_path,

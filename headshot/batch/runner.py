@@ -45,6 +45,8 @@ def connect(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
+    if address is not None:
+        check_reachable(address)
     options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
     try:
         if address is None:
@@ -57,6 +59,24 @@ def connect(address: str | None) -> bool:
             f"{where}: cannot start or join a Ray cluster ({str(exc).splitlines()[0]})"
         ) from None
     return True
+
+
+def check_reachable(address: str) -> None:
+    """A clear error at once for an address nothing listens on (Ray itself retries for minutes)."""
+    import socket
+
+    if address == "auto":
+        return  # Ray finds the cluster this machine belongs to, or says there is none
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise HeadshotError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise HeadshotError(
+            f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
+            "`ray start --head`, or leave out --address for a local Ray"
+        ) from None
 
 
 def run_batch(
