@@ -56,7 +56,8 @@ def cluster(tmp_path_factory):
         "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
-        # The second checkpoint write of the first finetune to reach it SIGKILLs its worker, once.
+        # A worker's second checkpoint write (state.json is written only by finetune's
+        # checkpoints) SIGKILLs it, in the first worker to get there only.
         "HEADSHOT_FAULT": "kill:state.json@2",
         "HEADSHOT_FAULT_ONCE": str(state / "fault-fired"),
     }

@@ -4,7 +4,7 @@ one stage of one subject through the same entry function `headshot run` calls.
 Nothing here is Ray-specific except asking which node it runs on; the runner wraps these
 functions as tasks. A stage writes its effective settings to OUTPUTS/<subject>/batch/<stage>.yaml
 (the file `headshot run` would take with --<stage>-config, kept for a person to read) and,
-when it finishes, its key to batch/state.json: the next batch skips it while the key holds.
+when it finishes, its key to batch/finished.json: the next batch skips it while the key holds.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def survey(outputs: str, subjects: list[tuple[str, str]]) -> dict[str, SubjectSu
     found = {}
     for name, photos in subjects:
         layout = SubjectLayout.for_subject(Path(outputs), name)
-        state = layout.root / "batch" / "state.json"
+        state = layout.root / "batch" / "finished.json"
         try:
             finished = dict(read_json_object(state).get("finished", {})) if state.is_file() else {}
         except HeadshotError:
@@ -201,7 +201,7 @@ def _subject_held(root: Path, stage: str) -> Iterator[None]:
 def _mark_finished(layout: SubjectLayout, stage: str, key: str) -> None:
     from headshot.bounded_io import read_json_object
 
-    path = layout.root / "batch" / "state.json"
+    path = layout.root / "batch" / "finished.json"
     try:
         state = read_json_object(path) if path.is_file() else {}
     except HeadshotError:
