@@ -332,6 +332,10 @@ def run_command(
     run_all(RunConfig.from_cli(config, **options, allow_pickle=allow_pickle or None))
 
 
+# `headshot batch` (Ray) after run: the same stages for many subjects.
+from headshot.batch import command as _batch_command  # noqa: E402, F401
+
+
 @app.command("tiny-model")
 def tiny_model_command(
     family: Annotated[str, typer.Option("--family", "-f", help="Family: " + ", ".join(family_names()) + ".")],

@@ -17,7 +17,9 @@ environment variable HEADSHOT_FAULT=ACTION:POINT[@N] makes every write point who
 matches the glob POINT fail (with @N only the N-th one in the process). ACTION `kill` sends the process
 SIGKILL (a real crash, nothing cleans up), `enospc` raises "No space left on device" at
 the write call. Write points are file names (`index.json`, `*.jpg`) for file writes and
-`swap:<folder>` / `commit:<folder>` for the steps of a swap.
+`swap:<folder>` / `commit:<folder>` for the steps of a swap. With HEADSHOT_FAULT_ONCE=FILE
+the fault fires only in the first process to create FILE: a crash a retry does not meet
+again (a preempted or OOM-killed worker, as `headshot batch` retries them).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 from headshot.errors import HeadshotError
 
 FAULT_ENV = "HEADSHOT_FAULT"
+FAULT_ONCE_ENV = "HEADSHOT_FAULT_ONCE"
 COMPLETE_MARKER = ".complete"
 _hits: dict[str, int] = {}
 
@@ -50,6 +53,12 @@ def fault_point(point: str) -> None:
         _hits[spec] = _hits.get(spec, 0) + 1
         if _hits[spec] != int(nth):
             return
+    once = os.environ.get(FAULT_ONCE_ENV)
+    if once:
+        try:
+            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # an earlier process already met this fault
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "enospc":
