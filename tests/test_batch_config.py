@@ -144,3 +144,21 @@ def test_registering_the_command_imports_no_ray_torch_or_diffusers():
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert found.stdout.strip() == "[]", found.stdout + found.stderr
+
+
+def test_a_database_store_reaches_generate_and_its_headshots_are_signed_into_it(tmp_path):
+    """A batch's PostgreSQL (or any database) URL is generate's `store`; the signer then writes the
+    manifest entry into that repository, not the default file under the outputs root."""
+    from PIL import Image
+
+    from headshot.batch.store import generate_options
+    from headshot.pipelines.delivery import load_signer
+    from headshot.signing.store import ManifestStore
+
+    url = "postgresql+psycopg://studio@db.example/headshot"
+    assert generate_options(url, None, tmp_path) == {"store": url}
+    shared = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    signer = load_signer(None, tmp_path / "outputs", shared)
+    signer.sign(Image.new("RGB", (256, 256), (120, 110, 100)), tmp_path / "a.jpg", None)
+    assert ManifestStore(shared).count() == 1
+    assert not (tmp_path / "outputs" / "manifest-store" / "manifests.sqlite").exists()

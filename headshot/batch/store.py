@@ -5,8 +5,8 @@ outputs root; on a cluster of several machines only a database server is safe (a
 or an SQLite file on a network filesystem relies on file locks and process ids that do not
 hold across machines), so anything else is refused before any work starts.
 
-This branch's store is a folder of entries (headshot/signing/store.py); when the store moves
-to a database, `generate_options` is the only function that changes.
+The store is the manifest repository (headshot/signing/store.py): a database URL is passed to
+generate as its `store` option; a folder is the signing config's (or the default) one.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ def check_store_for_cluster(store: str, hosts: int, source: str) -> None:
 def generate_options(store: str, signing_config: Path | None, outputs: Path) -> dict[str, Any]:
     """What generate's config gets so that its signing uses `store`."""
     if is_server_url(store):
-        raise HeadshotError(
-            f"manifest_store {store.split('@')[-1]}: this build's manifest store is a folder; a "
-            "PostgreSQL store needs the database-backed store (headshot/signing/store.py)"
-        )
+        options: dict[str, Any] = {"store": store}
+        if signing_config is not None:
+            options["signing_config"] = str(signing_config)
+        return options
     if signing_config is not None:
         from headshot.signing.config import load_signing_config
 

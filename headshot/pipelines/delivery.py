@@ -54,7 +54,7 @@ class Provenance:
     options: RankingOptions  # the likeness bar and flag policy the checks were made under
 
 
-def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
+def load_signer(signing_config: Path | None, outputs_root: Path, store: str | None = None) -> Signer:
     """The signing stage's `sign_image` and `verify_file`, bound to a signing config.
 
     Without a config file, development credentials are created (once) in
@@ -74,14 +74,16 @@ def load_signer(signing_config: Path | None, outputs_root: Path) -> Signer:
             f"the signing stage is not installed in this build ({exc.name} is missing), "
             "and unsigned images are never delivered"
         ) from None
+    repository = {"store": store} if store else {}
     if signing_config is None:
         keys = Path(outputs_root) / "keys"
         config = load_signing_config(
-            None, {"dev_credentials": keys, "manifest_store": Path(outputs_root) / "manifest-store"}
+            None,
+            {"dev_credentials": keys, "manifest_store": Path(outputs_root) / "manifest-store", **repository},
         )
         ensure_dev_credentials(keys)
     else:
-        config = load_signing_config(Path(signing_config))
+        config = load_signing_config(Path(signing_config), repository or None)
         if config.cert_chain is None and config.signer_callback is None:
             ensure_dev_credentials(config.dev_credentials)
     return Signer(

@@ -127,7 +127,7 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
     if any(c.selected for c in candidates):
         try:
             # The outputs root: OUTPUTS/<subject>/.. holds keys/ and manifest-store/.
-            signer = delivery.load_signer(config.signing_config, layout.root.parent)
+            signer = delivery.load_signer(config.signing_config, layout.root.parent, config.store)
         except HeadshotError as exc:
             signer_error = str(exc)
     secret = None

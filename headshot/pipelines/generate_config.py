@@ -73,6 +73,9 @@ class GenerateConfig(StrictModel):
     base_model_mismatch: Literal["refuse", "warn"] = "refuse"
     dataset: Path | None = None  # default: the lora folder's sibling dataset/
     signing_config: Path | None = None  # default: development credentials under the outputs root
+    # The manifest repository to sign into (a database URL such as postgresql+psycopg://..., or
+    # a SQLite file), in place of the signing config's `store`; `headshot batch` sets it.
+    store: str | None = None
     allow_pickle: bool = False
     performance: PerformanceOptions = Field(default_factory=PerformanceOptions)
     ranking: RankingOptions = Field(default_factory=RankingOptions)

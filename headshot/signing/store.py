@@ -76,6 +76,9 @@ class Entry:
 def store_url(store: str | None, manifest_store: Path) -> str:
     """A database URL from the `store` setting: a URL, a SQLite file path, or the default file."""
     if store and "://" in store:
+        for plain in ("postgresql://", "postgres://"):  # the installed driver is psycopg 3
+            if store.startswith(plain):
+                return "postgresql+psycopg://" + store[len(plain) :]
         return store
     path = Path(store) if store else Path(manifest_store) / DEFAULT_DATABASE
     return f"sqlite:///{path.expanduser().resolve()}"
