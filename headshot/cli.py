@@ -212,8 +212,11 @@ def generate_command(
     generate(lora, options)
 
 
-# sign and verify come after generate in --help, as in the pipeline.
-from headshot import cli_signing  # noqa: E402, F401  (registers sign, verify, keys)
+# Commands kept in their own modules register on `app` when imported here, one line each;
+# the import's place is the commands' place in --help (sign and verify after generate, as in
+# the pipeline). Such a module imports heavy libraries only inside its command functions
+# (see headshot/cli_common.py; tests/test_cli_startup.py checks every registered command).
+from headshot import cli_signing  # noqa: E402, F401  (sign, verify, check-photo, keys)
 
 
 @app.command("audit")

@@ -1,7 +1,13 @@
 """What every `headshot` command shares: the typer app, the common options, `--version`.
 
-The commands live in `headshot/cli.py` (the stages) and `headshot/cli_signing.py` (sign,
-verify, keys); both register on this app. Stages never import the command line.
+The commands live in `headshot/cli.py` (the stages) and in modules beside it
+(`headshot/cli_signing.py`: sign, verify, keys), each registering on this app. Stages never
+import the command line.
+
+Importing a command module must stay cheap: `headshot --help` and every command's `--help`
+import all of them, and must not wait seconds for torch, diffusers or transformers
+(tests/test_cli_startup.py holds that). So a command module imports only typer, pydantic
+and light headshot modules at the top, and everything else inside the command's function.
 """
 
 from __future__ import annotations
@@ -56,10 +62,17 @@ AllowPickleOption = Annotated[
 ]
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(f"headshot {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
+) -> None:
+    pass
