@@ -103,7 +103,9 @@ def finetune_command(
     use_8bit_adam: Annotated[
         bool | None, typer.Option("--8bit-adam/--no-8bit-adam", help="bitsandbytes AdamW8bit.")
     ] = None,
-    snr_gamma: Annotated[float | None, typer.Option(help=option_help(_Finetune, "snr_gamma"))] = None,
+    snr_gamma: Annotated[  # text: the config model reads auto, null and numbers alike
+        str | None, typer.Option(help=option_help(_Finetune, "snr_gamma"))
+    ] = None,
     noise_offset: Annotated[float | None, typer.Option(help="Offset noise strength (0 = off).")] = None,
     face_loss_weight: Annotated[
         float | None, typer.Option(help="Loss weight inside the face mask (1 = plain loss).")
