@@ -186,6 +186,10 @@ def generate_command(
     ] = None,
     allow_pickle: AllowPickleOption = False,
     quantize_base: QuantizeOption = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="Exit 0 even when no headshot is delivered (default: exit 1)."),
+    ] = False,
 ) -> None:
     """Render scene templates with the subject's LoRA, rank and deliver signed headshots.
 
@@ -205,6 +209,7 @@ def generate_command(
         base_model=base_model,
         signing_config=signing_config,
         allow_pickle=allow_pickle or None,
+        allow_empty=allow_empty or None,
         ranking={"top_k": top_k} if top_k is not None else None,
         performance={"quantize_base": quantize_base} if quantize_base else None,
     )

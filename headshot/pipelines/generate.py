@@ -148,6 +148,8 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
         kept = delivery.carry_over(layout.headshots, staging, previous, {c.template for c in candidates})
         delivered = delivery.deliver(candidates, layout.root, staging, signer, signer_error, provenance)
         _refuse_partial_delivery(candidates, signer_error, layout.headshots)
+        if not delivered and not config.allow_empty:
+            raise HeadshotError(_nothing_delivered(candidates, layout))
         index_summary = {
             "format": 1,
             "subject": record.subject,
@@ -194,6 +196,20 @@ def _refuse_partial_delivery(candidates, signer_error: str | None, headshots: Pa
             f"{reason} ({len(unsigned)} chosen candidate(s) not signed; {headshots} is unchanged "
             "and the candidates stay in renders/)"
         )
+
+
+def _nothing_delivered(candidates, layout: SubjectLayout) -> str:
+    """Why no candidate was delivered, counted by reason, for a script and for the person."""
+    from collections import Counter
+
+    reasons = Counter(c.dropped for c in candidates if c.dropped)
+    why = "; ".join(
+        f"{count} of {len(candidates)}: {ranking.DROP_REASONS[code]}" for code, count in reasons.items()
+    )
+    return (
+        f"nothing delivered: {why or 'no candidates'}. {layout.headshots} is unchanged and the "
+        f"candidates stay in {layout.renders}; to record an empty delivery anyway: --allow-empty"
+    )
 
 
 def _auditor(options, dataset_folder: Path) -> ranking.Auditor | None:

@@ -74,6 +74,9 @@ class GenerateConfig(StrictModel):
     dataset: Path | None = None  # default: the lora folder's sibling dataset/
     signing_config: Path | None = None  # default: development credentials under the outputs root
     allow_pickle: bool = False
+    # A run that delivers no headshot (no candidate with a face, all too far from the subject...)
+    # is an error (exit 1, the earlier delivery kept); true records the empty delivery instead.
+    allow_empty: bool = False
     performance: PerformanceOptions = Field(default_factory=PerformanceOptions)
     ranking: RankingOptions = Field(default_factory=RankingOptions)
     refine: RefineOptions = Field(default_factory=RefineOptions)  # the face-detail pass
