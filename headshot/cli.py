@@ -25,6 +25,7 @@ from headshot.cli_common import (
 from headshot.config_docs import option_help
 from headshot.errors import HeadshotError
 from headshot.families import family_names
+from headshot.terminal import shown, shown_lines
 from headshot.training.finetune_config import FinetuneConfig as _Finetune
 
 
@@ -261,11 +262,11 @@ def audit_command(
         )
     result = audit_folder(images, options.dataset, options.out, options)
     if not result.rows:
-        typer.echo(f"{images}: no images (jpg, png, webp, tiff, bmp, heic) to audit")
+        typer.echo(f"{shown(images)}: no images (jpg, png, webp, tiff, bmp, heic) to audit")
     for row in result.rows:
         detail = ", ".join(row.flags) if row.status == "ok" else row.reason
-        typer.echo(f"{row.name}: {row.status}" + (f" - {detail}" if detail else " - no flags"))
-    typer.echo(f"wrote {result.csv_path} and {result.report_path}")
+        typer.echo(shown(f"{row.name}: {row.status}" + (f" - {detail}" if detail else " - no flags")))
+    typer.echo(f"wrote {shown(result.csv_path)} and {shown(result.report_path)}")
 
 
 @app.command("study")
@@ -387,14 +388,14 @@ def main() -> None:
     library_notices.install()
     try:
         app(prog_name="headshot")
-    except HeadshotError as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except HeadshotError as exc:  # it names files and folders: escaped (headshot.terminal)
+        typer.echo(f"error: {shown_lines(exc)}", err=True)
         sys.exit(1)
     except OSError as exc:
         # A folder that is read-only, a full disk, a file that vanished: the stages' writes
         # are staged (headshot.storage), so the previous outputs are intact; say which file.
-        where = exc.filename or "a file"
-        typer.echo(f"error: {where}: {exc.strerror or exc}; the previous outputs are kept", err=True)
+        where = shown(exc.filename or "a file")
+        typer.echo(f"error: {where}: {shown(exc.strerror or exc)}; the previous outputs are kept", err=True)
         sys.exit(1)
     except MemoryError:
         typer.echo("error: out of memory: an input asks for more than this machine has", err=True)

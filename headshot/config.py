@@ -45,6 +45,12 @@ MAX_SEED = 2**32 - 1
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Text = Annotated[str, Field(max_length=2000), AfterValidator(_plain_text)]
 Word = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_plain_text)]
+# Value types of the records stages read back from disk (dataset.json, training.json): a
+# record is checked on reading like a config, since anyone can edit it in between.
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Resolution = Annotated[int, Field(ge=8, le=16384)]
+Count = Annotated[int, Field(ge=0, le=100_000_000)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 def configs_root() -> Path:
