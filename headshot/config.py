@@ -151,9 +151,19 @@ def load_config(
     model_cls: type[Model],
     path: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    *,
+    paths_from_file: tuple[str, ...] = (),
 ) -> Model:
-    """Defaults < YAML file < command-line overrides (None values mean 'not given')."""
+    """Defaults < YAML file < command-line overrides (None values mean 'not given').
+
+    The fields named in `paths_from_file` are paths: a relative one written in the file is
+    read from the file's folder (one given on the command line, from the current folder).
+    """
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for name in paths_from_file:
+        value = data.get(name)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            data[name] = str(Path(path).parent / Path(value).expanduser())
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     source = str(path) if path is not None else "config"
     return validate(model_cls, _deep_merge(data, given), source, frozenset(given))
