@@ -7,6 +7,7 @@ Nothing here does the work; stages never import this module. Exit codes: 0 succe
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +24,7 @@ from headshot.cli_common import (
     app,
 )
 from headshot.config_docs import option_help
-from headshot.errors import HeadshotError
+from headshot.errors import HeadshotError, Interrupted
 from headshot.families import family_names
 from headshot.terminal import shown, shown_lines
 from headshot.training.finetune_config import FinetuneConfig as _Finetune
@@ -79,7 +80,12 @@ def prepare_command(
 def finetune_command(
     dataset: Annotated[Path, typer.Argument(help="A dataset folder written by `headshot prepare`.")],
     base_model: BaseModelOption = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the latest checkpoint; error if its settings differ.")
+    ] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Start a new run, removing the old checkpoints.")
+    ] = False,
     allow_pickle: AllowPickleOption = False,
     config: ConfigOption = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps in all.")] = None,
@@ -119,7 +125,7 @@ def finetune_command(
         typer.Option("--train-text-encoder/--no-train-text-encoder", help="LoRA on the text encoder(s) too."),
     ] = None,
     stop_after_steps: Annotated[
-        int | None, typer.Option(help="Stop (checkpointed) after N steps of this run; --resume continues.")
+        int | None, typer.Option(help="Stop (checkpointed) after N steps; the same command continues.")
     ] = None,
     lora_layers: Annotated[str | None, typer.Option(help=option_help(_Finetune, "lora_layers"))] = None,
     timestep_sampling: Annotated[
@@ -138,7 +144,9 @@ def finetune_command(
     Reads OUTPUTS/<subject>/dataset/; writes OUTPUTS/<subject>/lora/:
     pytorch_lora_weights.safetensors (diffusers), kohya/<subject>.safetensors, training.json,
     checkpoints/, samples/ and logs/ (TensorBoard). Every option can also be set in the
-    --config YAML file (see configs/finetune.yaml); flags override it.
+    --config YAML file (see configs/finetune.yaml); flags override it. Running the same
+    command again continues from the latest checkpoint with the same settings (after Ctrl-C,
+    a kill or --stop-after-steps); with other settings it starts a new run.
     """
     from headshot.config import load_config
     from headshot.training.finetune import finetune_dataset
@@ -156,8 +164,11 @@ def finetune_command(
         timestep_sampling=timestep_sampling, training_guidance=training_guidance,
         max_sequence_length=max_sequence_length, quantize_base=quantize_base,
     )  # fmt: skip
+    if resume and restart:
+        raise typer.BadParameter("give --resume or --restart, not both", param_hint="--restart")
     settings = load_config(FinetuneConfig, config, options)
-    record = finetune_dataset(dataset, settings, resume=resume, allow_pickle=allow_pickle)
+    mode = True if resume else False if restart else "auto"
+    record = finetune_dataset(dataset, settings, resume=mode, allow_pickle=allow_pickle)
     if record is not None:
         typer.echo(
             f"trained {record.steps} steps (final loss {record.final_loss:.4f}); "
@@ -400,9 +411,33 @@ def main() -> None:
     except MemoryError:
         typer.echo("error: out of memory: an input asks for more than this machine has", err=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; finished files are kept, re-run to resume", err=True)
-        sys.exit(130)
+    except Interrupted as exc:  # Ctrl-C in a stage that says what it kept
+        _say_interrupted(exc.kept)
+    except KeyboardInterrupt:  # outside typer (never reached through it: see below)
+        _say_interrupted("finished files are kept")
+    except SystemExit as exc:  # typer turns Ctrl-C elsewhere into a silent exit 130
+        if exc.code == 130 and _caused_by(exc, KeyboardInterrupt):
+            _say_interrupted("finished files are kept")
+        raise
+
+
+def _say_interrupted(kept: str) -> None:
+    """What was kept, and the command that continues: the same one (re-running resumes)."""
+    again = [arg for arg in sys.argv[1:] if arg != "--restart"]  # the same run, not a new one
+    typer.echo(f"interrupted: {shown(kept)}", err=True)
+    typer.echo(f"continue with: {shown(shlex.join(['headshot', *again]))}", err=True)
+    sys.exit(130)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from headshot.analysis.likeness import SubjectIdentity
 from headshot.busy import subject_busy
-from headshot.errors import HeadshotError
+from headshot.errors import HeadshotError, Interrupted
 from headshot.layout import SubjectLayout
 from headshot.pipelines import delivery, ranking
 from headshot.pipelines.generate_config import GenerateConfig
@@ -39,8 +39,16 @@ console = Console(stderr=True, soft_wrap=True)
 def generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
     """Render, rank and deliver; returns headshots/index.json (None on non-main processes
     and when max_images stopped the rendering before the grid was complete)."""
-    with subject_busy(SubjectLayout.of_stage_folder(Path(lora_folder)).root, "generate"):
-        return _generate(Path(lora_folder), config)
+    layout = SubjectLayout.of_stage_folder(Path(lora_folder))
+    with subject_busy(layout.root, "generate"):
+        try:
+            return _generate(Path(lora_folder), config)
+        except KeyboardInterrupt:  # Ctrl-C: say what is kept (the command line adds how to go on)
+            finished = sum(1 for _ in layout.renders.glob("*/*.json")) if layout.renders.is_dir() else 0
+            raise Interrupted(
+                f"{finished} finished renders in {layout.renders} (a re-run skips them); "
+                f"{layout.headshots} is unchanged"
+            ) from None
 
 
 def _generate(lora_folder: Path, config: GenerateConfig) -> Path | None:

@@ -103,7 +103,7 @@ def _damaged(path: Path, exc: BaseException) -> HeadshotError:
     reason = " ".join(str(exc).split())[:200] or type(exc).__name__
     return HeadshotError(
         f"{path}: unreadable checkpoint file ({reason}); delete {path.parent.name} to resume "
-        "from an older checkpoint, or start over without --resume"
+        "from an older checkpoint, or start over with --restart"
     )
 
 
