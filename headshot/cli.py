@@ -22,6 +22,7 @@ from headshot.cli_common import (
     QuantizeOption,
     SubjectOption,
     app,
+    require,
 )
 from headshot.config_docs import option_help
 from headshot.errors import HeadshotError, Interrupted
@@ -63,6 +64,8 @@ def prepare_command(
     from headshot.config import load_config
     from headshot.training.intake import PrepareConfig, prepare_dataset
 
+    require(photos, config, "photos", "PHOTOS")
+    require(subject, config, "subject", "--subject", "option")
     options = dict(
         photos=photos,
         subject=subject,
@@ -266,11 +269,8 @@ def audit_command(
     from headshot.analysis.audit import AuditConfig, audit_folder
     from headshot.config import load_config
 
+    require(dataset, config, "dataset", "--dataset", "option")
     options = load_config(AuditConfig, config, {"dataset": dataset, "out": out, "photos": photos})
-    if options.dataset is None:
-        raise HeadshotError(
-            "audit needs the subject's dataset: give --dataset DIR (or 'dataset:' in --config)"
-        )
     result = audit_folder(images, options.dataset, options.out, options)
     if not result.rows:
         typer.echo(f"{shown(images)}: no images (jpg, png, webp, tiff, bmp, heic) to audit")
@@ -288,11 +288,11 @@ def study_command(
     base_model: BaseModelOption = None,
     prompt: Annotated[
         str | None,
-        typer.Option("--prompt", "-p", help="Prompt; {identifier} and {class_noun} come from the LoRA."),
+        typer.Option("--prompt", help="Prompt; {identifier} and {class_noun} come from the LoRA."),
     ] = None,
     tokens: Annotated[
         str | None,
-        typer.Option("--tokens", "-t", help="Comma-separated prompt words to map attention for."),
+        typer.Option("--tokens", help="Comma-separated prompt words to map attention for."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the studied render.")] = None,
     steps: Annotated[
@@ -351,6 +351,8 @@ def run_command(
     """All stages end to end: prepare, finetune, generate (+sign), audit."""
     from headshot.workflow import RunConfig, run_all
 
+    require(photos, config, "photos", "PHOTOS")
+    require(subject, config, "subject", "--subject", "option")
     options = dict(photos=photos, subject=subject, base_model=base_model, outputs=outputs)
     run_all(RunConfig.from_cli(config, **options, allow_pickle=allow_pickle or None))
 

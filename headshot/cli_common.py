@@ -62,6 +62,27 @@ AllowPickleOption = Annotated[
 ]
 
 
+def require(value: object, config: Path | None, key: str, hint: str, kind: str = "argument") -> None:
+    """A value the command needs, from the command line or its --config file: missing from both
+    is a usage error (exit 2), worded as one: "Missing argument 'PHOTOS'"."""
+    from typer._click.exceptions import MissingParameter  # typer's own click, which it catches
+    from typer._click.globals import get_current_context
+
+    if value is not None:
+        return
+    if config is not None and Path(config).is_file():
+        from headshot.config import read_yaml
+
+        if read_yaml(Path(config)).get(key) is not None:
+            return
+    raise MissingParameter(
+        f"Give it on the command line or as '{key}:' in the --config file.",
+        ctx=get_current_context(silent=True),
+        param_hint=f"'{hint}'",
+        param_type=kind,
+    )
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"headshot {__version__}")

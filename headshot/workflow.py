@@ -220,6 +220,12 @@ def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> Subj
 
     if family not in FAMILIES:
         raise HeadshotError(f"demo family '{family}': expected one of {', '.join(FAMILIES)}")
+    earlier = earlier_demo_family(outputs)
+    if earlier is not None and earlier != family:
+        console.print(
+            f"replacing the earlier {earlier} demo in {outputs / 'demo'} with a {family} one "
+            "(its dataset, LoRA, renders and headshots are made anew)"
+        )
     model_dir = outputs / "models" / f"tiny-{family}"
     if not (model_dir / "model_index.json").is_file():
         console.print(f"building tiny {family} model in {model_dir}")
@@ -242,6 +248,20 @@ def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> Subj
     )
     run_demo_showcase(layout, held_out, selfies)
     return layout
+
+
+def earlier_demo_family(outputs: Path) -> str | None:
+    """The family of the demo already in OUTPUTS/demo (its LoRA's, else its dataset's), if any."""
+    from headshot.bounded_io import read_json_object
+    from headshot.families import get_family
+
+    layout = SubjectLayout.for_subject(outputs, "demo")
+    for record in (layout.lora / "training.json", layout.dataset / "dataset.json"):
+        try:
+            return get_family(str(read_json_object(record)["family"])).name
+        except (HeadshotError, KeyError, OSError):
+            continue
+    return None
 
 
 def run_demo_showcase(layout: SubjectLayout, held_out: Path, selfies: Path) -> None:

@@ -136,8 +136,12 @@ def expand_folders(paths: list[Path], recursive: bool = False) -> list[Path]:
             p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file() and is_photo_name(p)
         )
         if not found:
-            hint = "" if recursive else " (add --recursive to look in its subfolders)"
-            raise HeadshotError(f"{path}: no images in this folder{hint}")
+            entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+            if not entries:
+                raise HeadshotError(f"{path}: the folder is empty: nothing to verify")
+            subfolders = not recursive and any(p.is_dir() for p in entries)
+            hint = " (add --recursive to look in its subfolders)" if subfolders else ""
+            raise HeadshotError(f"{path}: no images in this folder, only {len(entries)} other entries{hint}")
         files += found
     return files
 
