@@ -27,7 +27,7 @@ from headshot.cli_common import (
 from headshot.config_docs import option_help
 from headshot.errors import HeadshotError, Interrupted
 from headshot.families import family_names
-from headshot.terminal import shown, shown_lines
+from headshot.terminal import shown, shown_lines, shown_path
 from headshot.training.finetune_config import FinetuneConfig as _Finetune
 
 
@@ -172,10 +172,10 @@ def finetune_command(
     settings = load_config(FinetuneConfig, config, options)
     mode = True if resume else False if restart else "auto"
     record = finetune_dataset(dataset, settings, resume=mode, allow_pickle=allow_pickle)
-    if record is not None:
+    if record is not None:  # the result on stdout; progress went to stderr
         typer.echo(
             f"trained {record.steps} steps (final loss {record.final_loss:.4f}); "
-            f"LoRA in {dataset.resolve().parent / 'lora'}"
+            f"LoRA in {shown_path(dataset.resolve().parent / 'lora')}"
         )
 
 
@@ -231,7 +231,9 @@ def generate_command(
     options = load_config(GenerateConfig, config, overrides)
     if seeds is not None:  # --seeds N wins over a `seeds:` list in the config file
         options = options.model_copy(update={"seeds": None})
-    generate(lora, options)
+    index = generate(lora, options)
+    if index is not None:  # the result on stdout; progress went to stderr
+        typer.echo(f"headshots in {shown_path(index.parent)} (index: {shown_path(index)})")
 
 
 # Commands kept in their own modules register on `app` when imported here, one line each;
@@ -354,7 +356,8 @@ def run_command(
     require(photos, config, "photos", "PHOTOS")
     require(subject, config, "subject", "--subject", "option")
     options = dict(photos=photos, subject=subject, base_model=base_model, outputs=outputs)
-    run_all(RunConfig.from_cli(config, **options, allow_pickle=allow_pickle or None))
+    layout = run_all(RunConfig.from_cli(config, **options, allow_pickle=allow_pickle or None))
+    typer.echo(f"headshots in {shown_path(layout.headshots)}; audit in {shown_path(layout.audit)}")
 
 
 @app.command("tiny-model")

@@ -6,11 +6,17 @@ or sets the window title; U+202E reverses what follows (`gpj.exe` shows as `exe.
 `shown` writes every such character as a visible escape (`\\x1b`, `\\u202e`); `markup` also
 escapes rich's `[style]` brackets for text printed through rich. Line breaks are kept by
 `shown_lines` only, for messages that are several lines on purpose.
+
+The same module holds the other conventions of what a person reads: a path inside the current
+folder is shown relative to it (`shown_path`), and a SHA-256 as its first 12 hex digits
+(`short_hash`), enough to tell two apart.
 """
 
 from __future__ import annotations
 
+import os
 import unicodedata
+from pathlib import Path
 
 # Cc: C0/C1 controls (ESC, BEL, CR...); Cf: format characters (bidi overrides, zero-width);
 # Zl/Zp: line and paragraph separators.
@@ -39,3 +45,24 @@ def markup(text: object) -> str:
     from rich.markup import escape
 
     return escape(shown(text))
+
+
+def shown_path(path: object) -> str:
+    """`path` relative to the current folder when it lies inside it, else as it is; escaped."""
+    try:
+        absolute = Path(os.path.abspath(Path(str(path))))
+        shown_as = absolute.relative_to(Path.cwd()) if absolute.is_relative_to(Path.cwd()) else path
+    except (OSError, ValueError):
+        shown_as = path
+    return shown(shown_as)
+
+
+SHORT_HASH = 12  # hex digits
+
+
+def short_hash(value: object) -> str:
+    """A SHA-256 (64 hex digits) as its first SHORT_HASH; anything else unchanged."""
+    text = str(value)
+    if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text[:SHORT_HASH]
+    return text

@@ -77,3 +77,12 @@ def test_demo_says_it_replaces_another_familys_demo(tmp_path, tiny_sd15):
     assert result.returncode == 130, result.stderr[-2000:]
     flat = " ".join(result.stderr.split())
     assert f"replacing the earlier sdxl demo in {outputs / 'demo'} with a sd15 one" in flat
+
+
+def test_a_changed_fingerprint_is_shown_short():
+    from headshot.training.checkpoints import Checkpoint, TrainingState, changed_settings
+
+    old, new = "a" * 64, "b" * 64
+    checkpoint = Checkpoint(folder=None, state=TrainingState(), settings={"dataset_sha256": old}, lora={})
+    said = changed_settings(checkpoint, {"dataset_sha256": new})
+    assert said == f"dataset_sha256: {old[:12]} -> {new[:12]}"

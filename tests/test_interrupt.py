@@ -17,7 +17,10 @@ from headshot.training.training_record import read_training_record
 from tests.fault_support import run_headshot
 
 
-def test_ctrl_c_in_finetune_says_what_is_kept_and_the_same_command_continues(run_cli, tiny_sd15, tmp_path):
+def test_ctrl_c_in_finetune_says_what_is_kept_and_the_same_command_continues(
+    run_cli, tiny_sd15, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # paths inside the current folder are shown relative to it
     dataset = make_dataset(tmp_path / "outputs", "sd15", count=2)
     config = tmp_path / "finetune.yaml"
     options = fast_options(steps=3, checkpoint_steps=1, num_class_images=1, cache_dir=str(tmp_path / "cache"))
@@ -27,7 +30,7 @@ def test_ctrl_c_in_finetune_says_what_is_kept_and_the_same_command_continues(run
     result = run_headshot(*command, fault="int:state.json@2")
     assert result.returncode == 130, result.stderr[-3000:]
     checkpoint = dataset.parent / "lora" / "checkpoints" / "step-000001"
-    assert f"interrupted: checkpoint at step 1 of 3 in {checkpoint}" in result.stderr
+    assert f"interrupted: checkpoint at step 1 of 3 in {checkpoint.relative_to(tmp_path)}" in result.stderr
     assert "Traceback" not in result.stderr
     again = next(line for line in result.stderr.splitlines() if line.startswith("continue with: "))
     assert shlex.split(again.removeprefix("continue with: ")) == ["headshot", *map(str, command)]
@@ -39,6 +42,7 @@ def test_ctrl_c_in_finetune_says_what_is_kept_and_the_same_command_continues(run
     assert re.search(rf"resuming from ?{re.escape(str(checkpoint))} ?\(step 1\)", flat), result.err
     assert "removing the old checkpoints" not in result.err
     assert read_training_record(dataset.parent / "lora").steps == 3
+    assert result.out.strip().endswith("LoRA in outputs/ada/lora")  # the result, on stdout
 
     # Other settings, or --restart, start a new run.
     result = run_cli(*command, "--restart")

@@ -30,6 +30,7 @@ from headshot.pipelines.templates import (
 from headshot.records import library_versions, portable_record
 from headshot.signing import commitments, store
 from headshot.storage import StagedFolder
+from headshot.terminal import shown_path
 from headshot.training.dataset_record import read_dataset
 from headshot.training.training_record import read_training_record
 
@@ -46,8 +47,8 @@ def generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
         except KeyboardInterrupt:  # Ctrl-C: say what is kept (the command line adds how to go on)
             finished = sum(1 for _ in layout.renders.glob("*/*.json")) if layout.renders.is_dir() else 0
             raise Interrupted(
-                f"{finished} finished renders in {layout.renders} (a re-run skips them); "
-                f"{layout.headshots} is unchanged"
+                f"{finished} finished renders in {shown_path(layout.renders)} (a re-run skips them); "
+                f"{shown_path(layout.headshots)} is unchanged"
             ) from None
 
 

@@ -27,6 +27,7 @@ from headshot.pipelines.loading import (
 from headshot.quantize import base_precision, check_quantization
 from headshot.records import library_versions, portable_record, sha256_file
 from headshot.storage import StagedFiles, repair_files, run_staged
+from headshot.terminal import shown_path
 from headshot.training import checkpoints as ckpt
 from headshot.training.accelerator import (
     device_type,
@@ -109,8 +110,8 @@ def _kept_on_interrupt(layout: SubjectLayout, config: FinetuneConfig) -> str:
         when = f"every {config.checkpoint_steps} steps" if config.checkpoint_steps else "at the end"
         return f"no checkpoint yet (one is written {when}); the earlier LoRA is unchanged"
     return (
-        f"checkpoint at step {step} of {config.steps} in {latest}; the same command continues from it "
-        "(steps after it are done again, with the same result)"
+        f"checkpoint at step {step} of {config.steps} in {shown_path(latest)}; the same command "
+        "continues from it (steps after it are done again, with the same result)"
     )
 
 
