@@ -7,8 +7,6 @@ Nothing here does the work; stages never import this module. Exit codes: 0 succe
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -23,11 +21,11 @@ from headshot.cli_common import (
     SubjectOption,
     app,
     require,
+    run_app,
 )
 from headshot.config_docs import option_help
-from headshot.errors import HeadshotError, Interrupted
 from headshot.families import family_names
-from headshot.terminal import shown, shown_lines, shown_path
+from headshot.terminal import shown, shown_path
 from headshot.training.finetune_config import FinetuneConfig as _Finetune
 
 
@@ -396,53 +394,15 @@ def demo_command(
 
 
 def main() -> None:
+    """The console script: every command, errors as one line, Ctrl-C as what was kept
+    (headshot.cli_common.run_app)."""
     # The libraries' download bars are replaced by headshot's own progress; their known
     # noise is dropped by message (headshot/library_notices.py), real warnings still show.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from headshot import library_notices
 
     library_notices.install()
-    try:
-        app(prog_name="headshot")
-    except HeadshotError as exc:  # it names files and folders: escaped (headshot.terminal)
-        typer.echo(f"error: {shown_lines(exc)}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        # A folder that is read-only, a full disk, a file that vanished: the stages' writes
-        # are staged (headshot.storage), so the previous outputs are intact; say which file.
-        where = shown(exc.filename or "a file")
-        typer.echo(f"error: {where}: {shown(exc.strerror or exc)}; the previous outputs are kept", err=True)
-        sys.exit(1)
-    except MemoryError:
-        typer.echo("error: out of memory: an input asks for more than this machine has", err=True)
-        sys.exit(1)
-    except Interrupted as exc:  # Ctrl-C in a stage that says what it kept
-        _say_interrupted(exc.kept)
-    except KeyboardInterrupt:  # outside typer (never reached through it: see below)
-        _say_interrupted("finished files are kept")
-    except SystemExit as exc:  # typer turns Ctrl-C elsewhere into a silent exit 130
-        if exc.code == 130 and _caused_by(exc, KeyboardInterrupt):
-            _say_interrupted("finished files are kept")
-        raise
-
-
-def _say_interrupted(kept: str) -> None:
-    """What was kept, and the command that continues: the same one (re-running resumes)."""
-    again = [arg for arg in sys.argv[1:] if arg != "--restart"]  # the same run, not a new one
-    typer.echo(f"interrupted: {shown(kept)}", err=True)
-    typer.echo(f"continue with: {shown(shlex.join(['headshot', *again]))}", err=True)
-    sys.exit(130)
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    run_app()
 
 
 if __name__ == "__main__":
