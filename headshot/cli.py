@@ -7,7 +7,6 @@ Nothing here does the work; stages never import this module. Exit codes: 0 succe
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -21,10 +20,12 @@ from headshot.cli_common import (
     QuantizeOption,
     SubjectOption,
     app,
+    require,
+    run_app,
 )
 from headshot.config_docs import option_help
-from headshot.errors import HeadshotError
 from headshot.families import family_names
+from headshot.terminal import shown, shown_path
 from headshot.training.finetune_config import FinetuneConfig as _Finetune
 
 
@@ -61,6 +62,8 @@ def prepare_command(
     from headshot.config import load_config
     from headshot.training.intake import PrepareConfig, prepare_dataset
 
+    require(photos, config, "photos", "PHOTOS")
+    require(subject, config, "subject", "--subject", "option")
     options = dict(
         photos=photos,
         subject=subject,
@@ -78,7 +81,12 @@ def prepare_command(
 def finetune_command(
     dataset: Annotated[Path, typer.Argument(help="A dataset folder written by `headshot prepare`.")],
     base_model: BaseModelOption = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the latest checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the latest checkpoint; error if its settings differ.")
+    ] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Start a new run, removing the old checkpoints.")
+    ] = False,
     allow_pickle: AllowPickleOption = False,
     config: ConfigOption = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps in all.")] = None,
@@ -103,7 +111,9 @@ def finetune_command(
     use_8bit_adam: Annotated[
         bool | None, typer.Option("--8bit-adam/--no-8bit-adam", help="bitsandbytes AdamW8bit.")
     ] = None,
-    snr_gamma: Annotated[float | None, typer.Option(help=option_help(_Finetune, "snr_gamma"))] = None,
+    snr_gamma: Annotated[  # text: the config model reads auto, null and numbers alike
+        str | None, typer.Option(help=option_help(_Finetune, "snr_gamma"))
+    ] = None,
     noise_offset: Annotated[float | None, typer.Option(help="Offset noise strength (0 = off).")] = None,
     face_loss_weight: Annotated[
         float | None, typer.Option(help="Loss weight inside the face mask (1 = plain loss).")
@@ -116,7 +126,7 @@ def finetune_command(
         typer.Option("--train-text-encoder/--no-train-text-encoder", help="LoRA on the text encoder(s) too."),
     ] = None,
     stop_after_steps: Annotated[
-        int | None, typer.Option(help="Stop (checkpointed) after N steps of this run; --resume continues.")
+        int | None, typer.Option(help="Stop (checkpointed) after N steps; the same command continues.")
     ] = None,
     lora_layers: Annotated[str | None, typer.Option(help=option_help(_Finetune, "lora_layers"))] = None,
     timestep_sampling: Annotated[
@@ -135,7 +145,9 @@ def finetune_command(
     Reads OUTPUTS/<subject>/dataset/; writes OUTPUTS/<subject>/lora/:
     pytorch_lora_weights.safetensors (diffusers), kohya/<subject>.safetensors, training.json,
     checkpoints/, samples/ and logs/ (TensorBoard). Every option can also be set in the
-    --config YAML file (see configs/finetune.yaml); flags override it.
+    --config YAML file (see configs/finetune.yaml); flags override it. Running the same
+    command again continues from the latest checkpoint with the same settings (after Ctrl-C,
+    a kill or --stop-after-steps); with other settings it starts a new run.
     """
     from headshot.config import load_config
     from headshot.training.finetune import finetune_dataset
@@ -153,12 +165,15 @@ def finetune_command(
         timestep_sampling=timestep_sampling, training_guidance=training_guidance,
         max_sequence_length=max_sequence_length, quantize_base=quantize_base,
     )  # fmt: skip
+    if resume and restart:
+        raise typer.BadParameter("give --resume or --restart, not both", param_hint="--restart")
     settings = load_config(FinetuneConfig, config, options)
-    record = finetune_dataset(dataset, settings, resume=resume, allow_pickle=allow_pickle)
-    if record is not None:
+    mode = True if resume else False if restart else "auto"
+    record = finetune_dataset(dataset, settings, resume=mode, allow_pickle=allow_pickle)
+    if record is not None:  # the result on stdout; progress went to stderr
         typer.echo(
             f"trained {record.steps} steps (final loss {record.final_loss:.4f}); "
-            f"LoRA in {dataset.resolve().parent / 'lora'}"
+            f"LoRA in {shown_path(dataset.resolve().parent / 'lora')}"
         )
 
 
@@ -184,6 +199,10 @@ def generate_command(
     ] = None,
     allow_pickle: AllowPickleOption = False,
     quantize_base: QuantizeOption = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="Exit 0 even when no headshot is delivered (default: exit 1)."),
+    ] = False,
 ) -> None:
     """Render scene templates with the subject's LoRA, rank and deliver signed headshots.
 
@@ -203,17 +222,23 @@ def generate_command(
         base_model=base_model,
         signing_config=signing_config,
         allow_pickle=allow_pickle or None,
+        allow_empty=allow_empty or None,
         ranking={"top_k": top_k} if top_k is not None else None,
         performance={"quantize_base": quantize_base} if quantize_base else None,
     )
     options = load_config(GenerateConfig, config, overrides)
     if seeds is not None:  # --seeds N wins over a `seeds:` list in the config file
         options = options.model_copy(update={"seeds": None})
-    generate(lora, options)
+    index = generate(lora, options)
+    if index is not None:  # the result on stdout; progress went to stderr
+        typer.echo(f"headshots in {shown_path(index.parent)} (index: {shown_path(index)})")
 
 
-# sign and verify come after generate in --help, as in the pipeline.
-from headshot import cli_plan, cli_signing  # noqa: E402, F401  (register plan; sign, verify, keys)
+# Commands kept in their own modules register on `app` when imported here, one line each;
+# the import's place is the commands' place in --help (sign and verify after generate, as in
+# the pipeline). Such a module imports heavy libraries only inside its command functions
+# (see headshot/cli_common.py; tests/test_cli_startup.py checks every registered command).
+from headshot import cli_plan, cli_signing  # noqa: E402, F401  (plan; sign, verify, check-photo, keys)
 
 
 @app.command("audit")
@@ -244,18 +269,15 @@ def audit_command(
     from headshot.analysis.audit import AuditConfig, audit_folder
     from headshot.config import load_config
 
+    require(dataset, config, "dataset", "--dataset", "option")
     options = load_config(AuditConfig, config, {"dataset": dataset, "out": out, "photos": photos})
-    if options.dataset is None:
-        raise HeadshotError(
-            "audit needs the subject's dataset: give --dataset DIR (or 'dataset:' in --config)"
-        )
     result = audit_folder(images, options.dataset, options.out, options)
     if not result.rows:
-        typer.echo(f"{images}: no images (jpg, png, webp, tiff, bmp, heic) to audit")
+        typer.echo(f"{shown(images)}: no images (jpg, png, webp, tiff, bmp, heic) to audit")
     for row in result.rows:
         detail = ", ".join(row.flags) if row.status == "ok" else row.reason
-        typer.echo(f"{row.name}: {row.status}" + (f" - {detail}" if detail else " - no flags"))
-    typer.echo(f"wrote {result.csv_path} and {result.report_path}")
+        typer.echo(shown(f"{row.name}: {row.status}" + (f" - {detail}" if detail else " - no flags")))
+    typer.echo(f"wrote {shown(result.csv_path)} and {shown(result.report_path)}")
 
 
 @app.command("study")
@@ -266,11 +288,11 @@ def study_command(
     base_model: BaseModelOption = None,
     prompt: Annotated[
         str | None,
-        typer.Option("--prompt", "-p", help="Prompt; {identifier} and {class_noun} come from the LoRA."),
+        typer.Option("--prompt", help="Prompt; {identifier} and {class_noun} come from the LoRA."),
     ] = None,
     tokens: Annotated[
         str | None,
-        typer.Option("--tokens", "-t", help="Comma-separated prompt words to map attention for."),
+        typer.Option("--tokens", help="Comma-separated prompt words to map attention for."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the studied render.")] = None,
     steps: Annotated[
@@ -328,8 +350,11 @@ def run_command(
     """All stages end to end: prepare, finetune, generate (+sign), audit."""
     from headshot.workflow import RunConfig, run_all
 
+    require(photos, config, "photos", "PHOTOS")
+    require(subject, config, "subject", "--subject", "option")
     options = dict(photos=photos, subject=subject, base_model=base_model, outputs=outputs)
-    run_all(RunConfig.from_cli(config, **options, allow_pickle=allow_pickle or None))
+    layout = run_all(RunConfig.from_cli(config, **options, allow_pickle=allow_pickle or None))
+    typer.echo(f"headshots in {shown_path(layout.headshots)}; audit in {shown_path(layout.audit)}")
 
 
 # `headshot batch` (Ray) after run: the same stages for many subjects.
@@ -376,29 +401,15 @@ from headshot import cli_service  # noqa: E402, F401  (registers serve, store im
 
 
 def main() -> None:
+    """The console script: every command, errors as one line, Ctrl-C as what was kept
+    (headshot.cli_common.run_app)."""
     # The libraries' download bars are replaced by headshot's own progress; their known
     # noise is dropped by message (headshot/library_notices.py), real warnings still show.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from headshot import library_notices
 
     library_notices.install()
-    try:
-        app(prog_name="headshot")
-    except HeadshotError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        # A folder that is read-only, a full disk, a file that vanished: the stages' writes
-        # are staged (headshot.storage), so the previous outputs are intact; say which file.
-        where = exc.filename or "a file"
-        typer.echo(f"error: {where}: {exc.strerror or exc}; the previous outputs are kept", err=True)
-        sys.exit(1)
-    except MemoryError:
-        typer.echo("error: out of memory: an input asks for more than this machine has", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; finished files are kept, re-run to resume", err=True)
-        sys.exit(130)
+    run_app()
 
 
 if __name__ == "__main__":

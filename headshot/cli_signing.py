@@ -20,7 +20,7 @@ def sign_command(
         ),
     ] = None,
     image_format: Annotated[
-        str | None, typer.Option("--format", "-f", help="jpg, png or webp (default: the source's, else jpg).")
+        str | None, typer.Option("--format", help="jpg, png or webp (default: the source's, else jpg).")
     ] = None,
     info: Annotated[
         Path | None,

@@ -45,6 +45,12 @@ MAX_SEED = 2**32 - 1
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Text = Annotated[str, Field(max_length=2000), AfterValidator(_plain_text)]
 Word = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_plain_text)]
+# Value types of the records stages read back from disk (dataset.json, training.json): a
+# record is checked on reading like a config, since anyone can edit it in between.
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Resolution = Annotated[int, Field(ge=8, le=16384)]
+Count = Annotated[int, Field(ge=0, le=100_000_000)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 def configs_root() -> Path:
@@ -145,9 +151,19 @@ def load_config(
     model_cls: type[Model],
     path: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    *,
+    paths_from_file: tuple[str, ...] = (),
 ) -> Model:
-    """Defaults < YAML file < command-line overrides (None values mean 'not given')."""
+    """Defaults < YAML file < command-line overrides (None values mean 'not given').
+
+    The fields named in `paths_from_file` are paths: a relative one written in the file is
+    read from the file's folder (one given on the command line, from the current folder).
+    """
     data: dict[str, Any] = read_yaml(path) if path is not None else {}
+    for name in paths_from_file:
+        value = data.get(name)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            data[name] = str(Path(path).parent / Path(value).expanduser())
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
     source = str(path) if path is not None else "config"
     return validate(model_cls, _deep_merge(data, given), source, frozenset(given))

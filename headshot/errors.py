@@ -7,3 +7,16 @@ class HeadshotError(Exception):
     The message is shown as is, without a traceback, so it must name the file or
     option at fault and say why.
     """
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (SIGINT) during a stage, carrying what the stage kept, in words: the command line
+    says it, with the command that continues (re-running a stage resumes it).
+
+    Not a KeyboardInterrupt: typer turns those into a silent exit 130 before the command line
+    could say anything; a BaseException, so no `except Exception` on the way swallows it.
+    """
+
+    def __init__(self, kept: str):
+        super().__init__(kept)
+        self.kept = kept

@@ -15,7 +15,8 @@
 Fault injection, for the tests and for anyone checking these promises by hand: the
 environment variable HEADSHOT_FAULT=ACTION:POINT[@N] makes every write point whose name
 matches the glob POINT fail (with @N only the N-th one in the process). ACTION `kill` sends the process
-SIGKILL (a real crash, nothing cleans up), `enospc` raises "No space left on device" at
+SIGKILL (a real crash, nothing cleans up), `int` sends it SIGINT (a real Ctrl-C: Python
+raises KeyboardInterrupt there), `enospc` raises "No space left on device" at
 the write call. Write points are file names (`index.json`, `*.jpg`) for file writes and
 `swap:<folder>` / `commit:<folder>` for the steps of a swap. With HEADSHOT_FAULT_ONCE=FILE
 the fault fires only in the first process to create FILE: a crash a retry does not meet
@@ -61,6 +62,8 @@ def fault_point(point: str) -> None:
             return  # an earlier process already met this fault
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "int":
+        os.kill(os.getpid(), signal.SIGINT)
     elif action == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), point)
 

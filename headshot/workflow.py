@@ -6,7 +6,9 @@ module only chains them, so any stage can also be run (and resumed) alone.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -40,78 +42,161 @@ class RunConfig(StrictModel):
 
     @classmethod
     def from_cli(cls, config_file: Path | None, **options) -> RunConfig:
-        return load_config(cls, config_file, options)
+        """Relative paths in the run's YAML file are read from that file's folder; so is a
+        base_model there that names a file or folder beside it (else a preset or hub id)."""
+        fields = cls.model_fields.items()
+        paths = tuple(name for name, field in fields if field.annotation in (Path, Path | None))
+        config = load_config(cls, config_file, options, paths_from_file=paths)
+        if config_file is not None and options.get("base_model") is None:
+            beside = Path(config_file).parent / config.base_model
+            if not Path(config.base_model).expanduser().is_absolute() and beside.exists():
+                config = config.model_copy(update={"base_model": str(beside)})
+        return config
 
     @property
     def layout(self) -> SubjectLayout:
         return SubjectLayout.for_subject(self.outputs, self.subject)
 
 
-def run_all(config: RunConfig) -> SubjectLayout:
-    """prepare -> finetune -> generate (+ sign) -> audit, each writing its own folder."""
-    from headshot.pipelines.loading import check_base_model, resolve_base_model
+@dataclass(frozen=True)
+class StageConfigs:
+    """Each stage's config as the run will use it: its YAML with the run's options applied."""
 
-    layout = config.layout
+    prepare: Any
+    finetune: Any
+    generate: Any
+    audit: Any
+    study: Any | None
+
+
+def check_run(config: RunConfig) -> StageConfigs:
+    """Every check that can fail without training, before any stage writes: the photo folder,
+    the base model (a local file or folder, in the Hugging Face cache, or on the hub for this
+    user), and every stage config the run names (it exists and validates, and so do the
+    templates, signing config and audit config it names in turn)."""
+    from headshot.analysis.audit import AuditConfig
+    from headshot.pipelines.hub_access import check_model_available
+    from headshot.pipelines.loading import resolve_base_model
+    from headshot.pipelines.templates import load_templates, shipped_template_names
+    from headshot.signing.config import load_signing_config
+
     if not config.photos.is_dir():
         raise HeadshotError(f"{config.photos}: photo folder not found")
-    # Fail before hours of work, not after: the model must be there and loadable.
-    check_base_model(resolve_base_model(config.base_model), allow_pickle=config.allow_pickle)
+    check_model_available(resolve_base_model(config.base_model), allow_pickle=config.allow_pickle)
+    stages = StageConfigs(
+        prepare=prepare_config(config),
+        finetune=finetune_config(config),
+        generate=generate_config(config),
+        audit=audit_config(config),
+        study=study_config(config) if config.study_config is not None else None,
+    )
+    load_templates(stages.generate.templates or shipped_template_names())
+    if stages.generate.signing_config is not None:
+        load_signing_config(stages.generate.signing_config)
+    if stages.generate.ranking.audit_config is not None:
+        load_config(AuditConfig, stages.generate.ranking.audit_config)
+    return stages
+
+
+def run_all(config: RunConfig) -> SubjectLayout:
+    """prepare -> finetune -> generate (+ sign) -> audit, each writing its own folder."""
+    layout = config.layout
+    # Fail before hours of work, not after, and before any stage replaces what it wrote last time.
+    stages = check_run(config)
     console.rule(f"[bold]headshot run[/]: subject '{config.subject}' -> {layout.root}")
     with subject_busy(layout.root, "run", create=True):  # one lock for the whole chain
-        run_prepare(config, layout)
-        run_finetune(config, layout)
-        run_generate(config, layout)
-        run_audit(config, layout)
-        if config.study_config is not None:
-            run_study(config, layout)
+        run_prepare(config, layout, stages.prepare)
+        run_finetune(config, layout, stages.finetune)
+        run_generate(config, layout, stages.generate)
+        run_audit(config, layout, stages.audit)
+        if stages.study is not None:
+            run_study(config, layout, stages.study)
     console.rule(f"[bold green]done[/]: {layout.root}")
     return layout
 
 
-def run_prepare(config: RunConfig, layout: SubjectLayout) -> None:
-    """photos -> dataset/: the run's photos, subject, model and outputs win over the stage's YAML."""
-    from headshot.training.intake import PrepareConfig, prepare_dataset
+# Each stage's config for a run: the stage's own YAML, with the run's photos, subject, model
+# and outputs winning over it.
+
+
+def prepare_config(config: RunConfig):
+    from headshot.training.intake import PrepareConfig
+
+    options = dict(
+        photos=config.photos, subject=config.subject, base_model=config.base_model, outputs=config.outputs
+    )
+    return load_config(PrepareConfig, config.prepare_config, options)
+
+
+def finetune_config(config: RunConfig):
+    from headshot.training.finetune_config import FinetuneConfig
+
+    return load_config(FinetuneConfig, config.finetune_config, {"base_model": config.base_model})
+
+
+def generate_config(config: RunConfig):
+    from headshot.pipelines.generate_config import GenerateConfig
+
+    # The run's own base model: training.json records a local one by name only.
+    options = {"allow_pickle": config.allow_pickle or None, "base_model": config.base_model}
+    return load_config(GenerateConfig, config.generate_config, options)
+
+
+def audit_config(config: RunConfig):
+    from headshot.analysis.audit import AuditConfig
+
+    # the run's source photos stand in for dataset crops too small to measure (tiny models)
+    return load_config(AuditConfig, config.audit_config, {"photos": config.photos})
+
+
+def study_config(config: RunConfig):
+    from headshot.analysis.study.config import load_study_config
+
+    return load_study_config(
+        config.study_config,
+        lora=config.layout.lora,
+        outputs=config.outputs,
+        base_model=config.base_model,
+        allow_pickle=config.allow_pickle or None,
+    )
+
+
+def run_prepare(config: RunConfig, layout: SubjectLayout, settings=None) -> None:
+    """photos -> dataset/."""
+    from headshot.training.intake import prepare_dataset
 
     console.rule("[bold]prepare[/]")
-    options = dict(
-        photos=config.photos, subject=layout.subject, base_model=config.base_model, outputs=layout.root.parent
-    )
-    prepare_dataset(load_config(PrepareConfig, config.prepare_config, options))
+    prepare_dataset(settings or prepare_config(config))
 
 
-def run_finetune(config: RunConfig, layout: SubjectLayout) -> None:
+def run_finetune(config: RunConfig, layout: SubjectLayout, settings=None) -> None:
     """Train the LoRA on layout.dataset into layout.lora; a re-run with the same dataset, model
     and settings continues from its checkpoint (or only re-exports a finished run)."""
     from headshot.training.finetune import finetune_dataset
-    from headshot.training.finetune_config import FinetuneConfig
 
-    settings = load_config(FinetuneConfig, config.finetune_config, {"base_model": config.base_model})
     console.rule("[bold]finetune[/]")
+    settings = settings or finetune_config(config)
     finetune_dataset(layout.dataset, settings, resume="auto", allow_pickle=config.allow_pickle)
 
 
-def run_generate(config: RunConfig, layout: SubjectLayout) -> None:
+def run_generate(config: RunConfig, layout: SubjectLayout, settings=None) -> None:
     """Render the templates with the subject's LoRA, rank, and deliver signed headshots."""
     from headshot.pipelines.generate import generate
-    from headshot.pipelines.generate_config import GenerateConfig
 
     console.rule("[bold]generate[/]")
-    # The run's own base model: training.json records a local one by name only.
-    options = {"allow_pickle": config.allow_pickle or None, "base_model": config.base_model}
-    generate(layout.lora, load_config(GenerateConfig, config.generate_config, options))
+    generate(layout.lora, settings or generate_config(config))
 
 
-def run_audit(config: RunConfig, layout: SubjectLayout) -> None:
+def run_audit(config: RunConfig, layout: SubjectLayout, settings=None) -> None:
     """Audit the delivered headshots against the subject's dataset into audit/."""
-    from headshot.analysis.audit import AuditConfig, audit_folder
+    from headshot.analysis.audit import audit_folder
 
-    # the run's source photos stand in for dataset crops too small to measure (tiny models)
-    audit_config = load_config(AuditConfig, config.audit_config, {"photos": config.photos})
+    settings = settings or audit_config(config)
     if not layout.headshots.is_dir():
         raise HeadshotError(
             f"{layout.headshots}: no delivered headshots to audit (run `headshot generate` first)"
         )
-    result = audit_folder(layout.headshots, layout.dataset, audit_config.out or layout.audit, audit_config)
+    result = audit_folder(layout.headshots, layout.dataset, settings.out or layout.audit, settings)
     no_face = sum(row.status == "no_face" for row in result.rows)
     flagged = sum(bool(row.flags) for row in result.rows)
     console.print(
@@ -120,19 +205,11 @@ def run_audit(config: RunConfig, layout: SubjectLayout) -> None:
     )
 
 
-def run_study(config: RunConfig, layout: SubjectLayout) -> None:
+def run_study(config: RunConfig, layout: SubjectLayout, settings=None) -> None:
     """x0 trajectory, cross-attention maps and sweeps on the trained LoRA, into audit/study/."""
-    from headshot.analysis.study.config import load_study_config
     from headshot.analysis.study.run import run_study as study
 
-    study_config = load_study_config(
-        config.study_config,
-        lora=layout.lora,
-        outputs=config.outputs,
-        base_model=config.base_model,
-        allow_pickle=config.allow_pickle or None,
-    )
-    study(study_config, source=str(config.study_config))  # it reports where it wrote
+    study(settings or study_config(config), source=str(config.study_config))  # it reports where it wrote
 
 
 def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> SubjectLayout:
@@ -143,6 +220,12 @@ def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> Subj
 
     if family not in FAMILIES:
         raise HeadshotError(f"demo family '{family}': expected one of {', '.join(FAMILIES)}")
+    earlier = earlier_demo_family(outputs)
+    if earlier is not None and earlier != family:
+        console.print(
+            f"replacing the earlier {earlier} demo in {outputs / 'demo'} with a {family} one "
+            "(its dataset, LoRA, renders and headshots are made anew)"
+        )
     model_dir = outputs / "models" / f"tiny-{family}"
     if not (model_dir / "model_index.json").is_file():
         console.print(f"building tiny {family} model in {model_dir}")
@@ -165,6 +248,20 @@ def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> Subj
     )
     run_demo_showcase(layout, held_out, selfies)
     return layout
+
+
+def earlier_demo_family(outputs: Path) -> str | None:
+    """The family of the demo already in OUTPUTS/demo (its LoRA's, else its dataset's), if any."""
+    from headshot.bounded_io import read_json_object
+    from headshot.families import get_family
+
+    layout = SubjectLayout.for_subject(outputs, "demo")
+    for record in (layout.lora / "training.json", layout.dataset / "dataset.json"):
+        try:
+            return get_family(str(read_json_object(record)["family"])).name
+        except (HeadshotError, KeyError, OSError):
+            continue
+    return None
 
 
 def run_demo_showcase(layout: SubjectLayout, held_out: Path, selfies: Path) -> None:

@@ -148,12 +148,17 @@ def subject_copy(tmp_path: Path, pristine_root: Path, model: Path, family: str) 
 
 
 def generate_args(layout: SubjectLayout, *templates: Path, **options) -> list[str]:
-    """`headshot generate` arguments for a test run on the given template files."""
+    """`headshot generate` arguments for a test run on the given template files.
+
+    A tiny model draws no face, so its run delivers nothing: with `allow_empty` (the default
+    here, for tests of rendering and resuming) that still exits 0; a boolean option is a flag.
+    """
     args = ["generate", str(layout.lora)]
     for template in templates:
         args += ["--template", str(template)]
-    for name, value in options.items():
-        args += [f"--{name.replace('_', '-')}", str(value)]
+    for name, value in {"allow_empty": True, **options}.items():
+        flag = f"--{name.replace('_', '-')}"
+        args += ([flag] if value else []) if isinstance(value, bool) else [flag, str(value)]
     return args
 
 

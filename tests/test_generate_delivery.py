@@ -169,7 +169,14 @@ def _check_nothing_unsigned(layout) -> dict:
 def test_tiny_sdxl_run_says_honestly_that_no_face_was_found(tmp_path, tmp_path_factory, tiny_sdxl, run_cli):
     layout = subject_copy(tmp_path, tmp_path_factory.getbasetemp() / "pristine", tiny_sdxl, "sdxl")
     template = write_template(tmp_path, "scene")
-    result = run_cli(*generate_args(layout, template, seeds=2))
+    # Nothing delivered is a failure a script can see (issue 25), the reason counted.
+    result = run_cli(*generate_args(layout, template, seeds=2, allow_empty=False))
+    assert result.code == 1, result.err
+    assert "nothing delivered: 4 of 4: no face was found in the image" in result.err
+    assert not layout.headshots.exists()  # nothing swapped in; the renders stay
+    assert len(list((layout.renders / "scene").glob("*.png"))) == 4
+    # Allowed explicitly: exit 0 and an index that says why each candidate was dropped.
+    result = run_cli(*generate_args(layout, template, seeds=2, allow_empty=True))
     assert result.code == 0, result.err
     index = _check_nothing_unsigned(layout)
     assert [c["dropped"] for c in index["candidates"]] == ["no_face"] * 4

@@ -140,6 +140,28 @@ def test_killed_run_resumes_without_duplicates_or_half_written_files(
     ]
 
 
+def test_ctrl_c_says_what_is_kept_and_the_same_command_continues(
+    sd15_subject, tmp_path, run_cli, monkeypatch
+):
+    # A real SIGINT (headshot.storage.fault_point) as one render is written (issue 25).
+    template = write_template(tmp_path, "scene")
+    args = generate_args(sd15_subject, template, seeds=2, batch_size=1)
+    monkeypatch.chdir(tmp_path)  # paths inside the current folder are shown relative to it
+    monkeypatch.setenv("HEADSHOT_FAULT", "int:white-0.png")
+    result = run_cli(*args)
+    assert result.code == 130, result.err
+    done = len(list((sd15_subject.renders / "scene").glob("*.json")))
+    assert 0 < done < 4
+    assert f"interrupted: {done} finished renders in outputs/ada/renders (a re-run skips them)" in result.err
+    assert f"continue with: headshot {' '.join(args)}" in result.err
+    monkeypatch.delenv("HEADSHOT_FAULT")
+    result = run_cli(*args)
+    assert result.code == 0
+    assert len(list((sd15_subject.renders / "scene").glob("*.json"))) == 4
+    # The result on stdout, progress on stderr.
+    assert result.out == "headshots in outputs/ada/headshots (index: outputs/ada/headshots/index.json)\n"
+
+
 def test_max_images_stops_early_and_the_next_run_continues(sd15_subject, tmp_path, run_cli):
     layout = sd15_subject
     template = write_template(tmp_path, "scene")

@@ -112,7 +112,6 @@ def test_cli_too_few_photos_exits_1_naming_each_failure(run_cli, sample_selfies,
         (["prepare", "{tmp}/missing", "-s", "x"], "missing: photo folder not found"),
         (["prepare", "{tmp}", "-s", "x"], "no photos found"),
         (["prepare", "{tmp}", "-s", "../up"], "subject '../up' is not a safe folder name"),
-        (["prepare", "{tmp}"], "field 'subject': required"),
         (["prepare", "{tmp}", "-s", "x", "--detector", "fast"], "command line: field 'detector'"),
     ],
 )

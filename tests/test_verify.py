@@ -255,7 +255,11 @@ def test_verify_a_folder_checks_every_image_in_it_and_subfolders_with_recursive(
     empty = tmp_path / "empty"
     empty.mkdir()
     none = run_cli("verify", empty)
-    assert none.code == 1 and "empty: no images in this folder" in none.err
+    assert none.code == 1 and f"{empty}: the folder is empty: nothing to verify" in none.err
+    (empty / "notes.txt").write_text("not an image")
+    (empty / "sub").mkdir()
+    none = run_cli("verify", empty)
+    assert none.code == 1 and "no images in this folder, only 2 other entries (add --recursive" in none.err
 
 
 def test_verify_a_file_that_is_not_an_image_says_so_in_words(tmp_path, run_cli):

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from headshot.analysis.likeness import SubjectIdentity
 from headshot.busy import subject_busy
-from headshot.errors import HeadshotError
+from headshot.errors import HeadshotError, Interrupted
 from headshot.layout import SubjectLayout
 from headshot.pipelines import delivery, ranking
 from headshot.pipelines.generate_config import GenerateConfig
@@ -30,6 +30,7 @@ from headshot.pipelines.templates import (
 from headshot.records import library_versions, portable_record
 from headshot.signing import commitments, store
 from headshot.storage import StagedFolder
+from headshot.terminal import shown_path
 from headshot.training.dataset_record import read_dataset
 from headshot.training.training_record import read_training_record
 
@@ -39,8 +40,16 @@ console = Console(stderr=True, soft_wrap=True)
 def generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
     """Render, rank and deliver; returns headshots/index.json (None on non-main processes
     and when max_images stopped the rendering before the grid was complete)."""
-    with subject_busy(SubjectLayout.of_stage_folder(Path(lora_folder)).root, "generate"):
-        return _generate(Path(lora_folder), config)
+    layout = SubjectLayout.of_stage_folder(Path(lora_folder))
+    with subject_busy(layout.root, "generate"):
+        try:
+            return _generate(Path(lora_folder), config)
+        except KeyboardInterrupt:  # Ctrl-C: say what is kept (the command line adds how to go on)
+            finished = sum(1 for _ in layout.renders.glob("*/*.json")) if layout.renders.is_dir() else 0
+            raise Interrupted(
+                f"{finished} finished renders in {shown_path(layout.renders)} (a re-run skips them); "
+                f"{shown_path(layout.headshots)} is unchanged"
+            ) from None
 
 
 def _generate(lora_folder: Path, config: GenerateConfig) -> Path | None:
@@ -148,6 +157,8 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
         kept = delivery.carry_over(layout.headshots, staging, previous, {c.template for c in candidates})
         delivered = delivery.deliver(candidates, layout.root, staging, signer, signer_error, provenance)
         _refuse_partial_delivery(candidates, signer_error, layout.headshots)
+        if not delivered and not config.allow_empty:
+            raise HeadshotError(_nothing_delivered(candidates, layout))
         index_summary = {
             "format": 1,
             "subject": record.subject,
@@ -194,6 +205,20 @@ def _refuse_partial_delivery(candidates, signer_error: str | None, headshots: Pa
             f"{reason} ({len(unsigned)} chosen candidate(s) not signed; {headshots} is unchanged "
             "and the candidates stay in renders/)"
         )
+
+
+def _nothing_delivered(candidates, layout: SubjectLayout) -> str:
+    """Why no candidate was delivered, counted by reason, for a script and for the person."""
+    from collections import Counter
+
+    reasons = Counter(c.dropped for c in candidates if c.dropped)
+    why = "; ".join(
+        f"{count} of {len(candidates)}: {ranking.DROP_REASONS[code]}" for code, count in reasons.items()
+    )
+    return (
+        f"nothing delivered: {why or 'no candidates'}. {layout.headshots} is unchanged and the "
+        f"candidates stay in {layout.renders}; to record an empty delivery anyway: --allow-empty"
+    )
 
 
 def _auditor(options, dataset_folder: Path) -> ranking.Auditor | None:

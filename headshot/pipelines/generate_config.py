@@ -77,6 +77,9 @@ class GenerateConfig(StrictModel):
     # a SQLite file), in place of the signing config's `store`; `headshot batch` sets it.
     store: str | None = None
     allow_pickle: bool = False
+    # A run that delivers no headshot (no candidate with a face, all too far from the subject...)
+    # is an error (exit 1, the earlier delivery kept); true records the empty delivery instead.
+    allow_empty: bool = False
     performance: PerformanceOptions = Field(default_factory=PerformanceOptions)
     ranking: RankingOptions = Field(default_factory=RankingOptions)
     refine: RefineOptions = Field(default_factory=RefineOptions)  # the face-detail pass

@@ -101,7 +101,7 @@ def is_hub_id(source: str) -> bool:
     )
 
 
-def _missing_model_error(spec: BaseModelSpec, where: str) -> HeadshotError:
+def missing_model_error(spec: BaseModelSpec, where: str) -> HeadshotError:
     hint = (
         "Point --base-model at a local diffusers folder or a single .safetensors file "
         "(or a preset name: " + ", ".join(preset_names()) + ")."
@@ -131,7 +131,7 @@ def check_base_model(spec: BaseModelSpec, *, allow_pickle: bool = False) -> Path
     if path.exists():
         return path
     if spec.tiny or not is_hub_id(source):
-        raise _missing_model_error(spec, f"no file or folder at {path.resolve()}")
+        raise missing_model_error(spec, f"no file or folder at {path.resolve()}")
     return None
 
 
@@ -297,14 +297,10 @@ def download_base_model(spec: BaseModelSpec, allow_pickle: bool = False) -> Path
     hub_logger.setLevel(logging.ERROR)
     try:
         return fetch_hub_model(spec.source, spec.revision, spec.variant, allow_pickle)
-    except Exception as exc:  # offline, unknown repo, auth: all end the same for the user
-        cache = os.environ.get("HF_HUB_CACHE") or os.path.expanduser("~/.cache/huggingface/hub")
-        raise _missing_model_error(
-            spec,
-            f"looked for a local folder ./{spec.source} (none) and for the hub id "
-            f"'{spec.source}' in the cache {cache} and on the Hugging Face hub "
-            f"({type(exc).__name__}: {_first_sentence(str(exc))})",
-        ) from None
+    except Exception as exc:  # offline, gated, unknown repo...: told apart for the user
+        from headshot.pipelines.hub_access import unavailable_error
+
+        raise unavailable_error(spec, exc) from None
     finally:
         hub_logger.setLevel(level)
 
@@ -376,8 +372,3 @@ def quiet_libraries() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
     prompt_notices.install()  # a truncated prompt: one short line, once
-
-
-def _first_sentence(text: str) -> str:
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return first.split(" (")[0][:240]

@@ -17,6 +17,7 @@ from headshot.signing.generation_info import GenerationInfo
 from headshot.signing.sign import SignedImage, sign_file
 from headshot.signing.verify import Verification, VerifyOptions, verify_file
 from headshot.storage import unique_names
+from headshot.terminal import shown, shown_lines
 
 SIGNABLE = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".webp": "webp"}
 
@@ -52,7 +53,7 @@ def run_sign(
     for source, destination in zip(images, destinations):
         result = sign_file(source, destination, info, config)
         mark = f", watermark {result.watermark_id}" if result.watermark_id else ""
-        typer.echo(f"{source} -> {result.path} (signed by {result.signer}{mark})")
+        typer.echo(shown(f"{source} -> {result.path} (signed by {result.signer}{mark})"))
         signed.append(result)
     return signed
 
@@ -149,8 +150,12 @@ def expand_folders(paths: list[Path], recursive: bool = False) -> list[Path]:
             p for p in (path.rglob("*") if recursive else path.iterdir()) if p.is_file() and is_photo_name(p)
         )
         if not found:
-            hint = "" if recursive else " (add --recursive to look in its subfolders)"
-            raise HeadshotError(f"{path}: no images in this folder{hint}")
+            entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+            if not entries:
+                raise HeadshotError(f"{path}: the folder is empty: nothing to verify")
+            subfolders = not recursive and any(p.is_dir() for p in entries)
+            hint = " (add --recursive to look in its subfolders)" if subfolders else ""
+            raise HeadshotError(f"{path}: no images in this folder, only {len(entries)} other entries{hint}")
         files += found
     return files
 
@@ -190,8 +195,8 @@ def run_verify(
     if as_json:
         typer.echo(json.dumps(verify_report(results, options), indent=2))
     else:
-        for result in results:
-            typer.echo(describe(result))
+        for result in results:  # names and a manifest's texts come from outside: escaped
+            typer.echo(shown_lines(describe(result)))
     failed = [r for r in results if not r.passed]
     if failed:
         reasons = ", ".join(f"{r.file} ({_failure_reason(r)})" for r in failed)
@@ -219,7 +224,7 @@ def run_check_photo(
         verdict = (
             "used to train this headshot" if result.used else "NOT one of this headshot's training photos"
         )
-        typer.echo(f"{result.photo}: {verdict}")
+        typer.echo(f"{shown(result.photo)}: {verdict}")
     if not all(result.used for result in results):
         raise typer.Exit(1)
 

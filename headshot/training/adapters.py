@@ -97,7 +97,7 @@ def load_trainable_state(
     if problem:
         raise HeadshotError(
             f"{source}: the checkpoint does not match the model's LoRA layers ({problem}); "
-            "resume with the model and settings it was made with, or start over without --resume"
+            "resume with the model and settings it was made with, or start over with --restart"
         )
     for prefix, module in modules.items():
         for name, parameter in module.named_parameters():

@@ -103,7 +103,7 @@ def _damaged(path: Path, exc: BaseException) -> HeadshotError:
     reason = " ".join(str(exc).split())[:200] or type(exc).__name__
     return HeadshotError(
         f"{path}: unreadable checkpoint file ({reason}); delete {path.parent.name} to resume "
-        "from an older checkpoint, or start over without --resume"
+        "from an older checkpoint, or start over with --restart"
     )
 
 
@@ -167,7 +167,14 @@ def changed_settings(checkpoint: Checkpoint, settings: dict) -> str | None:
     changed = [name for name in settings if saved.get(name) != settings[name]]
     if not changed:
         return None
-    return ", ".join(f"{name}: {saved.get(name)!r} -> {settings[name]!r}" for name in changed)
+    return ", ".join(f"{name}: {_shown(saved.get(name))} -> {_shown(settings[name])}" for name in changed)
+
+
+def _shown(value: object) -> str:
+    """A setting as a person reads it: a fingerprint (SHA-256) by its first digits."""
+    from headshot.terminal import short_hash
+
+    return short_hash(value) if isinstance(value, str) and len(value) == 64 else repr(value)
 
 
 def restore_training_state(checkpoint: Checkpoint, optimizer, lr_scheduler) -> None:

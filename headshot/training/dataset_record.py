@@ -8,13 +8,14 @@ and source photos are named by file name only (never their folder, never EXIF).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from headshot.config import StrictModel, read_json_record
+from headshot.config import Finite, Resolution, Sha256, StrictModel, Word, read_json_record
 from headshot.errors import HeadshotError
 from headshot.families import FamilyName
+from headshot.layout import SafeName
 from headshot.records import check_inside
 
 DATASET_FORMAT = 1
@@ -22,30 +23,36 @@ DATASET_FORMAT = 1
 Verdict = Literal["accepted", "rejected"]
 
 
+Box = Annotated[list[int], Field(min_length=4, max_length=4)]  # left, top, right, bottom
+Point = Annotated[list[Finite], Field(min_length=2, max_length=2)]
+
+
 class PhotoRecord(StrictModel):
-    source: str  # file name of the source photo, no folders
-    sha256: str
+    # The file name of the source photo, no folders: as found on disk, so it may hold any
+    # character (it is escaped wherever it is shown, headshot.terminal).
+    source: str = Field(max_length=1024)
+    sha256: Sha256
     verdict: Verdict
-    reason_code: str | None = None  # e.g. no_face, many_faces, too_small, blurred, duplicate
-    reason: str | None = None  # human sentence, shown in the summary table
-    width: int | None = None
-    height: int | None = None
-    face_box: list[int] | None = None  # left, top, right, bottom in the upright source
-    landmarks5: list[list[float]] | None = None
-    crop_box: list[int] | None = None
-    image: str | None = None  # images/<name>.png, for accepted photos
-    mask: str | None = None  # masks/<name>.png, white = face region
-    embedding: list[float] | None = None  # 128-d dlib identity embedding
+    reason_code: Word | None = None  # e.g. no_face, many_faces, too_small, blurred, duplicate
+    reason: str | None = Field(None, max_length=2000)  # human sentence, shown in the summary table
+    width: int | None = Field(None, ge=1, le=1_000_000)
+    height: int | None = Field(None, ge=1, le=1_000_000)
+    face_box: Box | None = None  # in the upright source
+    landmarks5: list[Point] | None = Field(None, min_length=5, max_length=5)
+    crop_box: Box | None = None
+    image: str | None = Field(None, max_length=1024)  # images/<name>.png, for accepted photos
+    mask: str | None = Field(None, max_length=1024)  # masks/<name>.png, white = face region
+    embedding: list[Finite] | None = Field(None, min_length=128, max_length=128)  # dlib identity
     # prepare writes: faces (count), face_score, focus, relative_focus, brightness, clipped,
     # yaw (degrees), upscale, identity_distance, duplicate_difference (see configs/prepare.yaml)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, Finite] = Field(default_factory=dict)
 
 
 class DatasetRecord(StrictModel):
-    format: int = DATASET_FORMAT
-    subject: str
+    format: int = Field(DATASET_FORMAT, ge=1, le=DATASET_FORMAT)
+    subject: SafeName
     family: FamilyName  # a registered family (headshot.families)
-    resolution: int
+    resolution: Resolution
     config: dict = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     photos: list[PhotoRecord]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from headshot.busy import subject_busy
-from headshot.errors import HeadshotError
+from headshot.errors import HeadshotError, Interrupted
 from headshot.families import get_family
 from headshot.layout import SubjectLayout
 from headshot.pipelines.loading import (
@@ -27,6 +27,7 @@ from headshot.pipelines.loading import (
 from headshot.quantize import base_precision, check_quantization
 from headshot.records import library_versions, portable_record, sha256_file
 from headshot.storage import StagedFiles, repair_files, run_staged
+from headshot.terminal import shown_path
 from headshot.training import checkpoints as ckpt
 from headshot.training.accelerator import (
     device_type,
@@ -91,10 +92,27 @@ def finetune_dataset(
     """Train a LoRA on a prepared dataset; returns the record written to lora/training.json.
 
     Returns None when the run stopped early on purpose (`stop_after_steps`): the
-    checkpoint is written and `--resume` continues it.
+    checkpoint is written and running again (resume True or "auto") continues it.
+    Ctrl-C raises `Interrupted`, saying which checkpoint is kept.
     """
-    with subject_busy(SubjectLayout.of_stage_folder(dataset_folder).root, "finetune"):
-        return _finetune_dataset(dataset_folder, config, resume, allow_pickle)
+    layout = SubjectLayout.of_stage_folder(dataset_folder)
+    with subject_busy(layout.root, "finetune"):
+        try:
+            return _finetune_dataset(dataset_folder, config, resume, allow_pickle)
+        except KeyboardInterrupt:
+            raise Interrupted(_kept_on_interrupt(layout, config)) from None
+
+
+def _kept_on_interrupt(layout: SubjectLayout, config: FinetuneConfig) -> str:
+    latest = ckpt.latest_checkpoint(layout.lora / "checkpoints")
+    step = ckpt.checkpoint_step(latest) if latest is not None else None
+    if step is None:
+        when = f"every {config.checkpoint_steps} steps" if config.checkpoint_steps else "at the end"
+        return f"no checkpoint yet (one is written {when}); the earlier LoRA is unchanged"
+    return (
+        f"checkpoint at step {step} of {config.steps} in {shown_path(latest)}; the same command "
+        "continues from it (steps after it are done again, with the same result)"
+    )
 
 
 def _finetune_dataset(dataset_folder, config, resume, allow_pickle) -> TrainingRecord | None:
@@ -107,7 +125,9 @@ def _finetune_dataset(dataset_folder, config, resume, allow_pickle) -> TrainingR
         session.measured_peak = session.watch.peak()  # set-up and training; not the face scoring after
         session.accelerator.wait_for_everyone()
         if state.step < config.steps:
-            session.monitor.say(f"stopped after step {state.step} of {config.steps}; continue with --resume")
+            session.monitor.say(
+                f"stopped after step {state.step} of {config.steps}; the same command continues"
+            )
             return None
         if not session.accelerator.is_main_process:
             return None
@@ -316,14 +336,15 @@ def _on_step_end(state, logs, stopping: bool, run: TrainingRun, named, settings,
 
 def _resume_or_start(settings, resume, named, optimizer, lr_scheduler, main, monitor):
     """resume: True continues the latest checkpoint (same settings required); "auto" continues
-    it when its settings match and starts over otherwise (`headshot run`); False starts over."""
+    it when its settings match and starts over otherwise (`headshot finetune` and `run` by
+    default); False starts over (`--restart`)."""
     latest = ckpt.latest_checkpoint(monitor.checkpoints)
     checkpoint = ckpt.read_checkpoint(latest) if resume and latest is not None else None
     changed = ckpt.changed_settings(checkpoint, settings) if checkpoint is not None else None
     if changed and resume is True:
         raise HeadshotError(
             f"{checkpoint.folder}: cannot resume with changed settings ({changed}); "
-            "use the settings of the interrupted run, or start over without --resume"
+            "use the settings of the interrupted run, or start over with --restart"
         )
     if changed:
         monitor.say(f"settings changed since {checkpoint.folder} ({changed})")

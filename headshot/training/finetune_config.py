@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from headshot.config import DEFAULT_BASE_MODEL, Seed, StrictModel, Text, Word
 from headshot.config import cache_root as default_cache_root
@@ -109,8 +109,8 @@ class FinetuneConfig(StrictModel):
     # Loss shaping.
     snr_gamma: float | Literal["auto"] | None = Field(
         "auto",
-        description="min-SNR weighting gamma (noise-prediction families only); auto: 5 for SD, "
-        "off for flow matching; null: off",
+        description="min-SNR weighting gamma (noise-prediction families only): a number > 0; "
+        "auto: 5 for SD, off for flow matching; null: off",
     )
     noise_offset: float = Field(0.0, ge=0)  # noise-prediction families only
     face_loss_weight: float = Field(2.0, gt=0)  # loss weight inside the face mask (1 = plain loss)
@@ -177,6 +177,14 @@ class FinetuneConfig(StrictModel):
         if self.validation_prompt is None:
             self.validation_prompt = self.instance_prompt
         return self
+
+    @field_validator("snr_gamma", mode="before")
+    @classmethod
+    def _snr_gamma_words(cls, value: object) -> object:
+        """The command line gives text: "null" (or "none") means off, as YAML's null does."""
+        if isinstance(value, str) and value.strip().lower() in ("null", "none"):
+            return None
+        return value
 
     @model_validator(mode="after")
     def _snr_gamma_positive(self) -> FinetuneConfig:

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from headshot.terminal import markup, shown
 from headshot.training.dataset_record import DatasetRecord
 
 MAX_ROWS = 50  # of the summary table; dataset.json has every verdict
@@ -21,15 +22,17 @@ def print_summary(record: DatasetRecord, folder: Path, console: Console | None =
     table.add_column("verdict", no_wrap=True)
     table.add_column("reason", overflow="fold")
     for photo in record.photos[:MAX_ROWS]:
-        if photo.verdict == "accepted":
-            table.add_row(photo.source, "[green]accepted[/]", "")
+        if photo.verdict == "accepted":  # file names as found on disk: escaped
+            table.add_row(markup(photo.source), "[green]accepted[/]", "")
         else:
-            table.add_row(photo.source, f"[red]{photo.reason_code}[/]", photo.reason or "")
+            table.add_row(
+                markup(photo.source), f"[red]{markup(photo.reason_code)}[/]", markup(photo.reason or "")
+            )
     if len(record.photos) > MAX_ROWS:
         table.add_row(f"... {len(record.photos) - MAX_ROWS:,} more", "", "every verdict is in dataset.json")
     console.print(table)
     rejected = len(record.photos) - len(record.accepted)
-    console.print(f"{len(record.accepted)} accepted, {rejected} rejected -> {folder}")
+    console.print(f"{len(record.accepted)} accepted, {rejected} rejected -> {markup(folder)}")
 
 
 def too_few_message(
@@ -42,7 +45,7 @@ def too_few_message(
     ]
     rejected = [photo for photo in record.photos if photo.verdict == "rejected"]
     for photo in rejected[:MAX_LISTED]:
-        lines.append(f"  {photo.source}: {photo.reason_code}: {photo.reason}")
+        lines.append(f"  {shown(photo.source)}: {photo.reason_code}: {shown(photo.reason)}")
     if len(rejected) > MAX_LISTED:
         rest = Counter(photo.reason_code for photo in rejected[MAX_LISTED:])
         by_reason = ", ".join(f"{code} {count:,}" for code, count in rest.most_common())

@@ -10,39 +10,49 @@ from pathlib import Path
 
 from pydantic import Field
 
-from headshot.config import StrictModel, read_json_record
+from headshot.config import (
+    Count,
+    Finite,
+    Resolution,
+    Sha256,
+    StrictModel,
+    Text,
+    Word,
+    read_json_record,
+)
 from headshot.errors import HeadshotError
 from headshot.families import FamilyName
+from headshot.layout import SafeName
 
 TRAINING_FORMAT = 1
 LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 class TrainingRecord(StrictModel):
-    format: int = TRAINING_FORMAT
-    subject: str
-    identifier: str  # the rare token, e.g. "sks"
-    class_noun: str  # e.g. "woman", "man", "person"
-    instance_prompt: str  # e.g. "a photo of sks person"
-    class_prompt: str  # e.g. "a photo of person"
-    base_model: str  # what --base-model named: preset, hub id or local path
-    base_model_sha256: str
+    format: int = Field(TRAINING_FORMAT, ge=1, le=TRAINING_FORMAT)
+    subject: SafeName
+    identifier: Word  # the rare token, e.g. "sks"
+    class_noun: Word  # e.g. "woman", "man", "person"
+    instance_prompt: Text  # e.g. "a photo of sks person"
+    class_prompt: Text  # e.g. "a photo of person"
+    base_model: Text  # what --base-model named: preset, hub id or local path
+    base_model_sha256: Sha256
     family: FamilyName  # a registered family (headshot.families)
-    resolution: int
-    lora_file: str = LORA_FILE
-    lora_sha256: str
-    kohya_file: str | None = None
-    dataset_sha256: str
+    resolution: Resolution
+    lora_file: Text = LORA_FILE
+    lora_sha256: Sha256
+    kohya_file: Text | None = None
+    dataset_sha256: Sha256
     train_text_encoder: bool = False
-    rank: int | None = None
-    lora_alpha: float | None = None
-    steps: int
-    final_loss: float | None = None
-    mean_loss_last_10pct: float | None = None  # final_loss of one step is noisy; this is not
-    wall_time_s: float | None = None
-    num_instance_images: int | None = None
-    num_class_images: int | None = None
-    num_processes: int = 1  # data-parallel processes (accelerate launch --num_processes)
+    rank: int | None = Field(None, gt=0, le=1024)
+    lora_alpha: float | None = Field(None, gt=0, allow_inf_nan=False)
+    steps: Count
+    final_loss: Finite | None = None
+    mean_loss_last_10pct: Finite | None = None  # final_loss of one step is noisy; this is not
+    wall_time_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+    num_instance_images: Count | None = None
+    num_class_images: Count | None = None
+    num_processes: int = Field(1, ge=1, le=100_000)  # data-parallel processes (accelerate launch)
     validation: dict = Field(default_factory=dict)  # last validation: faces found, likeness
     # The base the LoRA was trained against: its quantization and compute dtype ("int8+bf16");
     # generate renders at it by default and warns when told otherwise. None: before the option.
