@@ -66,7 +66,7 @@ ATTACKS = {
 def test_mark_survives_what_a_profile_photo_goes_through_and_stays_invisible(name):
     photo = _headshot(grace_hopper() if name == "grace_hopper" else _coffee())
     marked = watermark.embed(photo, "c0ffee42")
-    assert _psnr(photo, marked) > 39
+    assert _psnr(photo, marked) > 38  # v3 spends about 1.5 dB on the low band (docs/watermark.md)
     for attack, apply in ATTACKS.items():
         result = watermark.detect(apply(marked))
         assert result.found and result.identifier == "c0ffee42", attack
