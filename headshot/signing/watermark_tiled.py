@@ -40,7 +40,7 @@ MIN_PERIOD = 28  # shortest tile period looked for, in analysis pixels (carriers
 WHITEN_WINDOW = 21  # frequency bins of the local spectrum average that whitening divides by
 ANALYSIS_SIDE = 768  # images are analysed for their period at most this large
 HIGH_PASS_SIGMA = GRID / 8  # grid pixels; removes what lies below the band before folding
-SMALL_PERIOD = 36.0  # a tile shorter than this (px; short side ~290 px) is read from v3's low band
+SMALL_PERIOD = 36.0  # an uncropped copy whose tile is shorter (px; short side 288) is read from v3's low band
 
 
 def tile_size(width: int, height: int) -> int:
@@ -145,9 +145,9 @@ def _energy(correlations: np.ndarray) -> np.ndarray:
     return (squared / (squared.mean(axis=(1, 2), keepdims=True) + 1e-20)).sum(axis=0)
 
 
-def _peak_ratio(tile: np.ndarray, layout: Layout, low: bool) -> float:
+def _peak_ratio(tile: np.ndarray, layout: Layout) -> float:
     """How far the carriers' energy peak (over SCOUT_BITS bits) stands above its median."""
-    energy = _energy(_correlations(tile, layout, low, SCOUT_BITS))
+    energy = _energy(_correlations(tile, layout, False, SCOUT_BITS))
     return float(energy.max() / (np.median(energy) + 1e-12))
 
 
@@ -161,20 +161,20 @@ def soft_bits_at(
     return np.bincount(layout.bits, weights=(values * shift).real * weights, minlength=N_BITS)
 
 
-def _decode_tile(tile: np.ndarray, layout: Layout, low: bool) -> tuple[int | None, float, np.ndarray]:
+def _decode_tile(tile: np.ndarray, layout: Layout) -> tuple[int | None, float, np.ndarray]:
     """Find the tile's origin by the carriers' energy peak, read the bits there, check the CRC.
 
     Returns the identifier (None unless the CRC matched), a score (mean |z| of the bits) and
     the soft bits.
     """
-    correlations = _correlations(tile, layout, low)
+    correlations = _correlations(tile, layout, False)
     energy = _energy(correlations)
     dy, dx = np.unravel_index(int(np.argmax(energy)), energy.shape)
     offset = (
         dy + float(parabola_vertex(energy[(dy - 1) % GRID, dx], energy[dy, dx], energy[(dy + 1) % GRID, dx])),
         dx + float(parabola_vertex(energy[dy, (dx - 1) % GRID], energy[dy, dx], energy[dy, (dx + 1) % GRID])),
     )
-    soft = soft_bits_at(tile, layout, offset, low)
+    soft = soft_bits_at(tile, layout, offset)
     noise = correlations.std(axis=(1, 2)) + 1e-9
     return chase_decode(soft), float(np.abs(soft / noise).mean()), soft
 
@@ -248,11 +248,6 @@ def _folds(luma: np.ndarray, period: tuple[float, float], steps: tuple[float, ..
         yield tile[:, ::-1]
 
 
-def _low_band(layout: Layout, period: tuple[float, float]) -> bool:
-    """Read from the low band alone: a v3 layout on a copy whose tile is under SMALL_PERIOD px."""
-    return layout.has_low_band and min(period) < SMALL_PERIOD
-
-
 def _pre_scout(luma: np.ndarray, key: str, period: tuple[float, float]) -> list[tuple[float, Layout]]:
     """How much a candidate period looks like the mark's, for each layout: the best carrier-
     energy peak of the folds at it and 0.9% and 1.8% either side (straight and flipped). A
@@ -260,20 +255,16 @@ def _pre_scout(luma: np.ndarray, key: str, period: tuple[float, float]) -> list[
     2.8); the spectrum score alone, on a photo with structure of its own, ranked the true
     period as low as 13th."""
     tiles = list(_folds(luma, period, PRE_STEPS))
-    return [
-        (max(_peak_ratio(tile, layout, _low_band(layout, period)) for tile in tiles), layout)
-        for layout in layouts(key)
-    ]
+    return [(max(_peak_ratio(tile, layout) for tile in tiles), layout) for layout in layouts(key)]
 
 
 def _read(luma: np.ndarray, layout: Layout, period: tuple[float, float]) -> tuple[int | None, float]:
     """Decode the folds near `period` whose carrier energy stands out most (scouted on
     SCOUT_BITS bits, a quarter of the cost); the identifier if a CRC matched, and the score."""
-    low = _low_band(layout, period)
-    ranked = sorted(_folds(luma, period), key=lambda tile: -_peak_ratio(tile, layout, low))
+    ranked = sorted(_folds(luma, period), key=lambda tile: -_peak_ratio(tile, layout))
     best = 0.0
     for tile in ranked[:DECODED_FOLDS]:
-        identifier, score, _soft = _decode_tile(tile, layout, low)
+        identifier, score, _soft = _decode_tile(tile, layout)
         if identifier is not None:
             return identifier, score
         best = max(best, score)
@@ -326,7 +317,7 @@ def _read_at_origin(tile: np.ndarray, key: str, period: float) -> tuple[int | No
     """
     current = layouts(key)[0]
     for layout in layouts(key):
-        low = _low_band(layout, (period, period))
+        low = layout.has_low_band and period < SMALL_PERIOD
         soft = soft_bits_at(tile, layout, (0.0, 0.0), low)
         identifier = chase_decode(soft) if layout is current else decode_bits((soft > 0).astype(np.int8))
         if identifier is not None:
