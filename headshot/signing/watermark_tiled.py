@@ -60,7 +60,7 @@ def _grid(luma: np.ndarray, period: tuple[float, float]) -> np.ndarray:
     h, w = luma.shape
     size = (max(8, round(w * GRID / period[1])), max(8, round(h * GRID / period[0])))
     shrinking = size[0] < w
-    # Upsampling is bicubic: bilinear lost 25-30% of the carriers at 7 cycles per tile on a
+    # Upsampling is bicubic: bilinear lost 23-31% of the carriers at 6-7 cycles per tile on a
     # 200 px copy (a tile of 25 px), which the small copies' low band cannot spare.
     grid = cv2.resize(luma, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
     # The Gaussian low-pass (sigma HIGH_PASS_SIGMA) is computed at a quarter of the size:

@@ -47,7 +47,10 @@ def embed(
     `version` 2 writes the layout and margins of the marks delivered 2026-12-01 to 12-06
     (for measurements that compare them); signing always writes the current one.
     """
-    layout = next(candidate for candidate in layouts(key) if candidate.version == version)
+    by_version = {candidate.version: candidate for candidate in layouts(key)}
+    if version not in by_version:
+        raise ValueError(f"no tiled watermark version {version} (known: {sorted(by_version)})")
+    layout = by_version[version]
     low_strength = strength * LOW_STRENGTH / DEFAULT_STRENGTH
     original = np.asarray(image.convert("RGB"))
     h, w = original.shape[:2]
