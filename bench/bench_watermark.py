@@ -1,7 +1,7 @@
 """Robustness of the invisible watermark to what happens to a profile photo (docs/watermark.md).
 
 One run measures, on the same 18 real photos and the same attacks: the current tiled mark
-(v2), the whole-frame DCT mark it replaces (v1), and the `imwatermark` package's dwtDct and
+(v3), the whole-frame DCT mark (v1), and the `imwatermark` package's dwtDct and
 dwtDctSvd (Stable Diffusion's watermark; 32-bit payload, no error detection of its own).
 
 - Marked set: each photo at headshot size (1024x1024, centre crop) with a random identifier;
@@ -14,7 +14,10 @@ dwtDctSvd (Stable Diffusion's watermark; 32-bit payload, no error detection of i
   many keys (each key is an independent carrier set: a separate check).
 - PSNR per photo; the worst case's difference image at 10x gain is written to
   docs/watermark-difference.png.
-Usage: python bench/bench_watermark.py [--fp-keys N] [--workers N] [--quick]
+- The size axis (bench/watermark_sizes.py): copies down to 160 px of marked 512 and 1024 px
+  headshots, v3 against v2, with their own false-positive checks.
+Usage: python bench/bench_watermark.py [--fp-keys N] [--size-fp-keys N] [--workers N] [--quick]
+       [--sizes-only | --no-sizes]
 (imwatermark: in a separate environment, see requirements-bench.lock)
 """
 
@@ -32,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from headshot.samples import astronaut, grace_hopper
-from headshot.signing import watermark_dct, watermark_tiled
+from headshot.signing import watermark_dct, watermark_tiled, watermark_tiled_embed
 from headshot.signing.watermark import DEFAULT_KEY
 
 PHOTO_NAMES = (
@@ -160,18 +163,21 @@ class Imwatermark:
 
 
 class Ours:
-    def __init__(self, module):
-        self.module = module
+    def __init__(self, module, embedder=None):
+        self.module, self.embedder = module, embedder or module
 
     def embed(self, image: Image.Image, identifier: str) -> Image.Image:
-        return self.module.embed(image, identifier, key=DEFAULT_KEY)
+        return self.embedder.embed(image, identifier, key=DEFAULT_KEY)
 
     def recovered(self, image: Image.Image, identifier: str) -> bool:
         return self.module.detect(image, key=DEFAULT_KEY).identifier == identifier
 
 
 def _marks(with_imwatermark: bool) -> dict:
-    marks = {"v2 tiled (current)": Ours(watermark_tiled), "v1 whole-frame DCT": Ours(watermark_dct)}
+    marks = {
+        "v3 tiled (current)": Ours(watermark_tiled, watermark_tiled_embed),
+        "v1 whole-frame DCT": Ours(watermark_dct),
+    }
     if with_imwatermark:
         marks["imwatermark dwtDct"] = Imwatermark("dwtDct")
         marks["imwatermark dwtDctSvd"] = Imwatermark("dwtDctSvd")
@@ -205,7 +211,7 @@ def _measure_photo(job: tuple) -> dict:
             "detect_max_s": max(detect_s),
             "found": found,
         }
-        if mark_name.startswith("v2"):
+        if mark_name.startswith("v3"):
             rows[mark_name]["pair"] = (square, marked_square)
     return {"name": name, "rows": rows}
 
@@ -260,11 +266,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="3 photos, a few attacks, 2 keys (a smoke run)")
     parser.add_argument("--no-imwatermark", action="store_true")
+    parser.add_argument("--size-fp-keys", type=int, default=10, help="keys per small unmarked copy (54)")
+    parser.add_argument("--sizes-only", action="store_true", help="only the size axis (watermark_sizes.py)")
+    parser.add_argument("--no-sizes", action="store_true", help="without the size axis")
     args = parser.parse_args()
     photos = real_photos()
-    attack_names = list(attacks())
     if args.quick:
         photos = dict(list(photos.items())[:3])
+    if not args.no_sizes:
+        _size_axis(photos, args)
+    if args.sizes_only:
+        return
+    attack_names = list(attacks())
+    if args.quick:
         attack_names = ["none", "10% crop, 400x400 + JPEG q75", "white border 5% + JPEG q75", "rescale 0.3x"]
         args.fp_keys = 2
     with_imwatermark = not args.no_imwatermark
@@ -326,6 +340,20 @@ def main() -> None:
         )
         face = next(r for r in results if r["name"] == "grace_hopper")["rows"][current]["pair"]
         difference_picture(*face, DOCS / "watermark-difference-face.png", zoom=FACE)
+
+
+def _size_axis(photos: dict[str, Image.Image], args) -> None:
+    import watermark_sizes  # bench/ is on the path when this script runs
+
+    started = time.perf_counter()
+    jobs = [
+        (name, photo, seed, jpeg, psnr, 2 if args.quick else args.size_fp_keys)
+        for seed, (name, photo) in enumerate(photos.items())
+    ]
+    with Pool(args.workers) as pool:
+        results = pool.map(watermark_sizes.measure_photo, jobs)
+    print(f"size axis measured in {time.perf_counter() - started:.0f} s with {args.workers} worker processes")
+    watermark_sizes.report(results, jpeg)
 
 
 if __name__ == "__main__":

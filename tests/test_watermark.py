@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from headshot.samples import astronaut, grace_hopper
-from headshot.signing import watermark, watermark_dct
+from headshot.signing import watermark, watermark_dct, watermark_layout, watermark_tiled_embed
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
@@ -66,7 +66,7 @@ ATTACKS = {
 def test_mark_survives_what_a_profile_photo_goes_through_and_stays_invisible(name):
     photo = _headshot(grace_hopper() if name == "grace_hopper" else _coffee())
     marked = watermark.embed(photo, "c0ffee42")
-    assert _psnr(photo, marked) > 39
+    assert _psnr(photo, marked) > 38  # v3 spends about 1.5 dB on the low band (docs/watermark.md)
     for attack, apply in ATTACKS.items():
         result = watermark.detect(apply(marked))
         assert result.found and result.identifier == "c0ffee42", attack
@@ -138,3 +138,50 @@ def test_tiny_images_carry_the_mark_in_their_delivered_file():
 def test_a_mirrored_copy_is_still_read():
     marked = watermark.embed(_headshot(grace_hopper(), (512, 512)), "feedf00d")
     assert watermark.detect(ImageOps.mirror(_jpeg(marked, 80))).identifier == "feedf00d"
+
+
+def _short_side(image: Image.Image, pixels: int) -> Image.Image:
+    factor = pixels / min(image.size)
+    return image.resize((round(image.width * factor), round(image.height * factor)), Image.LANCZOS)
+
+
+def test_small_copies_of_small_and_large_headshots_keep_the_mark():
+    """Profile pictures are shown and downloaded at 200-400 px (issue 25): a 512x600 headshot
+    halved to 256x300 at JPEG q70 lost the v2 mark, and 200 px copies of 1024 px ones too."""
+    small_source = watermark.embed(_headshot(grace_hopper(), (512, 600)), "feedf00d")
+    large_source = watermark.embed(_headshot(_coffee()), "feedf00d")
+    copies = {
+        "512x600 halved, q70": _jpeg(small_source.resize((256, 300), Image.LANCZOS), 70),
+        "512x600 to 200 px, q70": _jpeg(_short_side(small_source, 200), 70),
+        "1024 to 200 px, q70": _jpeg(_short_side(large_source, 200), 70),
+    }
+    for copy, image in copies.items():
+        result = watermark.detect(image)
+        assert result.identifier == "feedf00d", copy
+        assert result.algorithm == watermark.ALGORITHM == "org.headshot.watermark.tiled.v3"
+
+
+def test_marks_delivered_as_v2_are_still_read():
+    """Headshots signed 2026-12-01 to 12-06 carry v2 (the same carriers, dealt to the bits
+    differently): the direct read and the search both still find it."""
+    marked = watermark_tiled_embed.embed(_headshot(astronaut()), "0ddba11a", watermark.DEFAULT_KEY, version=2)
+    for copy in (_jpeg(marked, 75), ATTACKS["10% crop, 400x400, JPEG q75"](marked)):
+        result = watermark.detect(copy)
+        assert result.identifier == "0ddba11a" and result.algorithm == "org.headshot.watermark.tiled.v2"
+
+
+def test_every_v3_bit_has_its_share_of_the_low_band_and_v2_bits_did_not():
+    v3, v2 = watermark_layout.layouts(watermark.DEFAULT_KEY)
+    per_bit = np.bincount(v3.bits[v3.low], minlength=64)
+    assert (per_bit == watermark_layout.LOW_CHIPS).all()
+    assert np.array_equal(v3.freqs, v2.freqs) and np.array_equal(v3.units, v2.units)
+    radius = np.hypot(v3.freqs[:, 0], v3.freqs[:, 1])
+    assert radius[v3.low].max() < 7.5 < radius[~v3.low].min() + 0.5
+    # v2 dealt at random: some bits had no chip in that band, which is why it was lost.
+    assert (np.bincount(v2.bits[v3.low], minlength=64) == 0).any()
+
+
+def test_small_unmarked_copies_never_yield_an_identifier():
+    for photo in (_headshot(grace_hopper(), (512, 600)), _coffee(), astronaut()):
+        for pixels in (200, 256):
+            assert not watermark.detect(_jpeg(_short_side(photo, pixels), 70)).found
