@@ -29,6 +29,10 @@ class TrainingRecord(StrictModel):
     base_model_sha256: str
     family: FamilyName  # a registered family (headshot.families)
     resolution: int
+    # Text tokens the prompts were padded to in training (FLUX's max_sequence_length); validation
+    # samples and generate render at it. None: fixed by the tokenizers (SD), or a record from
+    # before the field (rendered at the pipeline's own 512, as such LoRAs were validated).
+    max_sequence_length: int | None = None
     lora_file: str = LORA_FILE
     lora_sha256: str
     kohya_file: str | None = None
