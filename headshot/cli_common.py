@@ -48,8 +48,10 @@ BaseModelOption = Annotated[
     typer.Option(
         "--base-model",
         "-m",
-        help="Preset (sdxl, sd15, flux-dev, flux2-klein-base, flux2-klein, tiny-*), hub id, diffusers folder "
-        "or .safetensors file.",
+        help="Preset, hub id, diffusers folder or .safetensors file. Presets: flux2-klein-base (FLUX.2 "
+        "\\[klein] 4B base, Apache-2.0: the default; with a LoRA, the LoRA's own), flux2-klein (its "
+        "4-step distilled model, for rendering), sdxl, sd15, flux-dev (FLUX.1-dev: non-commercial "
+        "licence), tiny-* (random weights, for tests).",
     ),
 ]
 QuantizeOption = Annotated[

@@ -21,8 +21,10 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 # The base model a command uses when none is named (a preset, see configs/models/), and the
-# family the demo runs on: named here once, so stages never spell a family out.
-DEFAULT_BASE_MODEL = "sdxl"
+# family the demo runs on: named here once, so stages never spell a family out. The default is
+# FLUX.2 [klein] 4B base: the modern family whose weights allow commercial use (Apache-2.0),
+# and the undistilled variant, the one meant for training (README, "Base models").
+DEFAULT_BASE_MODEL = "flux2-klein-base"
 DEMO_FAMILY = "sd15"
 
 

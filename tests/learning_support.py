@@ -26,6 +26,11 @@ def cosine_distance(generated: torch.Tensor, targets: torch.Tensor) -> float:
     return float((1 - similarity.max(dim=1).values).mean())
 
 
+def paired_cosine_distance(first: torch.Tensor, second: torch.Tensor) -> float:
+    """Mean cosine distance between renders of the same seeds (how far a LoRA moved them)."""
+    return float((1 - (normalised(first) * normalised(second)).sum(dim=1)).mean())
+
+
 def size_matched_random(state: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
     """Random tensors with the shapes and Frobenius norms of `state`'s."""
     generator = torch.Generator().manual_seed(seed)
@@ -36,9 +41,14 @@ def size_matched_random(state: dict[str, torch.Tensor], seed: int = 0) -> dict[s
     return result
 
 
-def lora_learning_numbers(pipe, lora, record, subject: torch.Tensor, renders, scratch) -> dict[str, float]:
+def lora_learning_numbers(
+    pipe, lora, record, subject: torch.Tensor, renders, scratch, specificity: bool = False
+) -> dict[str, float]:
     """Cosine distances to the subject's latents of: the trained LoRA's instance renders, the
     base model's class renders, and the instance renders of a size-matched untrained LoRA.
+    With `specificity`, also what tells a LoRA that taught the identifier from one that pulls
+    every prompt toward the subject: the trained class renders' distance to the subject, and
+    how far the LoRA moved each prompt's renders from the base model's own (same seeds).
 
     `renders(pipe, prompt)` gives a pipeline's renders in the subject's latent layout;
     `scratch` is a folder for the untrained LoRA file."""
@@ -48,16 +58,23 @@ def lora_learning_numbers(pipe, lora, record, subject: torch.Tensor, renders, sc
 
     lora, scratch = Path(lora), Path(scratch)
     class_renders = renders(pipe, record.class_prompt)
+    base_instance = renders(pipe, record.instance_prompt) if specificity else None
     pipe.load_lora_weights(lora)
     trained = renders(pipe, record.instance_prompt)
+    trained_class = renders(pipe, record.class_prompt) if specificity else None
     pipe.unload_lora_weights()
     random_lora = size_matched_random(load_file(lora / "pytorch_lora_weights.safetensors"))
     save_file(random_lora, str(scratch / "random.safetensors"))
     pipe.load_lora_weights(scratch, weight_name="random.safetensors")
     baseline = renders(pipe, record.instance_prompt)
     pipe.unload_lora_weights()
-    return {
+    numbers = {
         "trained instance": cosine_distance(trained, subject),
         "base class renders": cosine_distance(class_renders, subject),
         "size-matched untrained LoRA": cosine_distance(baseline, subject),
     }
+    if specificity:
+        numbers["trained class"] = cosine_distance(trained_class, subject)
+        numbers["class prompt moved"] = paired_cosine_distance(trained_class, class_renders)
+        numbers["instance prompt moved"] = paired_cosine_distance(trained, base_instance)
+    return numbers

@@ -53,6 +53,7 @@ def test_every_shipped_template_renders_on_klein_and_is_delivered_signed(klein_l
             sampler, _, guidance = item.template.settings_for(klein)
             assert record["family"] == "flux2-klein" and record["sampler"] == sampler == "flow_euler"
             assert record["guidance"] == guidance == 4.0 and record["negative_prompt"] is None
+            assert record["max_sequence_length"] == 64  # the LoRA's training prompt length
             with Image.open(sidecar.with_suffix(".png")) as image:
                 assert image.size == (64, 64)
     delivered = [klein_lora.parent / c["delivered"] for c in index["candidates"] if c["delivered"]]

@@ -1,6 +1,7 @@
-"""FLUX through the later stages: every shipped template renders and is delivered signed,
-the study records x0 from the velocity and joint-attention maps, prepare crops at 1024 px
-for FLUX.1-dev, `run -m flux-dev` is accepted, and `headshot demo --family flux` runs."""
+"""FLUX through the later stages: class images, validation samples and renders are drawn at
+the trained prompt length, every shipped template renders and is delivered signed, the study
+records x0 from the velocity and joint-attention maps, prepare crops at 1024 px for
+FLUX.1-dev, `run -m flux-dev` is accepted, and `headshot demo --family flux` runs."""
 
 from __future__ import annotations
 
@@ -20,11 +21,82 @@ from headshot.training.finetune_config import FinetuneConfig
 def flux_lora(tiny_flux, tmp_path_factory):
     root = tmp_path_factory.mktemp("flux-stages") / "outputs"
     dataset = make_dataset(root, "flux", count=3)
+    # Prompts at 32 T5 tokens; one class image at the family's own sampler settings (none given).
     options = fast_options(
-        steps=8, lr=2e-2, checkpoint_steps=4, max_sequence_length=64, prior_preservation=False
-    )
+        steps=8, lr=2e-2, checkpoint_steps=4, max_sequence_length=32, num_class_images=1,
+        class_inference_steps=None,
+    )  # fmt: skip
     finetune_dataset(dataset, FinetuneConfig(base_model=str(tiny_flux), cache_dir=root / "cache", **options))
     return dataset.parent / "lora"
+
+
+@pytest.fixture(scope="module")
+def draw(tiny_flux):
+    """draw(prompt, tokens, steps, guidance, lora=None): the pipeline's own seed-0 render."""
+    import torch
+    from diffusers import FluxPipeline
+
+    pipe = FluxPipeline.from_pretrained(tiny_flux)
+    pipe.set_progress_bar_config(disable=True)
+
+    def render(prompt: str, tokens: int, steps: int, guidance: float, lora=None) -> np.ndarray:
+        if lora is not None:
+            pipe.load_lora_weights(lora)
+        generator = torch.Generator("cpu").manual_seed(0)
+        image = pipe(prompt=prompt, max_sequence_length=tokens, num_inference_steps=steps,
+                     guidance_scale=guidance, height=64, width=64, generator=generator).images[0]  # fmt: skip
+        if lora is not None:
+            pipe.unload_lora_weights()
+        return np.asarray(image, dtype=np.int16)
+
+    return render
+
+
+def _same(path, drawn: np.ndarray) -> bool:
+    """The PNG at `path` is `drawn`, float rounding aside."""
+    with Image.open(path) as image:
+        return np.abs(np.asarray(image.convert("RGB"), dtype=np.int16) - drawn).max() <= 1
+
+
+def test_class_images_are_drawn_with_the_familys_own_sampler_settings(flux_lora, draw):
+    """No class sampler settings given: the class image is the base model's at FLUX.1's own 28
+    steps and guidance 3.5 (not SD's 25 at 5.0), its prompt at the trained 32 tokens."""
+    from headshot.families import get_family
+
+    flux = get_family("flux")
+    (class_image,) = (flux_lora.parent.parent / "cache" / "class_images").glob("*/00000.png")
+    assert _same(class_image, draw("a photo of person", 32, flux.default_steps, flux.default_guidance))
+
+
+def test_validation_samples_are_drawn_at_the_trained_prompt_length(flux_lora, draw):
+    """`max_sequence_length: 32` is recorded in training.json, and the sample that chose the
+    exported step is what the pipeline draws at 32 T5 tokens, not at its own 512."""
+    from headshot.families import get_family
+    from headshot.training.training_record import read_training_record
+
+    record = read_training_record(flux_lora)
+    assert record.max_sequence_length == 32
+    guidance = get_family("flux").default_guidance  # none given: the family's own
+    sample = flux_lora / "samples" / f"step-{record.steps:06d}_seed-0.png"  # 2 steps (fast_options)
+    assert _same(sample, draw(record.instance_prompt, 32, 2, guidance, lora=flux_lora))
+    assert not _same(sample, draw(record.instance_prompt, 512, 2, guidance, lora=flux_lora))
+
+
+def test_generate_renders_at_the_trained_prompt_length_and_records_it(flux_lora, draw):
+    from headshot.pipelines.generate_config import GenerateConfig
+    from headshot.pipelines.render import load_renderer, render_jobs
+    from headshot.pipelines.templates import expand_grid, load_templates
+    from headshot.training.training_record import read_training_record
+
+    renderer = load_renderer(flux_lora, read_training_record(flux_lora), GenerateConfig(steps=2), "cpu")
+    (job,) = expand_grid(load_templates(["studio-grey"]), [0])[:1]
+    render_jobs(renderer, [job], flux_lora.parent / "renders", batch_size=1, show_progress=False)
+    candidate = flux_lora.parent / "renders" / "studio-grey" / f"{job.stem}.png"
+    sidecar = json.loads(candidate.with_suffix(".json").read_text())
+    assert sidecar["max_sequence_length"] == 32 and sidecar["steps"] == 2
+    prompt, guidance = sidecar["prompt"], sidecar["guidance"]
+    assert _same(candidate, draw(prompt, 32, 2, guidance, lora=flux_lora))
+    assert not _same(candidate, draw(prompt, 512, 2, guidance, lora=flux_lora))
 
 
 def test_every_shipped_template_renders_on_flux_and_is_delivered_signed(flux_lora):
@@ -51,6 +123,7 @@ def test_every_shipped_template_renders_on_flux_and_is_delivered_signed(flux_lor
             sampler, _, guidance = item.template.settings_for(flux)
             assert record["family"] == "flux" and record["sampler"] == sampler == "flow_euler"
             assert record["guidance"] == guidance and record["negative_prompt"] is None
+            assert record["max_sequence_length"] == 32  # the LoRA's training prompt length
             with Image.open(sidecar.with_suffix(".png")) as image:
                 assert image.size == (64, 64)
     delivered = [flux_lora.parent / c["delivered"] for c in index["candidates"] if c["delivered"]]

@@ -129,7 +129,7 @@ def test_each_rejection_has_its_reason(prepared):
 def test_dataset_folder_matches_its_record(prepared):
     record, folder = prepared
     assert read_dataset(folder) == record
-    assert record.resolution == RESOLUTION and record.family == "sdxl"
+    assert record.resolution == RESOLUTION and record.family == "flux2-klein"  # the default base model
     assert sorted(p.source for p in record.photos) == [p.source for p in record.photos]
     for photo in record.accepted:
         crop, mask = Image.open(folder / photo.image), Image.open(folder / photo.mask)

@@ -34,6 +34,7 @@ def refiner(request, tmp_path_factory):
     folder = save_tiny_model(request.param, tmp_path_factory.mktemp("models") / request.param)
     pipe = DiffusionPipeline.from_pretrained(folder)
     refiner = FaceRefiner(pipe, resolution=64, options=OPTIONS)
+    refiner.text_to_image = pipe  # the loaded pipeline generate renders with
     # The prompt arguments as generate passes them: the family's own (no negative prompt on FLUX).
     refiner.call = {**FAMILIES[request.param].render_kwargs([CALL["prompt"]], [CALL["negative_prompt"]], 5.0),
                     "num_inference_steps": CALL["num_inference_steps"]}  # fmt: skip
@@ -64,10 +65,14 @@ def test_the_pass_is_deterministic_per_seed(refiner, photo):
 
 
 def test_the_img2img_pipeline_shares_the_loaded_weights(refiner):
-    base = refiner.img2img
-    denoiser = getattr(base, "unet", None) or base.transformer
-    assert any(denoiser is module for module in base.components.values())
-    assert all(base.components[name] is value for name, value in base.components.items())
+    import torch
+
+    loaded = {name: part for name, part in refiner.text_to_image.components.items()
+              if isinstance(part, torch.nn.Module)}  # fmt: skip
+    assert {"vae", "text_encoder"} <= set(loaded) and ({"unet", "transformer"} & set(loaded))
+    crop_renderer = refiner.img2img.components
+    for name, module in loaded.items():  # the very modules, not copies of their weights
+        assert crop_renderer.get(name) is module, name
 
 
 def test_an_image_without_a_face_is_left_alone(refiner):

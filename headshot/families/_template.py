@@ -29,6 +29,8 @@ class TemplateFamily(Family):
     single_file_markers = ("only.this.family.has.",)  # tensor-name prefixes of one-file checkpoints
     single_file_excludes = ()  # prefixes of a later family's files that also carry the markers
     samplers = ("flow_euler",)  # template sampler names that work; the first is the default
+    default_steps = 28  # the family's own sampler steps and guidance: class images and validation
+    default_guidance = 3.5  # samples use them unless the finetune config sets its own
     template_defaults = {}  # sampler settings replacing the (SD-tuned) templates', e.g. {"guidance": 3.5}
     negative_prompts = True  # False when guidance is embedded (no true CFG)
 
@@ -56,6 +58,11 @@ class TemplateFamily(Family):
 
     def check_training_options(self, config, where: str) -> None:
         """Raise HeadshotError(f"{where}: option '<name>': ...") for an option this family cannot use."""
+
+    def prompt_length(self, config) -> int | None:
+        """The text tokens prompts are padded to in training and in every render of the LoRA
+        (e.g. config.max_sequence_length); None where the tokenizers fix the length."""
+        return super().prompt_length(config)
 
     def tokenize(self, pipeline, prompt: str, config) -> list:
         """One (1, length) LongTensor of token ids per text encoder, padded as the pipeline pads."""
@@ -97,8 +104,9 @@ class TemplateFamily(Family):
         unpack here (patches, position ids), feed `guidance` to a guidance embedding if any."""
         raise NotImplementedError
 
-    def render_kwargs(self, prompts, negatives, guidance: float) -> dict:
-        """Pipeline-call arguments for prompts and guidance (drop negatives without true CFG)."""
+    def render_kwargs(self, prompts, negatives, guidance: float, prompt_length: int | None = None) -> dict:
+        """Pipeline-call arguments for prompts and guidance (drop negatives without true CFG),
+        and the prompt length as the pipeline takes it (when `prompt_length` is not None)."""
         raise NotImplementedError
 
     def x0_function(self):

@@ -67,6 +67,10 @@ class Family:
     single_file_excludes: ClassVar[tuple[str, ...]] = ()
     # Samplers (templates' `sampler` names) this family renders with; the first is its default.
     samplers: ClassVar[tuple[str, ...]]
+    # The family's own sampler settings for renders without a template: class images and
+    # validation samples use them unless the finetune config sets its own.
+    default_steps: ClassVar[int]
+    default_guidance: ClassVar[float]
     # Sampler settings that replace a scene template's (which are tuned for SD) for this family.
     template_defaults: ClassVar[dict] = {}
     # Whether renders use a negative prompt (true classifier-free guidance).
@@ -120,6 +124,12 @@ class Family:
 
     def check_training_options(self, config, where: str) -> None:
         """Raise a HeadshotError naming the option when one does not apply to this family."""
+
+    def prompt_length(self, config) -> int | None:
+        """The text tokens a prompt is padded to, in training and in every render of the LoRA
+        (the config's `max_sequence_length` where the pipeline takes one); None where the
+        tokenizers fix it (SD's CLIP: 77)."""
+        return None
 
     def tokenize(self, pipeline, prompt: str, config) -> list[torch.Tensor]:
         """One (1, length) id tensor per text encoder."""
@@ -178,8 +188,11 @@ class Family:
         raise NotImplementedError
 
     # --- rendering and the study ------------------------------------------------------
-    def render_kwargs(self, prompts: list[str], negatives: list[str] | None, guidance: float) -> dict:
-        """The pipeline-call arguments that carry the prompt and guidance."""
+    def render_kwargs(
+        self, prompts: list[str], negatives: list | None, guidance: float, prompt_length: int | None = None
+    ) -> dict:
+        """The pipeline-call arguments that carry the prompt, guidance and (where the pipeline
+        takes one) the prompt length the LoRA was trained at (`prompt_length`; None: the pipeline's own)."""
         raise NotImplementedError
 
     def x0_function(self):

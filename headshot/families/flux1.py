@@ -75,6 +75,16 @@ class FlowTransformerFamily(Family):
         except (HeadshotError, OSError, ValueError, KeyError, TypeError):
             return None
 
+    def prompt_length(self, config) -> int:
+        return config.max_sequence_length
+
+    def render_kwargs(self, prompts, negatives, guidance: float, prompt_length: int | None = None) -> dict:
+        # No negative prompt: FLUX.1's guidance is embedded (FluxPipeline would run true CFG only
+        # with true_cfg_scale > 1); klein's pipeline makes its own negative (""). Both pipelines
+        # pad the prompt to `max_sequence_length` (512 unless told).
+        length = {} if prompt_length is None else {"max_sequence_length": prompt_length}
+        return {"prompt": prompts, "guidance_scale": guidance, **length}
+
     def x0_function(self):
         return flow_x0
 
@@ -117,7 +127,9 @@ class Flux1(FlowTransformerFamily):
     )
     samplers = ("flow_euler",)
     # FLUX.1-dev's own defaults: 28 steps at embedded guidance 3.5.
-    template_defaults = {"sampler": "flow_euler", "steps": 28, "guidance": 3.5}
+    default_steps = 28
+    default_guidance = 3.5
+    template_defaults = {"sampler": "flow_euler", "steps": default_steps, "guidance": default_guidance}
     negative_prompts = False
     kohya_base_model_version = "flux1"
     licence_note = "FLUX.1-dev: FLUX.1 [dev] Non-Commercial License (outputs may be used commercially)"
@@ -140,7 +152,7 @@ class Flux1(FlowTransformerFamily):
 
     def tokenize(self, pipeline, prompt: str, config=None) -> list[torch.Tensor]:
         clip, t5 = self.tokenizers(pipeline)
-        length = config.max_sequence_length if config is not None else 512
+        length = self.prompt_length(config) if config is not None else 512
 
         def ids(tokenizer, max_length):
             return tokenizer(
@@ -189,11 +201,6 @@ class Flux1(FlowTransformerFamily):
             return_dict=False,
         )[0]
         return unpack(output, height, width)
-
-    def render_kwargs(self, prompts: list[str], negatives: list[str] | None, guidance: float) -> dict:
-        # Embedded guidance: `guidance_scale` feeds the guidance embedding; no negative prompt
-        # (FluxPipeline would run true CFG only with true_cfg_scale > 1).
-        return {"prompt": prompts, "guidance_scale": guidance}
 
     def latents_for_decoding(self, pipeline, latents, size: int):
         if latents.ndim == 4:

@@ -129,8 +129,11 @@ class Flux2Klein(FlowTransformerFamily):
         "model.diffusion_model.double_stream_modulation_img.",
     )
     samplers = ("flow_euler",)
-    # The base model's own defaults: 50 steps at guidance 4 (the distilled model: 4 steps, guidance ignored).
-    template_defaults = {"sampler": "flow_euler", "steps": BASE_STEPS, "guidance": 4.0}
+    # The base model's own defaults: 50 steps at guidance 4, real CFG against "" (the pipeline
+    # takes no negative prompt text). The distilled model: 4 steps, guidance ignored.
+    default_steps = BASE_STEPS
+    default_guidance = 4.0
+    template_defaults = {"sampler": "flow_euler", "steps": default_steps, "guidance": default_guidance}
     negative_prompts = False
     licence_note = "FLUX.2 [klein] 4B: Apache-2.0 (commercial use allowed)"
 
@@ -157,7 +160,7 @@ class Flux2Klein(FlowTransformerFamily):
 
     def tokenize(self, pipeline, prompt: str, config=None) -> list[torch.Tensor]:
         """[token ids, attention mask], each (1, max_sequence_length): the encoder needs both."""
-        length = config.max_sequence_length if config is not None else 512
+        length = self.prompt_length(config) if config is not None else 512
         tokenizer = pipeline.tokenizer
         encoded = tokenizer(
             ChatPromptTokenizer(tokenizer)._text(prompt),
@@ -226,11 +229,6 @@ class Flux2Klein(FlowTransformerFamily):
             return_dict=False,
         )[0]
         return output.transpose(1, 2).reshape(batch, channels, height, width)
-
-    def render_kwargs(self, prompts: list[str], negatives: list[str] | None, guidance: float) -> dict:
-        # The base model runs true CFG against "" when guidance > 1; the pipeline takes no
-        # negative prompt text. The distilled model ignores guidance.
-        return {"prompt": prompts, "guidance_scale": guidance}
 
     def latents_for_decoding(self, pipeline, latents, size: int):
         if latents.ndim == 4:

@@ -35,6 +35,8 @@ class StableDiffusionFamily(Family):
     size_multiple = 8
     lora_targets = {"attention": UNET_ATTENTION, "all": UNET_ALL}
     samplers = SD_SAMPLERS
+    default_steps = 25
+    default_guidance = 5.0
 
     def resolution(self, pipeline) -> int:
         """The UNet's latent size times the VAE's downscale factor."""
@@ -101,7 +103,7 @@ class StableDiffusionFamily(Family):
             conditioning["added_cond_kwargs"] = {"text_embeds": prompts.pooled, "time_ids": time_ids}
         return denoiser(noisy, timesteps, encoder_hidden_states=prompts.hidden, **conditioning).sample
 
-    def render_kwargs(self, prompts: list[str], negatives: list[str] | None, guidance: float) -> dict:
+    def render_kwargs(self, prompts, negatives, guidance: float, prompt_length: int | None = None) -> dict:
         return {"prompt": prompts, "negative_prompt": negatives, "guidance_scale": guidance}
 
     def attention_recorder(self, pipeline, positions, latent_hw):

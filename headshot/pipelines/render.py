@@ -48,6 +48,7 @@ _REUSE_KEYS = (
     "guidance",
     "size",
     "lora_scale",
+    "max_sequence_length",
     "dtype",
     "base_model_sha256",
     "lora_sha256",
@@ -94,6 +95,7 @@ class Renderer:
             "guidance": guidance,
             "size": self.size_override or template.size or self.loaded.resolution,
             "lora_scale": template.lora_scale,
+            "max_sequence_length": self.record.max_sequence_length,  # the training prompts' length
             "dtype": self.dtype_name,
             "family": self.loaded.family.name,
             "base_model": self.record.base_model,
@@ -107,10 +109,9 @@ class Renderer:
     def prompt_arguments(self, settings: dict) -> dict:
         """The pipeline arguments that come from one candidate's settings (prompts, steps,
         guidance, as the family passes them): the face-detail pass reuses them."""
+        prompting = (settings["prompt"], settings["negative_prompt"], settings["guidance"])
         return {
-            **self.loaded.family.render_kwargs(
-                settings["prompt"], settings["negative_prompt"], settings["guidance"]
-            ),
+            **self.loaded.family.render_kwargs(*prompting, settings["max_sequence_length"]),
             "num_inference_steps": settings["steps"],
         }
 
@@ -127,8 +128,9 @@ class Renderer:
             # The family says how prompts and guidance are passed (FLUX: embedded guidance, no
             # negative prompt); one template's jobs share steps, guidance and size.
             prompting = self.loaded.family.render_kwargs(
-                [s["prompt"] for s in settings], [s["negative_prompt"] for s in settings], first["guidance"]
-            )
+                [s["prompt"] for s in settings], [s["negative_prompt"] for s in settings], first["guidance"],
+                first["max_sequence_length"],
+            )  # fmt: skip
             result = self.pipeline(
                 **prompting,
                 num_inference_steps=first["steps"],

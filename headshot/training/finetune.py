@@ -287,6 +287,7 @@ def _export_files(session: Session, state, out: Path, scale: float) -> TrainingR
         base_model_sha256=session.model_sha256,
         family=loaded.family.name,
         resolution=loaded.resolution,
+        max_sequence_length=loaded.family.prompt_length(config),
         lora_sha256=sha256_file(lora_file),
         kohya_file=kohya_file.relative_to(out).as_posix(),
         dataset_sha256=session.dataset_sha256,

@@ -61,7 +61,8 @@ FLOW_ONLY_OPTIONS = (
 
 
 class FinetuneConfig(StrictModel):
-    """DreamBooth + LoRA options. Defaults are for SDXL on one GPU."""
+    """DreamBooth + LoRA options. Defaults are for the default base model on one GPU; sampler
+    settings left unset are the family's own."""
 
     base_model: str = DEFAULT_BASE_MODEL  # preset, hub id, diffusers folder or .safetensors file
     # Words: the rare identifier token means *this* person; the class noun what they are.
@@ -102,8 +103,12 @@ class FinetuneConfig(StrictModel):
     prior_preservation: bool = True
     prior_loss_weight: float = Field(1.0, ge=0)
     num_class_images: int = Field(100, gt=0, le=100_000)
-    class_inference_steps: int = Field(25, gt=0, le=1000)
-    class_guidance_scale: float = Field(5.0, ge=0)
+    class_inference_steps: int | None = Field(
+        None, gt=0, le=1000, description="sampler steps of the class images (default: the family's own)"
+    )
+    class_guidance_scale: float | None = Field(
+        None, ge=0, description="guidance of the class images (default: the family's own)"
+    )
     class_batch_size: int = Field(4, gt=0, le=1024)
 
     # Loss shaping.
@@ -155,8 +160,12 @@ class FinetuneConfig(StrictModel):
     validation_steps: int = Field(200, ge=0)  # 0: only after the last step
     validation_prompt: Text | None = None  # default: the instance prompt
     validation_seeds: list[Seed] = Field(default_factory=lambda: [0, 1], max_length=64)
-    validation_inference_steps: int = Field(25, gt=0, le=1000)
-    validation_guidance_scale: float = Field(5.0, ge=0)
+    validation_inference_steps: int | None = Field(
+        None, gt=0, le=1000, description="sampler steps of the validation samples (default: the family's own)"
+    )
+    validation_guidance_scale: float | None = Field(
+        None, ge=0, description="guidance of the validation samples (default: the family's own)"
+    )
     # Which step's LoRA is exported: the validated step whose samples score best by
     # leave-one-out likeness (the last step when no sample shows a face), or the last.
     select: Literal["best_likeness", "last"] = "best_likeness"
@@ -202,7 +211,23 @@ class FinetuneConfig(StrictModel):
             return Path(self.cache_dir).expanduser()
         return default_cache_root()
 
+    def class_sampling(self, family) -> tuple[int, float]:
+        """(steps, guidance) of the class images: the config's, else the family's own."""
+        return _given(self.class_inference_steps, family.default_steps), _given(
+            self.class_guidance_scale, family.default_guidance
+        )
+
+    def validation_sampling(self, family) -> tuple[int, float]:
+        """(steps, guidance) of the validation samples: the config's, else the family's own."""
+        return _given(self.validation_inference_steps, family.default_steps), _given(
+            self.validation_guidance_scale, family.default_guidance
+        )
+
     def result_settings(self) -> dict:
         """The options a resumed run must share with the run it continues."""
         data = self.model_dump(mode="json")
         return {name: data[name] for name in RESULT_FIELDS}
+
+
+def _given(value, default):
+    return default if value is None else value

@@ -141,13 +141,15 @@ def plan_inputs(config, images: ImageSet, model_sha256: str, family, dtype, reso
     class_folder, class_images = None, None
     if config.prior_preservation:
         quantized = config.quantize_base != "none"  # class images of a quantized base are its own
+        steps, guidance = config.class_sampling(family)
         class_folder = class_image_folder(
             config.cache_root,
             model_sha256=f"{model_sha256}+{config.quantize_base}" if quantized else model_sha256,
             prompt=config.class_prompt,
             resolution=resolution,
-            steps=config.class_inference_steps,
-            guidance=config.class_guidance_scale,
+            steps=steps,
+            guidance=guidance,
+            prompt_length=family.prompt_length(config),
         )
         if not missing_class_images(class_folder, config.num_class_images):
             class_images = _read_class_images(class_folder, config, resolution)
@@ -187,7 +189,7 @@ def frozen_inputs(plan: InputPlan, loaded, config, accelerator, monitor) -> Froz
         if plan.class_images is not None:
             found, images = plan.class_latents, plan.class_images
         else:  # rendered now: nothing of them can be cached yet
-            found, images = None, _class_images(pipeline, plan, config, resolution, accelerator, monitor)
+            found, images = None, _class_images(pipeline, plan, loaded, config, accelerator, monitor)
         classes = _encoded(cache, pipeline.vae, images, found, family, resolution)
     instances = _encoded(cache, pipeline.vae, plan.instance_images, plan.instance_latents, family, resolution)
     texts = _prompts(config)
@@ -233,10 +235,11 @@ def _embedded(cache: EncodedCache, pipeline, family, prompt: str, ids, config, d
     return embeddings
 
 
-def _class_images(pipeline, plan: InputPlan, config, resolution: int, accelerator, monitor) -> ImageSet:
-    folder = plan.class_folder
+def _class_images(pipeline, plan: InputPlan, loaded, config, accelerator, monitor) -> ImageSet:
+    folder, family, resolution = plan.class_folder, loaded.family, loaded.resolution
     missing = missing_class_images(folder, config.num_class_images)
     if missing and accelerator.is_main_process:
+        steps, guidance = config.class_sampling(family)
         with monitor.class_image_progress(len(missing), folder) as advance:
             generate_class_images(
                 pipeline,
@@ -244,9 +247,11 @@ def _class_images(pipeline, plan: InputPlan, config, resolution: int, accelerato
                 missing,
                 prompt=config.class_prompt,
                 resolution=resolution,
-                steps=config.class_inference_steps,
-                guidance=config.class_guidance_scale,
+                steps=steps,
+                guidance=guidance,
                 batch_size=config.class_batch_size,
+                family=family,
+                prompt_length=family.prompt_length(config),
                 on_batch=advance,
             )
     elif accelerator.is_main_process:

@@ -37,14 +37,17 @@ class Monitor:
         from headshot.analysis.likeness import SubjectIdentity
 
         embeddings = [p.embedding for p in dataset.accepted if p.embedding is not None]
+        steps, guidance = config.validation_sampling(loaded.family)
         self.validator = Validator(
             folder=self.out / "samples",
             prompt=config.validation_prompt,
             seeds=config.validation_seeds,
-            steps=config.validation_inference_steps,
-            guidance=config.validation_guidance_scale,
+            steps=steps,
+            guidance=guidance,
             resolution=dataset.resolution,
             identity=SubjectIdentity.from_embeddings(embeddings) if embeddings else None,
+            # Samples choose the exported step: rendered at the length the prompts trained at.
+            prompt_length=loaded.family.prompt_length(config),
         )
         if config.tensorboard:
             self._writer = _summary_writer(self.out / "logs")

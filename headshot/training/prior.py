@@ -18,7 +18,14 @@ from headshot.records import atomic_save_image, atomic_write_json
 
 
 def class_image_folder(
-    cache_root: Path, *, model_sha256: str, prompt: str, resolution: int, steps: int, guidance: float
+    cache_root: Path,
+    *,
+    model_sha256: str,
+    prompt: str,
+    resolution: int,
+    steps: int,
+    guidance: float,
+    prompt_length: int | None = None,
 ) -> Path:
     settings = {
         "model_sha256": model_sha256,
@@ -27,6 +34,8 @@ def class_image_folder(
         "steps": steps,
         "guidance": guidance,
     }
+    if prompt_length is not None:  # keyed only where the family takes one: SD's keys stay as they were
+        settings["max_sequence_length"] = prompt_length
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
     folder = Path(cache_root) / "class_images" / key
     if not (folder / "settings.json").is_file():
@@ -53,16 +62,18 @@ def generate_class_images(
     steps: int,
     guidance: float,
     batch_size: int,
+    family,
+    prompt_length: int | None = None,
     on_batch=None,
 ) -> None:
-    """Render the class images `indices` (image i from seed i) into `folder`, atomically."""
+    """Render the class images `indices` (image i from seed i) into `folder`, atomically, as
+    the family passes prompt, guidance and prompt length (the training prompts' own)."""
     for start in range(0, len(indices), batch_size):
         batch = indices[start : start + batch_size]
         generators = [torch.Generator(device="cpu").manual_seed(index) for index in batch]
         images = pipeline(
-            prompt=[prompt] * len(batch),  # by name: not every pipeline takes it first (klein: image)
+            **family.render_kwargs([prompt] * len(batch), None, guidance, prompt_length),
             num_inference_steps=steps,
-            guidance_scale=guidance,
             height=resolution,
             width=resolution,
             generator=generators,

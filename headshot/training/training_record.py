@@ -39,6 +39,10 @@ class TrainingRecord(StrictModel):
     base_model_sha256: Sha256
     family: FamilyName  # a registered family (headshot.families)
     resolution: Resolution
+    # Text tokens the prompts were padded to in training (FLUX's max_sequence_length); validation
+    # samples and generate render at it. None: fixed by the tokenizers (SD), or a record from
+    # before the field (rendered at the pipeline's own 512, as such LoRAs were validated).
+    max_sequence_length: int | None = Field(None, ge=1, le=4096)
     lora_file: Text = LORA_FILE
     lora_sha256: Sha256
     kohya_file: Text | None = None

@@ -40,6 +40,7 @@ class Validator:
     guidance: float
     resolution: int
     identity: object | None  # SubjectIdentity, or None when the dataset has no embeddings
+    prompt_length: int | None = None  # the training prompts' token length (FLUX); None: the pipeline's
 
     @torch.no_grad()
     def run(self, pipeline, step: int) -> list[SampleScore]:
@@ -68,7 +69,7 @@ class Validator:
             for seed in self.seeds:
                 with precision:
                     image = pipeline(
-                        **family.render_kwargs([self.prompt], None, self.guidance),
+                        **family.render_kwargs([self.prompt], None, self.guidance, self.prompt_length),
                         num_inference_steps=self.steps,
                         height=self.resolution,
                         width=self.resolution,

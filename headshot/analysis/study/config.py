@@ -50,7 +50,7 @@ class SweepConfig(StrictModel):
 
 class StudyConfig(StrictModel):
     lora: Path | None = None  # a folder written by `headshot finetune`; None: the base model alone
-    base_model: str | None = None  # default: the LoRA's base model, else sdxl
+    base_model: str | None = None  # default: the LoRA's base model, else DEFAULT_BASE_MODEL
     subject: str | None = None  # output folder name when there is no LoRA
     # The subject's `headshot prepare` folder, the yardstick of the audit's metrics.
     # Default: the dataset/ next to the LoRA (or OUTPUTS/<subject>/dataset), when it exists.

@@ -51,6 +51,11 @@ class StudyModel:
         return bool(self.loras)
 
     @property
+    def prompt_length(self) -> int | None:
+        """The LoRA's training prompt length (FLUX), as generate renders it; None: the pipeline's."""
+        return self.record.max_sequence_length if self.record is not None else None
+
+    @property
     def checkpoints(self) -> list[LoraCheckpoint]:
         """Training checkpoints and the final LoRA, in training order."""
         return sorted(self.loras.values(), key=lambda lora: (lora.step, lora.label == FINAL))

@@ -38,7 +38,9 @@ def render_image(model: StudyModel, prompt: str, negative: str, size: int, *, se
 
     # A CPU generator makes the starting noise the same on every device.
     generator = torch.Generator("cpu").manual_seed(int(seed))
-    prompting = model.loaded.family.render_kwargs(prompt, negative or None, float(guidance_scale))
+    prompting = model.loaded.family.render_kwargs(
+        prompt, negative or None, float(guidance_scale), model.prompt_length
+    )
     with torch.no_grad():
         result = model.pipeline(
             **prompting,
@@ -306,7 +308,9 @@ def _write_refine(output, model, config, metrics, prompt: str, size: int) -> dic
     }  # fmt: skip
     family = model.loaded.family
     call = {
-        **family.render_kwargs(prompt, config.negative_prompt or None, float(config.guidance_scale)),
+        **family.render_kwargs(
+            prompt, config.negative_prompt or None, float(config.guidance_scale), model.prompt_length
+        ),
         "num_inference_steps": int(config.steps),
     }
     record, images = refine_compare.compare(renders, refiner, call, metrics)
