@@ -295,7 +295,8 @@ def planned_training(plan: dict) -> float:
     working copy. On a CPU that is the plan's training peak less the text encoders; on a GPU its
     training-steps term plus the VAE (kept resident here for the render)."""
     parts = plan["training"]["parts"]
-    return round(sum(parts.values()) - _text_encoders(plan["training"]), 3)
+    held = sum(size for name, size in parts.items() if name != "validation_sample")  # no samples here
+    return round(held - _text_encoders(plan["training"]), 3)
 
 
 def planned_render(plan: dict) -> float:

@@ -150,6 +150,7 @@ def make_plan(request: PlanRequest) -> dict:
                 "lora_state": _gib(training.lora_state),
                 "activations": _gib(training.activations),
                 "backward_working": _gib(training.working),
+                "validation_sample": _gib(training.sampling),
             },
             "lora_parameters": training.lora_parameters,
             "frozen_parts_resident": request.device == "cpu",

@@ -224,7 +224,8 @@ def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> Subj
     if earlier is not None and earlier != family:
         console.print(
             f"replacing the earlier {earlier} demo in {outputs / 'demo'} with a {family} one "
-            "(its dataset, LoRA, renders and headshots are made anew)"
+            "(its dataset, LoRA, renders and headshots are made anew)",
+            soft_wrap=True,  # a path stays whole, to copy
         )
     model_dir = outputs / "models" / f"tiny-{family}"
     if not (model_dir / "model_index.json").is_file():

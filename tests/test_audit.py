@@ -202,7 +202,7 @@ def test_config_errors_name_the_file_and_field(tmp_path, dataset, run_cli, manip
     assert "unknown metric plastic" in result.err
     assert "Traceback" not in result.err
     missing = run_cli("audit", manipulated_folder)
-    assert missing.code == 1 and "--dataset" in missing.err
+    assert missing.code == 2 and "--dataset" in missing.err  # a usage error, worded as one
     no_folder = run_cli("audit", tmp_path / "nowhere", "--dataset", dataset)
     assert no_folder.code == 1 and "nowhere" in no_folder.err
 

@@ -111,12 +111,12 @@ def test_klein_study_has_x0_from_the_velocity_and_joint_attention_maps(
     assert len(record["sweep"]["entries"]) == 2 * 1 * (1 + 2)
 
 
-def test_run_takes_the_klein_base_preset_and_prepares_at_its_native_1024_px(
-    run_cli, sample_selfies, tmp_path
-):
+def test_prepare_takes_the_klein_base_preset_at_its_native_1024_px(run_cli, sample_selfies, tmp_path):
     outputs = tmp_path / "outputs"
-    result = run_cli("run", sample_selfies, "-s", "ada", "-m", "flux2-klein-base", "--outputs", outputs)
-    assert "prepare: ada (flux2-klein, 1024px)" in result.out
+    # `run` first checks that the model can be had (offline here: it stops before any stage
+    # writes, tests/test_run_preflight.py); prepare alone needs only the preset's family and size.
+    result = run_cli("prepare", sample_selfies, "-s", "ada", "-m", "flux2-klein-base", "--outputs", outputs)
+    assert "prepare: ada (flux2-klein, 1024px)" in result.out + result.err
     dataset = json.loads((outputs / "ada" / "dataset" / "dataset.json").read_text())
     assert dataset["family"] == "flux2-klein" and dataset["resolution"] == 1024
     assert result.code == 1 and "Add more photos" in result.err

@@ -60,7 +60,7 @@ def estimate_finetune(
     except Exception as exc:  # said in the plan and an error in `headshot plan`; tests require a number
         note = f"activations not estimated ({type(exc).__name__}: {str(exc)[:200]})"
     sampling = 0
-    if frozen != "never":  # validation samples are rendered: their working memory on top of all weights
+    if frozen != "never" and config.validation_seeds:  # samples: their working memory on top of all weights
         from headshot.pipelines.render_precision import render_activations
 
         sampling = max(render_activations(folder, family, resolution, dtype, 1).values())
