@@ -111,7 +111,7 @@ def run(args) -> dict:
         result["losses"] = [round(loss, 4) for loss in state.losses]
         result["lora_parameters"] = state.lora_parameters
         again = PeakWatch(device)  # the render's own peak, over the same start
-        result["render_s"] = round(render(pipeline, family, prompts, settings, device), 1)
+        result["render_s"] = round(render(pipeline, family, prompts, settings, device), 3)
         result["render_peak_gib"] = round((again.peak() + again.baseline - watch.baseline) / 2**30, 3)
     for stage in ("training", "render"):
         result[f"{stage}_measured_over_plan"] = round(

@@ -36,8 +36,13 @@ def test_a_version_other_than_the_lock_is_reported_by_name(tmp_path):
 def test_the_lock_pins_every_installed_distribution():
     """A package installed but absent from the lock would float on the next fresh install."""
     pins = check_env.locked_versions()
+    import sysconfig
+
+    # The environment's own site-packages: a library that puts another interpreter's folder on
+    # sys.path while the suite runs must not make that folder's packages count as installed here.
+    site = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     installed = {
-        check_env._normal(d.metadata["Name"]) for d in metadata.distributions() if d.metadata["Name"]
+        check_env._normal(d.metadata["Name"]) for d in metadata.distributions(path=site) if d.metadata["Name"]
     }
     unpinned = installed - pins.keys() - {"headshot", "pip", "setuptools", "wheel"}
     assert unpinned == set()

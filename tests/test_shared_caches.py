@@ -13,10 +13,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from headshot.families import get_family
 from headshot.training.prior import class_image_folder, generate_class_images
 
 COUNT = 6
-SETTINGS = dict(prompt="a photo of a person", resolution=64, steps=2, guidance=1.0)
+SETTINGS = dict(prompt="a photo of a person", resolution=64, steps=2, guidance=1.0, family=get_family("sd15"))
 
 
 def _fill(pipe, folder: Path, barrier) -> None:
