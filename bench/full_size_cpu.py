@@ -106,13 +106,13 @@ def run(args) -> dict:
         result["build_s"] = round(time.perf_counter() - started, 1)
         config = finetune_config(folder, settings)
         state, prompts = train_steps(pipeline, folder, family, config, resolution, device)
-        result["training_peak_gib"] = round(watch.peak() / 2**30, 3)
+        result["training_peak_gib"] = round(watch.peak() / 2**30, 6)
         result["s_per_step"] = [round(s, 1) for s in state.step_seconds]
         result["losses"] = [round(loss, 4) for loss in state.losses]
         result["lora_parameters"] = state.lora_parameters
         again = PeakWatch(device)  # the render's own peak, over the same start
         result["render_s"] = round(render(pipeline, family, prompts, settings, device), 3)
-        result["render_peak_gib"] = round((again.peak() + again.baseline - watch.baseline) / 2**30, 3)
+        result["render_peak_gib"] = round((again.peak() + again.baseline - watch.baseline) / 2**30, 6)
     for stage in ("training", "render"):
         result[f"{stage}_measured_over_plan"] = round(
             result[f"{stage}_peak_gib"] / result[f"plan_{stage}_gib"], 3

@@ -25,7 +25,7 @@ from headshot.full_size import (
 from headshot.memory_plan import components
 from headshot.training.adapters import add_denoiser_lora
 from headshot.training.finetune_config import FinetuneConfig
-from headshot.training.memory_check import estimate_finetune, training_inputs
+from headshot.training.memory_check import estimate_finetune, prompt_shape, training_inputs
 
 PROMPT = "a photo of sks person with earrings"
 
@@ -120,12 +120,7 @@ def test_prompt_shapes_derived_from_configs_are_what_the_encoders_give(case, fol
 
 
 def _derived(family, folder, config):
-    encoders = {name: component_config(folder, name) for name in family.text_encoder_names}
-    tokenizers = {}
-    for name in family.tokenizer_names:
-        path = folder / name / "tokenizer_config.json"
-        tokenizers[name] = __import__("json").loads(path.read_text()) if path.is_file() else {}
-    return family.prompt_embedding_shape(encoders, tokenizers, config)
+    return prompt_shape(folder, family, config)
 
 
 def _pooled(embeddings):

