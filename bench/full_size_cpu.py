@@ -112,7 +112,8 @@ def run(args) -> dict:
         result["lora_parameters"] = state.lora_parameters
         again = PeakWatch(device)  # the render's own peak, over the same start
         result["render_s"] = round(render(pipeline, family, prompts, settings, device), 3)
-        result["render_peak_gib"] = round((again.peak() + again.baseline - watch.baseline) / 2**30, 6)
+        # growth over the resident set before building (never below it: a tiny model's noise can be)
+        result["render_peak_gib"] = round(max(0, again.peak() + again.baseline - watch.baseline) / 2**30, 6)
     for stage in ("training", "render"):
         result[f"{stage}_measured_over_plan"] = round(
             result[f"{stage}_peak_gib"] / result[f"plan_{stage}_gib"], 3
