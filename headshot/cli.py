@@ -24,7 +24,6 @@ from headshot.cli_common import (
     run_app,
 )
 from headshot.config_docs import option_help
-from headshot.families import family_names
 from headshot.terminal import shown, shown_path
 from headshot.training.finetune_config import FinetuneConfig as _Finetune
 
@@ -360,42 +359,11 @@ def run_command(
 # `headshot batch` (Ray) after run: the same stages for many subjects.
 from headshot.batch import command as _batch_command  # noqa: E402, F401
 
+# isort: split
+# The tiny models and the demo (headshot/cli_demo.py).
+from headshot import cli_demo  # noqa: E402, F401  (registers tiny-model, demo)
 
-@app.command("tiny-model")
-def tiny_model_command(
-    family: Annotated[str, typer.Option("--family", "-f", help="Family: " + ", ".join(family_names()) + ".")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to save the diffusers model in.")],
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
-    pretrain_steps: Annotated[
-        int, typer.Option("--pretrain-steps", help="Pre-train the UNet this many steps on packaged photos.")
-    ] = 0,
-) -> None:
-    """Build a tiny random-weight model of a real family's shape (for tests and the demo)."""
-    from headshot.pipelines.families import FAMILIES
-    from headshot.pipelines.tiny import save_tiny_model
-
-    if family not in FAMILIES:
-        raise typer.BadParameter(f"expected one of {', '.join(FAMILIES)}", param_hint="--family")
-    save_tiny_model(family, out, seed=seed, pretrain_steps=pretrain_steps)  # type: ignore[arg-type]
-    typer.echo(f"tiny {family} model saved to {out}")
-
-
-@app.command("demo")
-def demo_command(
-    family: Annotated[
-        str, typer.Option("--family", "-f", help="Tiny model family: " + ", ".join(family_names()) + ".")
-    ] = "sd15",
-    outputs: Annotated[Path, typer.Option("--outputs", help="Root folder of all runs.")] = Path("outputs"),
-) -> None:
-    """End to end on a tiny model and the bundled sample photos (no GPU, no downloads).
-
-    Writes OUTPUTS/models/tiny-<family>/, OUTPUTS/demo/selfies/ and the demo subject's stage folders.
-    """
-    from headshot.workflow import run_demo
-
-    run_demo(family=family, outputs=outputs)
-
-
+# isort: split
 # The manifest repository's server comes last in --help.
 from headshot import cli_service  # noqa: E402, F401  (registers serve, store import)
 
