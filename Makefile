@@ -15,7 +15,7 @@ EXTRAS := dev,heic,quant
 # Every install goes through the lock (requirements.lock): the exact set the tests pass on.
 LOCK   := requirements.lock
 
-.PHONY: setup demo test check-env lint test-services bench gpu-acceptance lock clean
+.PHONY: setup demo test check-env lint test-services bench gpu-acceptance lock clean docs docs-check
 
 setup: $(VENV)/.installed
 
@@ -50,8 +50,18 @@ lint: setup
 check-env: setup
 	$(BIN)/python tools/check_env.py --extras $(EXTRAS)
 
-test: check-env lint test-services
+test: check-env lint docs-check test-services
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The documentation site (mkdocs.yml, docs/): built strictly, so a broken link, a page outside
+# the nav or a missing image fails the tests (not --quiet: it would hide the warnings that
+# --strict counts). `make docs` serves it on http://127.0.0.1:8000.
+docs-check: setup
+	@site=$$(mktemp -d) && NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $$site >$$site.log 2>&1; \
+	  status=$$?; [ $$status = 0 ] || cat $$site.log; rm -rf $$site $$site.log; exit $$status
+
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
 
 # Real components the server tests start themselves: Debian's chromium (the page, driven by
 # Playwright) and the PostgreSQL server binaries (the repository). Installed once, quietly,
