@@ -1,5 +1,5 @@
 """Options mean what their help says (issue 25): `--snr-gamma` takes the words its help offers,
-and the config model, the shipped YAML and the README agree on its default."""
+and the config model, the shipped YAML and the finetune docs page agree on its default."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def test_snr_gamma_zero_is_refused_naming_the_option(run_cli, tmp_path):
 def test_snr_gamma_default_is_one_fact():
     default = FinetuneConfig.model_fields["snr_gamma"].default
     assert read_yaml(configs_root() / "finetune.yaml")["snr_gamma"] == default
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    row = next(line for line in readme.splitlines() if line.startswith("| `snr_gamma` |"))
-    assert row.split("|")[2].strip() == f"`{default}`", row
+    page = (Path(__file__).resolve().parents[1] / "docs" / "finetune.md").read_text(encoding="utf-8")
+    rows = [line for line in page.splitlines() if line.startswith("| `snr_gamma` |")]
+    assert len(rows) == 2, rows  # the main options' table and the generated table of all options
+    for row in rows:
+        assert row.split("|")[2].strip() == f"`{default}`", row
