@@ -140,6 +140,15 @@ def test_the_architecture_page_and_every_other_page_name_only_modules_that_exist
     ]
 
 
+def test_the_architecture_page_names_every_module_and_folder_of_the_package():
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    package = ROOT / "headshot"
+    modules = [path.name for path in package.glob("*.py") if not path.name.startswith("__")]
+    folders = [f"{path.name}/" for path in package.iterdir() if (path / "__init__.py").is_file()]
+    assert len(modules) > 10 and len(folders) > 5
+    assert [name for name in modules + folders if name not in text] == []
+
+
 def test_the_readme_is_a_short_front_page_with_the_two_commands():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 250
