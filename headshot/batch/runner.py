@@ -50,7 +50,9 @@ def connect(address: str | None) -> bool:
     options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
     try:
         if address is None:
-            ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
+            # "local": a Ray of its own, even where RAY_ADDRESS or a `ray start` here names a cluster
+            local = {"include_dashboard": False, "object_store_memory": LOCAL_OBJECT_STORE_BYTES}
+            ray.init(address="local", **local, **options)
         else:
             ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -192,7 +194,7 @@ def probe_shared_outputs(outputs: str, node_ids: list[str]) -> None:
         written = on_each(tasks.probe_write, outputs, token)
         seen = on_each(tasks.probe_read, outputs, token, node_ids) if not _write_errors(written) else []
     finally:
-        ray.get(ray.remote(tasks.probe_clean).options(num_cpus=0).remote(outputs, token))
+        on_each(tasks.probe_clean, outputs, token)  # every node: an unshared folder is each node's own
     verdict = probe_verdict(outputs, written, seen)
     if verdict:
         raise HeadshotError(verdict)
