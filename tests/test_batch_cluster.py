@@ -2,11 +2,13 @@
 
 test_batch_ray.py drives Ray's in-process `cluster_utils.Cluster`; here every node is its own
 `ray start --block` process, as an operator starts them, and the batch is the real command in
-its own process joining by address. The nodes use token authentication (Ray's default for a
-cluster from 2.61 on) with the test's own token, so nothing depends on ~/.ray.
+its own process joining by address. The nodes use token authentication (Ray 2.60 turns it on
+for `ray start --head` whenever ~/.ray holds a token) with the test's own token, so nothing
+depends on ~/.ray.
 
 One cluster for the module: a head and a second node on the same filesystem (the positive
-control of the shared-outputs probe: the batch delivers across both), then a third node
+control of the shared-outputs probe: the batch delivers across both), joined by HOST:PORT and
+by `auto`; a batch without --address beside it starts a Ray of its own; then a third node
 started in its own mount namespace where the outputs folder is a private tmpfs: a node of a
 second machine that does not mount the shared storage. The batch must refuse to start,
 naming the folder, and leave the outputs exactly as they were.
@@ -40,9 +42,17 @@ from tests.service_support import free_port, missing_component
 pytest.importorskip("ray")
 
 PHOTOS = ["hopper_01_original", "hopper_02_mirror", "hopper_03_crop_tight", "hopper_04_rotate_left"]
-MARKER = "headshot_test_head"  # custom resources only this cluster's nodes offer
-SECOND = "headshot_test_second"
+HEAD_RESOURCE = "headshot_test_head"  # custom resources only this cluster's nodes offer
+SECOND_RESOURCE = "headshot_test_second"
 START_TIMEOUT_S = 90
+
+
+def _die_with_parent() -> None:
+    """A node's `ray start` is SIGKILLed if this test process dies without its teardown (then
+    Ray's reaper ends the node's GCS, raylet and workers)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -60,12 +70,14 @@ class RayCluster:
         command = [
             *wrapper, sys.executable, "-m", "ray.scripts.scripts", "start", "--block",
             "--disable-usage-stats", f"--temp-dir={temp_dir}", "--node-ip-address=127.0.0.1",
-            f"--dashboard-agent-listen-port={free_port()}", "--include-log-monitor=false", *options,
+            f"--dashboard-agent-listen-port={free_port()}", "--include-log-monitor=false",
+            f"--object-store-memory={80 * 2**20}", *options,
         ]  # fmt: skip
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 (the node outlives this call)
         node = subprocess.Popen(
-            command, env=self.environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+            command, env=self.environment, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )  # fmt: skip
         log.close()
         self.nodes.append(node)
         return node
@@ -75,7 +87,7 @@ class RayCluster:
         self.start_node(
             "--head", f"--port={port}", f"--num-cpus={num_cpus}", "--include-dashboard=false",
             f"--ray-client-server-port={free_port()}", f"--dashboard-port={free_port()}",
-            f"--resources={json.dumps({MARKER: 1})}", name="head",
+            f"--resources={json.dumps({HEAD_RESOURCE: 1})}", name="head",
         )  # fmt: skip
         self.address = f"127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -131,7 +143,7 @@ class RayCluster:
 def cluster(tmp_path_factory):
     """A head and a second node on this machine's filesystem, 1 CPU and a custom resource each."""
     # A short root: Ray's socket paths under it must stay within the 107 bytes of a Unix socket.
-    root = Path(tempfile.mkdtemp(prefix="hs-ray-"))
+    root = Path(tempfile.mkdtemp(prefix="hs-ray-", dir="/tmp"))
     token = root / "token"
     token.write_text(secrets.token_hex(32))
     environment = {
@@ -148,7 +160,7 @@ def cluster(tmp_path_factory):
     made = RayCluster(root, environment)
     try:
         made.start_head(num_cpus=1)
-        second = json.dumps({SECOND: 1})
+        second = json.dumps({SECOND_RESOURCE: 1})
         made.start_node(f"--address={made.address}", "--num-cpus=1", f"--resources={second}", name="second")
         made.wait_for_nodes(2)
         yield made
@@ -172,8 +184,8 @@ def _batch_file(folder: Path, model: Path, photos: Path) -> Path:
         },
         "audit": {"thumbnail": 64},
         "resources": {
-            "prepare": {"custom": {MARKER: 1}}, "finetune": {"custom": {MARKER: 1}},
-            "generate": {"custom": {SECOND: 1}}, "audit": {"custom": {SECOND: 1}},
+            "prepare": {"custom": {HEAD_RESOURCE: 1}}, "finetune": {"custom": {HEAD_RESOURCE: 1}},
+            "generate": {"custom": {SECOND_RESOURCE: 1}}, "audit": {"custom": {SECOND_RESOURCE: 1}},
         },
         "subjects": [{"name": "ada", "photos": str(photos)}],
     }  # fmt: skip
@@ -218,11 +230,8 @@ def test_batch_joins_a_cluster_started_apart_and_delivers_across_its_nodes(deliv
     assert engine["address"] == cluster.address
     # The cluster's resources, not a local Ray's: both nodes' CPUs and custom resources.
     assert engine["nodes"] == 2 and engine["hosts"] == 1
-    assert {key: engine["resources"][key] for key in ("CPU", MARKER, SECOND)} == {
-        "CPU": 2,
-        MARKER: 1,
-        SECOND: 1,
-    }
+    wanted = {"CPU": 2, HEAD_RESOURCE: 1, SECOND_RESOURCE: 1}
+    assert {key: engine["resources"].get(key) for key in wanted} == wanted
     subject = _record(outputs)["subjects"][0]
     assert subject["state"] == "delivered"
     stages = subject["stages"]
@@ -246,7 +255,7 @@ def test_address_auto_joins_the_cluster_that_RAY_ADDRESS_names(delivered, cluste
     assert result.returncode == 0, result.stderr[-3000:]
     record = _record(outputs)
     assert record["engine"]["address"] == "auto"
-    assert record["engine"]["resources"][MARKER] == 1.0 and record["engine"]["nodes"] == 2
+    assert record["engine"]["resources"][HEAD_RESOURCE] == 1.0 and record["engine"]["nodes"] == 2
     assert {stage["state"] for stage in record["subjects"][0]["stages"].values()} == {"skipped"}
     assert snapshot(outputs / "ada") == before
 
@@ -262,7 +271,7 @@ def test_no_address_starts_a_local_ray_even_where_RAY_ADDRESS_names_a_cluster(de
     result = _batch(cluster, local, "--outputs", outputs, RAY_ADDRESS=cluster.address)
     assert result.returncode == 0, result.stderr[-3000:]
     engine = _record(outputs)["engine"]
-    assert engine["address"] == "local" and engine["nodes"] == 1 and MARKER not in engine["resources"]
+    assert engine["address"] == "local" and engine["nodes"] == 1 and HEAD_RESOURCE not in engine["resources"]
     assert {stage["state"] for stage in _record(outputs)["subjects"][0]["stages"].values()} == {"skipped"}
 
 
@@ -271,8 +280,10 @@ def _private_outputs_wrapper(outputs: Path) -> tuple[str, ...]:
     not mount the shared storage. Fails (in CI) or skips (elsewhere) where that is not permitted."""
     mount = ("unshare", "--mount", "--propagation", "private", "sh", "-c")
     script = 'mount -t tmpfs -o size=16m headshot-unshared "$0" && exec "$@"'
+    if shutil.which("unshare") is None or shutil.which("nsenter") is None:
+        missing_component("no unshare/nsenter here (util-linux) to start a node with its own mounts")
     probe = subprocess.run([*mount, script, str(outputs), "true"], capture_output=True, text=True)
-    if shutil.which("unshare") is None or probe.returncode != 0:
+    if probe.returncode != 0:
         missing_component(
             f"cannot start a node with a private mount namespace here (unshare --mount and a tmpfs "
             f"mount need root or CAP_SYS_ADMIN): {probe.stderr.strip()}"
