@@ -7,8 +7,9 @@ for `ray start --head` whenever ~/.ray holds a token) with the test's own token,
 depends on ~/.ray.
 
 One cluster for the module: a head and a second node on the same filesystem (the positive
-control of the shared-outputs probe: the batch delivers across both), joined by HOST:PORT and
-by `auto`; a batch without --address beside it starts a Ray of its own; then a third node
+control of the shared-outputs probe: the batch delivers across both), joined by HOST:PORT, by
+`auto` and by Ray Client's ray://; a batch without --address beside it starts a Ray of its own;
+then a third node
 started in its own mount namespace where the outputs folder is a private tmpfs: a node of a
 second machine that does not mount the shared storage. The batch must refuse to start,
 naming the folder, and leave the outputs exactly as they were.
@@ -63,6 +64,7 @@ class RayCluster:
     root: Path
     environment: dict[str, str]
     address: str = ""
+    client_address: str = ""  # Ray Client's, ray://HOST:PORT
     nodes: list[subprocess.Popen] = field(default_factory=list)
 
     def start_node(self, *options: str, name: str, wrapper: tuple[str, ...] = ()) -> subprocess.Popen:
@@ -84,13 +86,13 @@ class RayCluster:
         return node
 
     def start_head(self, num_cpus: int) -> None:
-        port = free_port()
+        port, client_port = free_port(), free_port()
         self.start_node(
             "--head", f"--port={port}", f"--num-cpus={num_cpus}", "--include-dashboard=false",
-            f"--ray-client-server-port={free_port()}", f"--dashboard-port={free_port()}",
+            f"--ray-client-server-port={client_port}", f"--dashboard-port={free_port()}",
             f"--resources={json.dumps({HEAD_RESOURCE: 1})}", name="head",
         )  # fmt: skip
-        self.address = f"127.0.0.1:{port}"
+        self.address, self.client_address = f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}"
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:  # its GCS answers: other nodes can join (their drivers wait for them)
             try:
@@ -247,17 +249,16 @@ def test_batch_joins_a_cluster_started_apart_and_delivers_across_its_nodes(deliv
     assert verify.code == 0, verify.out + verify.err
 
 
-def test_address_auto_joins_the_cluster_that_RAY_ADDRESS_names(delivered, cluster):
+def test_auto_where_RAY_ADDRESS_names_the_cluster_and_a_ray_client_address_join_it(delivered, cluster):
     _, batch_file, outputs = delivered
     before = snapshot(outputs / "ada")
-    result = _batch(
-        cluster, batch_file, "--address", "auto", "--outputs", outputs, RAY_ADDRESS=cluster.address
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    record = _record(outputs)
-    assert record["engine"]["address"] == "auto"
-    assert record["engine"]["resources"][HEAD_RESOURCE] == 1.0 and record["engine"]["nodes"] == 2
-    assert {stage["state"] for stage in record["subjects"][0]["stages"].values()} == {"skipped"}
+    for address, environment in (("auto", {"RAY_ADDRESS": cluster.address}), (cluster.client_address, {})):
+        result = _batch(cluster, batch_file, "--address", address, "--outputs", outputs, **environment)
+        assert result.returncode == 0, f"--address {address}: " + result.stderr[-3000:]
+        record = _record(outputs)
+        assert record["engine"]["address"] == address
+        assert record["engine"]["resources"].get(HEAD_RESOURCE) == 1 and record["engine"]["nodes"] == 2
+        assert {stage["state"] for stage in record["subjects"][0]["stages"].values()} == {"skipped"}
     assert snapshot(outputs / "ada") == before
 
 
