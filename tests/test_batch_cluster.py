@@ -9,10 +9,9 @@ depends on ~/.ray.
 One cluster for the module: a head and a second node on the same filesystem (the positive
 control of the shared-outputs probe: the batch delivers across both), joined by HOST:PORT, by
 `auto` and by Ray Client's ray://; a batch without --address beside it starts a Ray of its own;
-then a third node
-started in its own mount namespace where the outputs folder is a private tmpfs: a node of a
-second machine that does not mount the shared storage. The batch must refuse to start,
-naming the folder, and leave the outputs exactly as they were.
+then a third node started in its own mount namespace where the outputs folder is a private
+tmpfs: a node of a second machine that does not mount the shared storage. The batch must refuse
+to start, naming the folder, and leave the outputs exactly as they were.
 
 Each node runs in its own process group with its own temp dir: the teardown kills exactly
 those groups (`ray stop` would stop every Ray on the machine, other tests' too).
