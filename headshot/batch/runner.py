@@ -11,6 +11,7 @@ retry count come from.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from headshot.errors import HeadshotError
 # through the outputs folder), so its object store is kept small.
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20
 PROBE_TIMEOUT_S = 300
+PROBE_CLEAN_TIMEOUT_S = 30
 
 
 @dataclass
@@ -50,7 +52,9 @@ def connect(address: str | None) -> bool:
     options: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
     try:
         if address is None:
-            ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **options)
+            # "local": a Ray of its own, even where RAY_ADDRESS or a `ray start` here names a cluster
+            local = {"include_dashboard": False, "object_store_memory": LOCAL_OBJECT_STORE_BYTES}
+            ray.init(address="local", **local, **options)
         else:
             ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -175,7 +179,7 @@ def probe_shared_outputs(outputs: str, node_ids: list[str]) -> None:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    def on_each(function, *args):
+    def on_each(function, *args, timeout: float = PROBE_TIMEOUT_S):
         remote = ray.remote(function)
         return ray.get(
             [
@@ -184,7 +188,7 @@ def probe_shared_outputs(outputs: str, node_ids: list[str]) -> None:
                 ).remote(*args)
                 for node in node_ids
             ],
-            timeout=PROBE_TIMEOUT_S,
+            timeout=timeout,
         )
 
     token = secrets.token_hex(6)
@@ -192,7 +196,10 @@ def probe_shared_outputs(outputs: str, node_ids: list[str]) -> None:
         written = on_each(tasks.probe_write, outputs, token)
         seen = on_each(tasks.probe_read, outputs, token, node_ids) if not _write_errors(written) else []
     finally:
-        ray.get(ray.remote(tasks.probe_clean).options(num_cpus=0).remote(outputs, token))
+        # On every node (an unshared folder is each node's own), briefly: a lost node's error
+        # must not replace the verdict or the error on its way out.
+        with contextlib.suppress(ray.exceptions.RayError):
+            on_each(tasks.probe_clean, outputs, token, timeout=PROBE_CLEAN_TIMEOUT_S)
     verdict = probe_verdict(outputs, written, seen)
     if verdict:
         raise HeadshotError(verdict)
