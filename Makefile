@@ -15,7 +15,7 @@ EXTRAS := dev,heic,quant
 # Every install goes through the lock (requirements.lock): the exact set the tests pass on.
 LOCK   := requirements.lock
 
-.PHONY: setup demo test check-env lint test-services bench gpu-acceptance lock clean docs docs-check
+.PHONY: setup demo test test-fast check-env lint test-services bench gpu-acceptance lock clean docs docs-check
 
 setup: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ check-env: setup
 
 test: check-env lint docs-check test-services
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# The edit-run loop: every test file not marked slow (pytest -m "not slow"), under 2 minutes
+# on 2 cores; the whole suite stays `make test`.
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 # The documentation site (mkdocs.yml, docs/): built strictly, so a broken link, a page outside
 # the nav or a missing image fails the tests (not --quiet: it would hide the warnings that

@@ -16,6 +16,8 @@ from headshot.analysis.audit import AuditConfig, audit_folder, audit_image, load
 from headshot.errors import HeadshotError
 from headshot.samples import astronaut
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 # manipulation at full strength -> the flag it must raise
 EXPECTED_FLAG = {
     "smooth_skin": "plastic_skin",

@@ -40,6 +40,8 @@ from tests.fault_support import snapshot
 from tests.generate_support import subprocess_env
 from tests.service_support import free_port, missing_component
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 pytest.importorskip("ray")
 
 PHOTOS = ["hopper_01_original", "hopper_02_mirror", "hopper_03_crop_tight", "hopper_04_rotate_left"]

@@ -26,6 +26,8 @@ ray = pytest.importorskip("ray")
 
 from tests.fault_support import snapshot  # noqa: E402
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 GOOD = ["hopper_01_original", "hopper_02_mirror", "hopper_03_crop_tight", "hopper_04_rotate_left"]
 BAD = ["hopper_blurred", "other_person_astronaut"]
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import typer
 
 from headshot.cli import app
+
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
 
 
 def _commands(command, prefix=()):

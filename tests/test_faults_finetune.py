@@ -17,6 +17,8 @@ from headshot.records import sha256_file
 from headshot.training.training_record import LORA_FILE, read_training_record
 from tests.fault_support import assert_killed, assert_one_line_error, leftovers, run_headshot, snapshot
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 
 def _config(tmp_path: Path, name: str, **overrides) -> Path:
     options = fast_options(

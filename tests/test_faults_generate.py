@@ -23,6 +23,8 @@ from tests.fault_support import (
 )
 from tests.generate_support import generate_args, subject_copy, write_template
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 RELAXED = "ranking: {top_k: 1, require_face: false, max_relative_distance: null}\n"
 
 

@@ -21,6 +21,8 @@ from tests.fault_support import (
     snapshot,
 )
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 
 @pytest.fixture
 def prepared(tmp_path, sample_selfies, run_cli):

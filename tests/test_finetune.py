@@ -14,6 +14,8 @@ from finetune_support import fast_options, make_dataset
 
 from headshot.training.training_record import read_training_record
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def sd15_dataset(tmp_path_factory):

@@ -76,6 +76,8 @@ from headshot.training.data import encode_latents, load_instance_images, read_tr
 from headshot.training.finetune import finetune_dataset
 from headshot.training.finetune_config import FinetuneConfig
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 MARGIN = 0.10
 PRETRAIN_STEPS = 200
 

@@ -18,6 +18,8 @@ from finetune_support import fast_options, make_dataset
 
 from headshot.training.training_record import read_training_record
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 
 def _launch(processes: int, dataset, model, config) -> subprocess.CompletedProcess:
     launch = [

@@ -10,10 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 from finetune_support import fast_options, make_dataset
 from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
 
 STEPS = 40
 

@@ -20,6 +20,8 @@ from safetensors.torch import load_file
 from headshot.training.finetune import finetune_dataset, open_session
 from headshot.training.finetune_config import FinetuneConfig
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 FAMILIES = [
     ("sd15", "tiny_sd15"),
     ("sdxl", "tiny_sdxl"),

@@ -27,6 +27,8 @@ from headshot.training.adapters import add_denoiser_lora
 from headshot.training.finetune_config import FinetuneConfig
 from headshot.training.memory_check import estimate_finetune, prompt_shape, training_inputs
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 PROMPT = "a photo of sks person with earrings"
 
 

@@ -20,6 +20,8 @@ from headshot.signing import commitments
 from headshot.signing.api import verify_file
 from headshot.training.dataset_record import read_dataset
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 HELD_OUT = "hopper_05_rotate_right"  # not in the reference: the audit judges a photo it never saw
 FLAW = {"smooth_skin": "plastic_skin", "earring": "earring_asymmetry", "warp_background": "warped_background"}
 

@@ -26,6 +26,8 @@ from tests.generate_support import (
     write_template,
 )
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):

@@ -25,6 +25,8 @@ from tests.generate_support import (
     write_template,
 )
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 
 @pytest.fixture
 def sd15_subject(tmp_path, tmp_path_factory, tiny_sd15):

@@ -15,6 +15,8 @@ from headshot.training.intake import PrepareConfig, prepare_dataset
 from headshot.training.resolution import training_size
 from headshot.training.training_record import read_training_record
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def few_selfies(sample_selfies, tmp_path_factory):

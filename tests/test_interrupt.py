@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 import shlex
 
+import pytest
 import yaml
 from finetune_support import fast_options, make_dataset
 
 from headshot.training.training_record import read_training_record
 from tests.fault_support import run_headshot
+
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
 
 
 def test_ctrl_c_in_finetune_says_what_is_kept_and_the_same_command_continues(

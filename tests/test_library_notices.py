@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 SCRIPT = """
 from headshot import library_notices
 library_notices.install()

@@ -18,6 +18,8 @@ from headshot.families import get_family
 from headshot.training.finetune_config import FinetuneConfig
 from headshot.training.memory_check import estimate_finetune
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 FAMILY_OPTIONS = {"flux": {"max_sequence_length": 64}, "sdxl": {}}
 
 

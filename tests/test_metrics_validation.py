@@ -24,6 +24,8 @@ from audit_support import HELD_OUT, STRENGTHS, VALIDATION, held_out_reference, m
 from headshot.analysis.metrics import METRICS, normalise_face
 from headshot.analysis.reference import ReferenceProfile, measure_image
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 # Metrics that respond to another's artifact by their definition, not by cross-talk:
 # catchlight_strength is the mean over both eyes, so one dead eye halves it.
 ALSO_RESPONDS = {"remove_one_catchlight": {"catchlight_strength"}}

@@ -21,6 +21,8 @@ from headshot.quantize import check_quantization, quantized_modules
 from headshot.training.finetune import finetune_dataset
 from headshot.training.finetune_config import FinetuneConfig
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 FAMILY_OPTIONS = {"flux": {"max_sequence_length": 32}, "sdxl": {}}
 
 

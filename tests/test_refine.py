@@ -13,6 +13,8 @@ from headshot.pipelines.families import FAMILIES
 from headshot.pipelines.refine import FaceRefiner, RefineOptions, blend, face_crop
 from headshot.samples import grace_hopper
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 CALL = {"prompt": "a photo of sks person", "negative_prompt": "blurry", "num_inference_steps": 4,
         "guidance_scale": 5.0}  # fmt: skip
 OPTIONS = RefineOptions(enabled=True, strength=0.6, margin=0.4)

@@ -33,6 +33,8 @@ from headshot.signing.verify import verify_bytes
 from tests.generate_support import subprocess_env
 from tests.service_support import missing_component, plain_photos, start_server, stripped_copy
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 ALG = watermark.ALGORITHM
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
