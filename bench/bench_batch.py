@@ -82,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subjects", type=int, default=4)
     args = parser.parse_args()
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.families.tiny import save_tiny_model
     from headshot.samples import make_sample_selfies
 
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))

@@ -56,7 +56,7 @@ def _write_dataset(root: Path, resolution: int = 64) -> Path:
 
 def bench_tiny() -> None:
     """Full step and floor interleaved, step by step, on the same model: same machine load for both."""
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.families.tiny import save_tiny_model
     from headshot.training.finetune import open_session
     from headshot.training.finetune_config import FinetuneConfig
     from headshot.training.trainer import train

@@ -78,7 +78,7 @@ def floor_inputs(family: str, batch: int, config: dict) -> tuple[dict, torch.Ten
 
 def bench_tiny(family_name: str) -> None:
     from headshot.families import get_family
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.families.tiny import save_tiny_model
     from headshot.records import atomic_write_json
     from headshot.training.dataset_record import read_dataset
     from headshot.training.finetune import open_session

@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 from headshot import library_notices
+from headshot.families.tiny import save_tiny_model
 from headshot.pipelines.refine import FaceRefiner, RefineOptions
-from headshot.pipelines.tiny import save_tiny_model
 from headshot.samples import grace_hopper
 
 

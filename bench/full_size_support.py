@@ -8,7 +8,7 @@ weights) or, with `tiny`, the family's tiny model: the same code runs both. Why 
   given memory (`to_empty`) and a cheap deterministic init, so a 4 B model in bf16 costs
   its 8 GB once, never a float32 copy first;
 - the text encoders are never built: training reads prompt embeddings of the shape the
-  family's encoders give (memory_check.training_inputs, from the configs), as a run with
+  family's encoders give (memory_plan.training_inputs, from the configs), as a run with
   cached prompt embeddings does, and the render is given the same embeddings;
 - training is headshot's own loop (trainer.train) on a TrainingRun set up as finetune.py
   sets one up: add_lora_adapters, gradient checkpointing, the accelerator's bf16 autocast,
@@ -145,9 +145,8 @@ def _sequence_length(settings: Settings) -> dict:
 def cached_inputs(folder: Path, family, config, resolution: int, dtype, device: str):
     """Random latents and prompt embeddings of the shapes the family's VAE and text encoders give."""
     from headshot import memory_plan as mp
-    from headshot.training.memory_check import training_inputs
 
-    latents, prompts, time_ids = training_inputs(
+    latents, prompts, time_ids = mp.training_inputs(
         folder, mp.components(folder), family, config, resolution, dtype, device
     )
     generator = torch.Generator(device=device).manual_seed(0)

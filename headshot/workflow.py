@@ -76,7 +76,7 @@ def check_run(config: RunConfig) -> StageConfigs:
     templates, signing config and audit config it names in turn)."""
     from headshot.analysis.audit import AuditConfig
     from headshot.pipelines.hub_access import check_model_available
-    from headshot.pipelines.loading import resolve_base_model
+    from headshot.pipelines.model_spec import resolve_base_model
     from headshot.pipelines.templates import load_templates, shipped_template_names
     from headshot.signing.config import load_signing_config
 
@@ -214,12 +214,12 @@ def run_study(config: RunConfig, layout: SubjectLayout, settings=None) -> None:
 
 def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> SubjectLayout:
     """Build the tiny model and the sample selfies if missing, then run every stage."""
-    from headshot.pipelines.families import FAMILIES
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.families import family_names
+    from headshot.families.tiny import save_tiny_model
     from headshot.samples import make_sample_selfies
 
-    if family not in FAMILIES:
-        raise HeadshotError(f"demo family '{family}': expected one of {', '.join(FAMILIES)}")
+    if family not in family_names():
+        raise HeadshotError(f"demo family '{family}': expected one of {', '.join(family_names())}")
     earlier = earlier_demo_family(outputs)
     if earlier is not None and earlier != family:
         console.print(

@@ -59,7 +59,8 @@ def write_lora(folder: Path, model: Path, family: str, seed: int = 0) -> None:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.pipelines.loading import load_base_model
+    from headshot.pipelines.model_spec import resolve_base_model
     from headshot.training.training_record import LORA_FILE, TrainingRecord
 
     loaded = load_base_model(resolve_base_model(str(model)))

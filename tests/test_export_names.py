@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from safetensors import safe_open
 
-from headshot.pipelines.tiny import build_tiny_pipeline
+from headshot.families.tiny import build_tiny_pipeline
 from headshot.training.adapters import add_lora_adapters
 from headshot.training.export import save_kohya_lora
 from headshot.training.finetune_config import FinetuneConfig

@@ -29,7 +29,8 @@ def model(case, request):
 
 
 def _pipeline(folder):
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.pipelines.loading import load_base_model
+    from headshot.pipelines.model_spec import resolve_base_model
 
     loaded = load_base_model(resolve_base_model(str(folder)))
     return loaded
@@ -59,7 +60,8 @@ def test_tiny_model_loads_in_plain_diffusers_and_through_the_loader(case, model)
 def test_single_file_checkpoint_in_the_original_layout_is_recognised(case, tmp_path):
     from safetensors.torch import save_file
 
-    from headshot.pipelines.loading import BaseModelSpec, single_file_family
+    from headshot.pipelines.loading import single_file_family
+    from headshot.pipelines.model_spec import BaseModelSpec
     from headshot.training.resolution import training_size
 
     path = tmp_path / "model.safetensors"

@@ -71,7 +71,7 @@ from finetune_support import (
 )
 from learning_support import lora_learning_numbers
 
-from headshot.pipelines.tiny import save_tiny_model
+from headshot.families.tiny import save_tiny_model
 from headshot.training.data import encode_latents, load_instance_images, read_training_dataset
 from headshot.training.finetune import finetune_dataset
 from headshot.training.finetune_config import FinetuneConfig

@@ -225,7 +225,7 @@ class Flux1(FlowTransformerFamily):
         from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
         from transformers import T5Config, T5EncoderModel
 
-        from headshot.pipelines import tiny
+        from headshot.families import tiny
 
         parts = tiny.common_parts(
             seed, latent_channels=16, shift_factor=0.0, use_quant_conv=False, use_post_quant_conv=False

@@ -283,9 +283,9 @@ class Flux2Klein(FlowTransformerFamily):
         save_comfyui_flux2_lora(pipeline, path, scale)
 
     def tiny(self, seed: int = 0):
-        from headshot.pipelines.tiny_flux2 import tiny_flux2_klein
+        from headshot.families.flux2_klein_tiny import tiny_flux2_klein
 
-        return tiny_flux2_klein(seed)
+        return tiny_flux2_klein(patchify, seed)
 
 
 register(Flux2Klein())

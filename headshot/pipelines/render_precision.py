@@ -105,11 +105,10 @@ def render_activations(folder: Path, family, resolution: int, dtype, batch: int)
     import torch
 
     from headshot.training.finetune_config import FinetuneConfig
-    from headshot.training.memory_check import training_inputs
 
     comps = mp.components(folder)
     config = FinetuneConfig(base_model="plan", batch_size=batch, prior_preservation=family.negative_prompts)
-    latents, prompts, time_ids = training_inputs(folder, comps, family, config, resolution, dtype)
+    latents, prompts, time_ids = mp.training_inputs(folder, comps, family, config, resolution, dtype)
     timesteps = torch.full((latents.shape[0],), 0.5, device="meta")
     denoiser = mp.meta_model(folder, family.denoiser, *comps[family.denoiser], dtype=dtype)
     call = mp.peak_live_bytes(lambda: family.predict(denoiser, latents, timesteps, prompts, time_ids, 1.0))

@@ -60,7 +60,7 @@ def comfyui_state(pipeline, scale: float = 1.0) -> dict[str, torch.Tensor]:
 def save_comfyui_lora(pipeline, out: Path, scale: float = 1.0) -> Path:
     from safetensors.torch import save
 
-    from headshot.pipelines.families import family_of_pipeline
+    from headshot.families import family_of_pipeline
 
     metadata = {"format": "pt", "ss_network_module": "networks.lora_flux"}
     family = family_of_pipeline(pipeline)

@@ -17,13 +17,8 @@ from headshot.busy import subject_busy
 from headshot.errors import HeadshotError, Interrupted
 from headshot.families import get_family
 from headshot.layout import SubjectLayout
-from headshot.pipelines.loading import (
-    LoadedModel,
-    fingerprint_path,
-    load_base_model,
-    model_source,
-    resolve_base_model,
-)
+from headshot.pipelines.loading import LoadedModel, fingerprint_path, load_base_model, model_source
+from headshot.pipelines.model_spec import resolve_base_model
 from headshot.quantize import base_precision, check_quantization
 from headshot.records import library_versions, portable_record, sha256_file
 from headshot.storage import StagedFiles, repair_files, run_staged

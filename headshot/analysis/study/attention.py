@@ -46,7 +46,7 @@ def token_positions(tokenizers, prompt: str, words: list[str]) -> dict[str, list
     `tokenizers` may also be a pipeline: its family's attention tokenizers are used.
     """
     if not isinstance(tokenizers, (list, tuple)):
-        from headshot.pipelines.families import family_of_pipeline
+        from headshot.families import family_of_pipeline
 
         tokenizers = family_of_pipeline(tokenizers).attention_tokenizers(tokenizers)
     first = tokenizers[0]

@@ -43,8 +43,8 @@ def pretrain_denoiser(
     pipeline, steps: int, *, batch_size: int = 8, lr: float = 1e-3, seed: int = 0
 ) -> list[float]:
     """Train the pipeline's denoiser in place for `steps` AdamW steps; returns the losses."""
+    from headshot.families import family_of_pipeline
     from headshot.families.base import PromptEmbeddings
-    from headshot.pipelines.families import family_of_pipeline
     from headshot.training.finetune_config import FinetuneConfig
     from headshot.training.loss import Batch, LossSettings, dreambooth_loss
 
