@@ -16,7 +16,7 @@ FLUX.1-dev's weights are under a non-commercial licence (see configs/models/flux
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from headshot.errors import HeadshotError
 from headshot.families import register
@@ -60,9 +60,36 @@ def image_ids(height: int, width: int, device, dtype) -> torch.Tensor:
 
 
 class FlowTransformerFamily(Family):
-    """What the flow-matching transformer families share: the flow x0 for the study, joint
-    attention maps, the export (diffusers LoRA + the family's ComfyUI file), and the native
-    size read from the VAE's config."""
+    """What the flow-matching transformer families share: the training options they refuse, the
+    flow x0 for the study, joint attention maps, the export (diffusers LoRA + the family's
+    ComfyUI file), and the native size read from the VAE's config."""
+
+    # Why the text encoder is not trained: its size, named in the error that refuses the option.
+    text_encoder_size: ClassVar[str]
+    # Whether the transformer takes the guidance value as an input (FLUX.1-dev is
+    # guidance-distilled); without that embedding `training_guidance` has nothing to set.
+    guidance_embedding: ClassVar[bool] = True
+
+    def check_training_options(self, config, where: str) -> None:
+        refused = [
+            ("snr_gamma", "min-SNR weighting", config.snr_gamma not in ("auto", None)),
+            ("noise_offset", "offset noise", bool(config.noise_offset)),
+        ]
+        trains = "which trains with flow matching"
+        if not self.guidance_embedding:
+            refused.append(("training_guidance", "a guidance embedding", config.training_guidance != 1.0))
+            trains += " and has no guidance embedding"
+        for option, what, set_ in refused:
+            if set_:
+                raise HeadshotError(
+                    f"{where}: option '{option}': {what} does not apply to {self.name}, {trains}; "
+                    "remove it (or set it to its default)"
+                )
+        if config.train_text_encoder:
+            raise HeadshotError(
+                f"{where}: option 'train_text_encoder': not supported for {self.name} "
+                f"({self.text_encoder_size}); train the transformer only"
+            )
 
     def resolution(self, pipeline) -> int:
         return int(pipeline.vae.config.sample_size)
@@ -132,23 +159,8 @@ class Flux1(FlowTransformerFamily):
     template_defaults = {"sampler": "flow_euler", "steps": default_steps, "guidance": default_guidance}
     negative_prompts = False
     kohya_base_model_version = "flux1"
+    text_encoder_size = "its T5 encoder alone has 4.7B parameters"
     licence_note = "FLUX.1-dev: FLUX.1 [dev] Non-Commercial License (outputs may be used commercially)"
-
-    def check_training_options(self, config, where: str) -> None:
-        for option, what, set_ in (
-            ("snr_gamma", "min-SNR weighting", config.snr_gamma not in ("auto", None)),
-            ("noise_offset", "offset noise", bool(config.noise_offset)),
-        ):
-            if set_:
-                raise HeadshotError(
-                    f"{where}: option '{option}': {what} does not apply to {self.name}, which trains "
-                    "with flow matching; remove it (or set it to its default)"
-                )
-        if config.train_text_encoder:
-            raise HeadshotError(
-                f"{where}: option 'train_text_encoder': not supported for {self.name} "
-                "(its T5 encoder alone has 4.7B parameters); train the transformer only"
-            )
 
     def tokenize(self, pipeline, prompt: str, config=None) -> list[torch.Tensor]:
         clip, t5 = self.tokenizers(pipeline)
