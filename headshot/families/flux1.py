@@ -271,17 +271,8 @@ class Flux1(FlowTransformerFamily):
             guidance_embeds=True,
             axes_dims_rope=(4, 6, 6),
         )
-        # FLUX.1's own schedule settings: a resolution-dependent shift of the sigmas.
-        scheduler = FlowMatchEulerDiscreteScheduler(
-            shift=3.0,
-            use_dynamic_shifting=True,
-            base_shift=0.5,
-            max_shift=1.15,
-            base_image_seq_len=256,
-            max_image_seq_len=4096,
-        )
         return FluxPipeline(
-            scheduler=scheduler,
+            scheduler=FlowMatchEulerDiscreteScheduler(**tiny.FLOW_SCHEDULE),
             vae=parts.vae,
             text_encoder=clip,
             tokenizer=parts.tokenizer,

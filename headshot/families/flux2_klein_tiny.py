@@ -146,17 +146,8 @@ def tiny_flux2_klein(patchify, seed: int = 0):
         guidance_embeds=False,
     )
     calibrate_modulation(transformer)
-    # FLUX.2's sampler settings: dynamic shifting, with mu supplied by the pipeline's own rule.
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=3.0,
-        use_dynamic_shifting=True,
-        base_shift=0.5,
-        max_shift=1.15,
-        base_image_seq_len=256,
-        max_image_seq_len=4096,
-    )
     return Flux2KleinPipeline(
-        scheduler=scheduler,
+        scheduler=FlowMatchEulerDiscreteScheduler(**tiny.FLOW_SCHEDULE),
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,

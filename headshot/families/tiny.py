@@ -206,6 +206,16 @@ def unet(cross_attention_dim: int, pooled_dim: int | None = None):
 
 
 SD_SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+# FLUX.1's and FLUX.2's own sampler settings: dynamic shifting of the sigmas by resolution
+# (FLUX.1 computes mu linearly from these; FLUX.2's pipeline supplies its empirical mu).
+FLOW_SCHEDULE = dict(
+    shift=3.0,
+    use_dynamic_shifting=True,
+    base_shift=0.5,
+    max_shift=1.15,
+    base_image_seq_len=256,
+    max_image_seq_len=4096,
+)
 
 
 @dataclass

@@ -205,18 +205,21 @@ class ManifestStore:
             "summary": summary,
         }
         fault_point("store:save")
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(update(manifests).where(*self._key(key_id, identifier)).values(**values))
-        except SQLAlchemyError as exc:
-            raise self._fail(exc, "write to") from None
+        self._update(key_id, identifier, values)
 
     def commit_entry(self, key_id: str, identifier: str) -> None:
         """The image is delivered: the entry counts from now on."""
-        cleared = {"state": "delivered", "pending_host": None, "pending_pid": None, "pending_file": None}
+        self._update(
+            key_id,
+            identifier,
+            {"state": "delivered", "pending_host": None, "pending_pid": None, "pending_file": None},
+        )
+
+    def _update(self, key_id: str, identifier: str, values: dict) -> None:
+        """Set `values` on one entry, in one transaction."""
         try:
             with self.engine.begin() as connection:
-                connection.execute(update(manifests).where(*self._key(key_id, identifier)).values(**cleared))
+                connection.execute(update(manifests).where(*self._key(key_id, identifier)).values(**values))
         except SQLAlchemyError as exc:
             raise self._fail(exc, "write to") from None
 
