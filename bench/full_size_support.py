@@ -64,6 +64,36 @@ def is_model_folder(name: str) -> bool:
     return (Path(name) / "model_index.json").is_file()
 
 
+def add_run_arguments(parser, *, steps: int, tiny: str, defaults: str) -> None:
+    """The options both benches take (a model's size, steps, LoRA rank, prompt tokens);
+    `defaults` says in the help what each script's `run_settings` fills in."""
+    parser.add_argument("--tiny", action="store_true", help=tiny)
+    parser.add_argument("--resolution", type=int, help=f"image side ({defaults})")
+    parser.add_argument("--steps", type=int, default=steps, help="optimizer steps")
+    parser.add_argument("--render-steps", type=int, help=f"sampling steps ({defaults})")
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument(
+        "--max-sequence-length", type=int, help=f"prompt tokens of the FLUX families ({defaults})"
+    )
+
+
+def run_settings(args, name: str, folder: Path, family, full: dict, tiny: dict, **extra) -> Settings:
+    """Settings from `add_run_arguments`' options: what was not given comes from `full`
+    (resolution, render_steps, max_sequence_length) or, for a tiny model or a model folder
+    given by path, from `tiny` (render_steps, max_sequence_length) at the model's own size."""
+    own_size = args.tiny or is_model_folder(name)
+    defaults = {**full, **tiny, "resolution": family.resolution_from_folder(folder)} if own_size else full
+    flow = family.objective == "flow"
+    return Settings(
+        resolution=args.resolution or defaults["resolution"],
+        steps=args.steps,
+        render_steps=args.render_steps or defaults["render_steps"],
+        rank=args.rank,
+        max_sequence_length=(args.max_sequence_length or defaults["max_sequence_length"]) if flow else None,
+        **extra,
+    )
+
+
 @torch.no_grad()
 def deterministic_init(module: torch.nn.Module, seed: int) -> None:
     """Weights uniform in +-1/sqrt(fan_in) (torch's default scale), norms' weights 1, biases 0,
