@@ -82,8 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subjects", type=int, default=4)
     args = parser.parse_args()
-    from headshot.families.tiny import save_tiny_model
     from headshot.samples import make_sample_selfies
+    from headshot.training.tiny_model import save_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     os.environ["HEADSHOT_CACHE"] = str(work / "cache")  # before Ray starts: its workers inherit it

@@ -22,9 +22,9 @@ import torch
 from PIL import Image
 
 from headshot import library_notices
-from headshot.families.tiny import save_tiny_model
 from headshot.pipelines.refine import FaceRefiner, RefineOptions
 from headshot.samples import grace_hopper
+from headshot.training.tiny_model import save_tiny_model
 
 
 def fastest(function, repeats: int) -> float:

@@ -24,7 +24,7 @@ def tiny_model_command(
     ] = 0,
 ) -> None:
     """Build a tiny random-weight model of a real family's shape (for tests and the demo)."""
-    from headshot.families.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     if family not in family_names():
         raise typer.BadParameter(f"expected one of {', '.join(family_names())}", param_hint="--family")

@@ -49,28 +49,28 @@ def run_cli(capsys, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_sd15(tmp_path_factory) -> Path:
-    from headshot.families.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     return save_tiny_model("sd15", tmp_path_factory.mktemp("models") / "tiny-sd15")
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory) -> Path:
-    from headshot.families.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     return save_tiny_model("sdxl", tmp_path_factory.mktemp("models") / "tiny-sdxl")
 
 
 @pytest.fixture(scope="session")
 def tiny_flux(tmp_path_factory) -> Path:
-    from headshot.families.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     return save_tiny_model("flux", tmp_path_factory.mktemp("models") / "tiny-flux")
 
 
 @pytest.fixture(scope="session")
 def tiny_flux2_klein(tmp_path_factory) -> Path:
-    from headshot.families.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     return save_tiny_model("flux2-klein", tmp_path_factory.mktemp("models") / "tiny-flux2-klein")
 

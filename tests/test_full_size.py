@@ -94,8 +94,8 @@ def _index(folder):
 def test_prompt_shapes_derived_from_configs_are_what_the_encoders_give(case, folders, request):
     """The derivation the memory plan uses, held to the real encoders: run on the tiny model (all
     families), and on the meta device at full size where the encoder can run there."""
-    from headshot.pipelines.loading import load_base_model
-    from headshot.pipelines.model_spec import resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     family = get_family(case.name)
     config = _config()

@@ -29,7 +29,7 @@ def photo() -> Image.Image:
 def refiner(request, tmp_path_factory):
     from diffusers import DiffusionPipeline
 
-    from headshot.families.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     folder = save_tiny_model(request.param, tmp_path_factory.mktemp("models") / request.param)
     pipe = DiffusionPipeline.from_pretrained(folder)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from headshot.pipelines.loading import load_base_model
-from headshot.pipelines.model_spec import resolve_base_model
+from headshot.models.loading import load_base_model
+from headshot.models.model_spec import resolve_base_model
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl", "flux"])

@@ -6,6 +6,10 @@ asks. Records and configs validate a family name with `FamilyName` (against the
 registry, not a copied Literal). Adding a family: one module here, its tiny model (a
 `tiny` method built from the parts in `tiny.py`; a larger one in `<family>_tiny.py`), its
 presets under configs/models/, and its entry in tests/family_cases.py.
+
+What the families' hooks call lives beside them, so that this folder imports no stage: the
+training objectives (objectives.py), the LoRA file formats (export*.py) and the attention
+recorders the study uses (attention.py, joint_attention.py).
 """
 
 from __future__ import annotations

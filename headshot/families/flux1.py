@@ -116,7 +116,7 @@ class FlowTransformerFamily(Family):
         return flow_x0
 
     def attention_recorder(self, pipeline, positions, latent_hw):
-        from headshot.analysis.study.joint_attention import JointAttentionRecorder
+        from headshot.families.joint_attention import JointAttentionRecorder
 
         return JointAttentionRecorder(pipeline, positions, latent_hw)
 
@@ -125,7 +125,7 @@ class FlowTransformerFamily(Family):
         raise NotImplementedError
 
     def export(self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float):
-        from headshot.training.export_flux import save_flux_diffusers_lora
+        from headshot.families.export_flux import save_flux_diffusers_lora
 
         lora_file = save_flux_diffusers_lora(pipeline, out, scale)
         comfy_file = out / "comfyui" / f"{subject}.safetensors"
@@ -189,7 +189,7 @@ class Flux1(FlowTransformerFamily):
         return PromptEmbeddings(hidden, pooled)
 
     def training_objective(self, pipeline, config):
-        from headshot.training.objectives import FlowMatchingObjective
+        from headshot.families.objectives import FlowMatchingObjective
 
         return FlowMatchingObjective.from_scheduler(pipeline.scheduler.config, config)
 
@@ -224,12 +224,12 @@ class Flux1(FlowTransformerFamily):
         return [pipeline.tokenizer_2]  # joint attention's text keys are T5's tokens
 
     def lora_file_names(self, modules: list[str]) -> set[str]:
-        from headshot.training.export_flux import comfyui_name
+        from headshot.families.export_flux import comfyui_name
 
         return {comfyui_name(module) for module in modules}
 
     def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
-        from headshot.training.export_flux import save_comfyui_lora
+        from headshot.families.export_flux import save_comfyui_lora
 
         save_comfyui_lora(pipeline, path, scale)
 

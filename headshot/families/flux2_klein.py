@@ -188,7 +188,7 @@ class Flux2Klein(FlowTransformerFamily):
         return unpatchify(latents * std + mean)
 
     def training_objective(self, pipeline, config):
-        from headshot.training.objectives import FlowMatchingObjective
+        from headshot.families.objectives import FlowMatchingObjective
 
         return FlowMatchingObjective.from_scheduler(
             pipeline.scheduler.config, config, patch=1, shift_rule=empirical_mu
@@ -257,12 +257,12 @@ class Flux2Klein(FlowTransformerFamily):
         return render
 
     def lora_file_names(self, modules: list[str]) -> set[str]:
-        from headshot.training.export_flux2 import comfyui_flux2_name
+        from headshot.families.export_flux2 import comfyui_flux2_name
 
         return {comfyui_flux2_name(module) for module in modules}
 
     def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
-        from headshot.training.export_flux2 import save_comfyui_flux2_lora
+        from headshot.families.export_flux2 import save_comfyui_flux2_lora
 
         save_comfyui_flux2_lora(pipeline, path, scale)
 

@@ -1,5 +1,5 @@
-"""Tiny models of every family with random weights, for tests and the demo: the shared parts
-and the entry point (`save_tiny_model`).
+"""The parts every family's tiny model is built from (random weights, for tests and the demo;
+`headshot.training.tiny_model.save_tiny_model` builds, pre-trains if asked, and saves one).
 
 Each family builds its own tiny model in its `tiny` method (FLUX.2 [klein]'s, larger, in
 `flux2_klein_tiny.py`), from the parts here: a small CLIP BPE and T5 tokenizer built on the
@@ -12,9 +12,6 @@ model too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-from headshot.errors import HeadshotError
 
 # Words that prompts and attention studies use; each becomes one token when possible.
 VOCABULARY = (
@@ -236,32 +233,6 @@ def common_parts(seed: int, **vae_options) -> CommonParts:
     model = vae(**vae_options)
     calibrate_latent_scale(model)
     return CommonParts(model, build_tiny_tokenizer())
-
-
-def build_tiny_pipeline(family: str, seed: int = 0, pretrain_steps: int = 0):
-    """Build (not save) a random-weight pipeline of the given family.
-
-    `pretrain_steps` > 0: then pre-train its denoiser briefly (`tiny_pretrain`), so that it
-    renders latents of the data's scale and keeps "a photo of person" apart.
-    """
-    from headshot.families import get_family
-
-    pipeline = get_family(family).tiny(seed)
-    if pretrain_steps:
-        from headshot.families.tiny_pretrain import pretrain_denoiser
-
-        pretrain_denoiser(pipeline, pretrain_steps, seed=seed)
-    return pipeline
-
-
-def save_tiny_model(family: str, out: Path, seed: int = 0, pretrain_steps: int = 0) -> Path:
-    """Build a tiny model and save it in diffusers format (safetensors) under `out`."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "model_index.json").is_file():
-        raise HeadshotError(f"{out}: folder exists and is not a model folder; choose an empty one")
-    pipeline = build_tiny_pipeline(family, seed=seed, pretrain_steps=pretrain_steps)
-    pipeline.save_pretrained(out, safe_serialization=True)
-    return out
 
 
 def build_tiny_t5_tokenizer(max_length: int = 512):

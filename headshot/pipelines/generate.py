@@ -15,6 +15,7 @@ from rich.console import Console
 
 from headshot.analysis.likeness import SubjectIdentity
 from headshot.busy import subject_busy
+from headshot.dataset_record import read_dataset
 from headshot.errors import HeadshotError, Interrupted
 from headshot.layout import SubjectLayout
 from headshot.pipelines import delivery, ranking
@@ -32,7 +33,6 @@ from headshot.signing import commitments
 from headshot.signing.repository import recover
 from headshot.storage import StagedFolder
 from headshot.terminal import shown_path
-from headshot.training.dataset_record import read_dataset
 from headshot.training.training_record import read_training_record
 
 console = Console(stderr=True, soft_wrap=True)

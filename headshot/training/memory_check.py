@@ -61,8 +61,6 @@ def estimate_finetune(
         note = f"activations not estimated ({type(exc).__name__}: {str(exc)[:200]})"
     sampling = 0
     if frozen != "never" and config.validation_seeds:  # samples: their working memory on top of all weights
-        from headshot.pipelines.render_precision import render_activations
-
         sampling = max(render_activations(folder, family, resolution, dtype, 1).values())
     options = {
         "quantize_base": config.quantize_base,
@@ -87,6 +85,25 @@ def estimate_finetune(
         frozen=tuple(name for name in (*family.text_encoder_names, "vae") if name in weights),
         frozen_loaded=frozen,
     )
+
+
+def render_activations(folder: Path, family, resolution: int, dtype, batch: int) -> dict[str, int]:
+    """Working memory of one denoiser call (a negative-prompt family runs the prompt and the
+    negative as one batch) and of decoding the latents, traced on the meta device."""
+    import torch
+
+    from headshot.training.finetune_config import FinetuneConfig
+
+    comps = mp.components(folder)
+    config = FinetuneConfig(base_model="plan", batch_size=batch, prior_preservation=family.negative_prompts)
+    latents, prompts, time_ids = mp.training_inputs(folder, comps, family, config, resolution, dtype)
+    timesteps = torch.full((latents.shape[0],), 0.5, device="meta")
+    denoiser = mp.meta_model(folder, family.denoiser, *comps[family.denoiser], dtype=dtype)
+    call = mp.peak_live_bytes(lambda: family.predict(denoiser, latents, timesteps, prompts, time_ids, 1.0))
+    vae = mp.meta_model(folder, "vae", *comps["vae"], dtype=dtype)
+    one = latents[:batch]
+    decode = mp.peak_live_bytes(lambda: vae.decode(family.vae_latents(vae, one)).sample)
+    return {"denoiser_call": call, "vae_decode": decode}
 
 
 def meta_denoiser(folder: Path, comps: dict, family, config, dtype):

@@ -19,7 +19,7 @@ from headshot.families import (
     family_of_folder,
     get_family,
 )
-from headshot.pipelines.model_spec import PICKLE_SUFFIXES, BaseModelSpec, check_base_model
+from headshot.models.model_spec import PICKLE_SUFFIXES, BaseModelSpec, check_base_model
 from headshot.records import sha256_file
 
 
@@ -44,7 +44,7 @@ class LoadedModel:
         """The pipeline with every component: a deferred model's text encoders and VAE are loaded
         now (once; the denoiser and the rest are shared, not reloaded)."""
         if self.deferred:
-            from headshot.pipelines.deferred import complete_pipeline
+            from headshot.models.deferred import complete_pipeline
 
             self.pipeline, self.deferred = complete_pipeline(self, self.dtype), False
             _finish_pipeline(self.pipeline, self.spec, self.dtype)
@@ -143,7 +143,7 @@ def single_file_family(spec: BaseModelSpec, path: Path) -> FamilyName:
 def _load_folder(
     spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool, quantize_base: str = "none", defer=False
 ) -> LoadedModel:
-    from headshot.pipelines.deferred import frozen_component_names
+    from headshot.models.deferred import frozen_component_names
     from headshot.quantize import pipeline_quantization
 
     family = get_family(folder_family(spec, folder))
@@ -207,7 +207,7 @@ def download_base_model(spec: BaseModelSpec, allow_pickle: bool = False) -> Path
     so the memory plan is made from its files first)."""
     import logging
 
-    from headshot.pipelines.hub_download import fetch_hub_model
+    from headshot.models.hub_download import fetch_hub_model
 
     # diffusers logs "Couldn't connect to the Hub ... will try the local cache" before it
     # looks there; the outcome is reported below (or the cached copy loads), so that
@@ -218,7 +218,7 @@ def download_base_model(spec: BaseModelSpec, allow_pickle: bool = False) -> Path
     try:
         return fetch_hub_model(spec.source, spec.revision, spec.variant, allow_pickle)
     except Exception as exc:  # offline, gated, unknown repo...: told apart for the user
-        from headshot.pipelines.hub_access import unavailable_error
+        from headshot.models.hub_access import unavailable_error
 
         raise unavailable_error(spec, exc) from None
     finally:
@@ -297,7 +297,7 @@ def quiet_libraries() -> None:
     import diffusers
     import transformers
 
-    from headshot.pipelines import prompt_notices
+    from headshot.models import prompt_notices
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()

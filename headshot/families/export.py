@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from headshot.layout import LORA_FILE
 from headshot.records import atomic_write_bytes
-from headshot.training.training_record import LORA_FILE
 
 
 def peft_layers(

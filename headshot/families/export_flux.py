@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
+from headshot.families.export import peft_layers
+from headshot.layout import LORA_FILE
 from headshot.records import atomic_write_bytes
-from headshot.training.export import peft_layers
-from headshot.training.training_record import LORA_FILE
 
 
 def save_flux_diffusers_lora(pipeline, folder: Path, scale: float = 1.0) -> Path:

@@ -12,7 +12,7 @@ plots are the cross-attention recorder's.
 
 from __future__ import annotations
 
-from headshot.analysis.study.attention import CrossAttentionRecorder
+from headshot.families.attention import CrossAttentionRecorder
 
 
 def image_to_text_probabilities(attn, hidden_states, encoder_hidden_states, image_rotary_emb):
