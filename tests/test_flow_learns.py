@@ -24,7 +24,6 @@ from __future__ import annotations
 import pytest
 import torch
 from finetune_support import fast_options, make_dataset
-from flow_cases import FLOW_CASES, IDS
 from learning_support import lora_learning_numbers
 
 from headshot.families import family_of_pipeline, get_family
@@ -36,15 +35,10 @@ SEEDS = range(4)
 SPECIFICITY_MARGIN = 0.10  # what SD's learning tests ask of the identifier and the prior
 
 
-@pytest.fixture(scope="module", params=FLOW_CASES, ids=IDS)
-def case(request):
-    return request.param
-
-
 @pytest.fixture
-def pulls_every_prompt(case, request):
+def pulls_every_prompt(flow_case, request):
     """Marks the test a strict xfail, for the case's reason."""
-    request.applymarker(pytest.mark.xfail(strict=True, reason=case.pulls_every_prompt))
+    request.applymarker(pytest.mark.xfail(strict=True, reason=flow_case.pulls_every_prompt))
 
 
 def _renders(pipe, prompt: str) -> torch.Tensor:
@@ -58,31 +52,30 @@ def _renders(pipe, prompt: str) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def learned(case, request, tmp_path_factory) -> dict[str, float]:
-    model = request.getfixturevalue(case.fixture)
-    family = get_family(case.name)
-    root = tmp_path_factory.mktemp(f"{case.name}-learns")
-    dataset = make_dataset(root / "outputs", case.name)
+def learned(flow_case, flow_model, tmp_path_factory) -> dict[str, float]:
+    family = get_family(flow_case.name)
+    root = tmp_path_factory.mktemp(f"{flow_case.name}-learns")
+    dataset = make_dataset(root / "outputs", flow_case.name)
     options = fast_options(steps=300, lr=1e-2, rank=8, lora_layers="all", face_loss_weight=1.0,
                            max_sequence_length=32, num_class_images=8, class_inference_steps=8,
                            class_guidance_scale=1.0)  # fmt: skip
-    config = FinetuneConfig(base_model=str(model), cache_dir=root / "cache", **options)
+    config = FinetuneConfig(base_model=str(flow_model), cache_dir=root / "cache", **options)
     record = finetune_dataset(dataset, config)
     lora = dataset.parent / "lora"
 
-    pipe = case.load(model)
+    pipe = flow_case.load(flow_model)
     pipe.set_progress_bar_config(disable=True)
     images = load_instance_images(dataset, read_training_dataset(dataset))
     with torch.no_grad():
         subject = encode_latents(pipe.vae, images, 64, family=family).latents
-        if case.renders_vae_latents:
+        if flow_case.renders_vae_latents:
             subject = family.vae_latents(pipe.vae, subject)
     return lora_learning_numbers(pipe, lora, record, subject, _renders, root, specificity=True)
 
 
-def test_the_lora_moves_instance_renders_to_the_subject(case, learned):
+def test_the_lora_moves_instance_renders_to_the_subject(flow_case, learned):
     # Measured numbers and each family's margin: tests/flow_cases.py.
-    margin = case.learns_margin
+    margin = flow_case.learns_margin
     assert learned["trained instance"] < (1 - margin) * learned["base class renders"], learned
     assert learned["trained instance"] < (1 - margin) * learned["size-matched untrained LoRA"], learned
 

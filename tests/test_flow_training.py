@@ -23,7 +23,7 @@ import torch
 import yaml
 from family_cases import CASES
 from finetune_support import fast_options, make_dataset
-from flow_cases import FLOW_CASES, IDS, flow_family_names, shift_of
+from flow_cases import FLOW_CASES, flow_family_names, shift_of
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -38,25 +38,15 @@ KLEIN = get_family("flux2-klein")
 PROMPT = "a photo of sks person"
 
 
-@pytest.fixture(scope="module", params=FLOW_CASES, ids=IDS)
-def case(request):
-    return request.param
-
-
 @pytest.fixture(scope="module")
-def model(case, request):
-    return request.getfixturevalue(case.fixture)
-
-
-@pytest.fixture(scope="module")
-def trained(case, model, tmp_path_factory):
+def trained(flow_case, flow_model, tmp_path_factory):
     """A real LoRA: prior preservation, face-mask loss, accumulation, checkpoints, samples."""
-    root = tmp_path_factory.mktemp(f"{case.name}-run")
-    dataset = make_dataset(root / "outputs", case.name, count=4)
+    root = tmp_path_factory.mktemp(f"{flow_case.name}-run")
+    dataset = make_dataset(root / "outputs", flow_case.name, count=4)
     options = fast_options(steps=6, checkpoint_steps=3, gradient_accumulation=2, max_sequence_length=32,
                            lora_dropout=0.1, lr=1e-2, validation_steps=3)  # fmt: skip
-    options.update(case.training_options)
-    config = FinetuneConfig(base_model=str(model), cache_dir=root / "cache", **options)
+    options.update(flow_case.training_options)
+    config = FinetuneConfig(base_model=str(flow_model), cache_dir=root / "cache", **options)
     record = finetune_dataset(dataset, config)
     return dataset, config, record
 
@@ -65,18 +55,20 @@ def test_every_flow_family_has_a_flow_case():
     assert [case.name for case in FLOW_CASES] == flow_family_names()
 
 
-def test_flow_matching_loss_equals_a_hand_computation_with_the_pipelines_own_helpers(case, model):
+def test_flow_matching_loss_equals_a_hand_computation_with_the_pipelines_own_helpers(flow_case, flow_model):
     from headshot.training.loss import Batch, LossSettings, dreambooth_loss
 
-    family, hand = get_family(case.name), case.hand
-    pipe = case.load(model)
+    family, hand = get_family(flow_case.name), flow_case.hand
+    pipe = flow_case.load(flow_model)
     config = FinetuneConfig(base_model="unused", timestep_sampling="resolution_shift", logit_mean=0.3,
-                            logit_std=0.7, max_sequence_length=32, **case.hand_options)  # fmt: skip
+                            logit_std=0.7, max_sequence_length=32, **flow_case.hand_options)  # fmt: skip
     with torch.no_grad():
         prompts = family.encode_prompt(
             family.text_encoders(pipe), family.tokenize(pipe, PROMPT, config), "cpu"
         )
-        reference, _ = next(c for c in CASES if c.name == case.name).reference_prompt_embeddings(pipe, PROMPT)
+        reference, _ = next(c for c in CASES if c.name == flow_case.name).reference_prompt_embeddings(
+            pipe, PROMPT
+        )
         torch.testing.assert_close(prompts.hidden, reference)
         latents = hand.latents(pipe, family)
         masks = torch.rand(2, 1, *latents.shape[-2:], generator=torch.Generator().manual_seed(4))
@@ -110,10 +102,10 @@ def test_flow_matching_loss_equals_a_hand_computation_with_the_pipelines_own_hel
     torch.testing.assert_close(loss, per_example[0] + 0.5 * per_example[1])
 
 
-def test_a_run_records_the_family_and_writes_both_lora_files(case, trained):
+def test_a_run_records_the_family_and_writes_both_lora_files(flow_case, trained):
     dataset, config, record = trained
     lora = dataset.parent / "lora"
-    assert record.family == case.name and record.steps == 6 and record.num_class_images == 4
+    assert record.family == flow_case.name and record.steps == 6 and record.num_class_images == 4
     assert record.kohya_file == "comfyui/ada.safetensors"
     assert sorted(p.name for p in (lora / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
     if config.tensorboard:
@@ -137,31 +129,31 @@ def test_a_resumed_run_equals_the_uninterrupted_run(trained, tmp_path):
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
-def test_options_a_family_cannot_use_stop_before_the_model_loads(case, model, tmp_path):
-    dataset = make_dataset(tmp_path / "outputs", case.name, count=2)
-    for option, value in case.refused_options:
-        config = FinetuneConfig(base_model=str(model), **fast_options(**{option: value}))
-        with pytest.raises(HeadshotError, match=f"option '{option}'.*{case.name}"):
+def test_options_a_family_cannot_use_stop_before_the_model_loads(flow_case, flow_model, tmp_path):
+    dataset = make_dataset(tmp_path / "outputs", flow_case.name, count=2)
+    for option, value in flow_case.refused_options:
+        config = FinetuneConfig(base_model=str(flow_model), **fast_options(**{option: value}))
+        with pytest.raises(HeadshotError, match=f"option '{option}'.*{flow_case.name}"):
             finetune_dataset(dataset, config)
     assert not (dataset.parent / "lora").exists()
 
 
-def test_two_processes_train_one_lora(case, model, tmp_path):
-    dataset = make_dataset(tmp_path / "outputs", case.name, count=4)
+def test_two_processes_train_one_lora(flow_case, flow_model, tmp_path):
+    dataset = make_dataset(tmp_path / "outputs", flow_case.name, count=4)
     config = tmp_path / "finetune.yaml"
     options = fast_options(steps=2, checkpoint_steps=2, gradient_accumulation=2, max_sequence_length=16,
-                           **case.two_processes)  # fmt: skip
+                           **flow_case.two_processes)  # fmt: skip
     config.write_text(yaml.safe_dump({**options, "cache_dir": str(tmp_path / "cache")}))
     launch = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", options["mixed_precision"], "--dynamo_backend", "no",
-        "-m", "headshot", "finetune", str(dataset), "-m", str(model), "--config", str(config),
+        "-m", "headshot", "finetune", str(dataset), "-m", str(flow_model), "--config", str(config),
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     result = subprocess.run(launch, env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = read_training_record(dataset.parent / "lora")
-    assert record.num_processes == 2 and record.family == case.name
+    assert record.num_processes == 2 and record.family == flow_case.name
     assert record.config["mixed_precision"] == options["mixed_precision"] and math.isfinite(record.final_loss)
     assert result.stderr.replace("\n", " ").count("LoRA written to") == 1
 
