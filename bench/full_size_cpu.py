@@ -46,7 +46,7 @@ def parse(argv):
     )
     add_run_arguments(
         parser, steps=2, tiny="the family's tiny model instead (the code path)",
-        defaults="default 512 px, 2 steps, 64 tokens; tiny: the model's own size",
+        defaults="512 px, 2 render steps, 64 tokens (tiny: the model's own size)",
     )  # fmt: skip
     parser.add_argument("--quantize-base", default="none")
     parser.add_argument("--plan-only", action="store_true", help="print the plan; allocate nothing")

@@ -66,15 +66,14 @@ def is_model_folder(name: str) -> bool:
 
 def add_run_arguments(parser, *, steps: int, tiny: str, defaults: str) -> None:
     """The options both benches take (a model's size, steps, LoRA rank, prompt tokens);
-    `defaults` says in the help what each script's `run_settings` fills in."""
+    `defaults` says what each script's `run_settings` fills in for those not given."""
+    parser.epilog = f"Not given: {defaults}."
     parser.add_argument("--tiny", action="store_true", help=tiny)
-    parser.add_argument("--resolution", type=int, help=f"image side ({defaults})")
+    parser.add_argument("--resolution", type=int, help="image side")
     parser.add_argument("--steps", type=int, default=steps, help="optimizer steps")
-    parser.add_argument("--render-steps", type=int, help=f"sampling steps ({defaults})")
+    parser.add_argument("--render-steps", type=int, help="sampling steps of the render")
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument(
-        "--max-sequence-length", type=int, help=f"prompt tokens of the FLUX families ({defaults})"
-    )
+    parser.add_argument("--max-sequence-length", type=int, help="prompt tokens of the FLUX families")
 
 
 def run_settings(args, name: str, folder: Path, family, full: dict, tiny: dict, **extra) -> Settings:

@@ -40,7 +40,7 @@ def parse(argv):
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     add_run_arguments(
         parser, steps=20, tiny="the families' tiny models (tests the code path)",
-        defaults="default 1024 px, the family's own steps, 512 tokens; tiny: own size, 2 steps, 32 tokens",
+        defaults="1024 px, the family's own render steps, 512 tokens (tiny: its own size, 2, 32)",
     )  # fmt: skip
     parser.add_argument(
         "--models", default=",".join(MODELS), help="shipped configs' names or diffusers folders"
