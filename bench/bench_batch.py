@@ -119,8 +119,8 @@ def main() -> None:
         root, model, photos, count = args.direct
         run_direct(Path(root), model, Path(photos), [f"subject{i}" for i in range(int(count))])
         return
-    from headshot.pipelines.tiny import save_tiny_model
     from headshot.samples import make_sample_selfies
+    from headshot.training.tiny_model import save_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     os.environ["HEADSHOT_CACHE"] = str(work / "cache")  # every case's process inherits it

@@ -45,7 +45,7 @@ def main() -> int:
     from finetune_support import fast_options, make_dataset
     from memory_support import measured_finetune, widened_model
 
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)

@@ -35,9 +35,9 @@ def _write_dataset(root: Path, resolution: int = 64) -> Path:
     """A dataset folder from the sample portrait (centre crops; the bench needs no face detection)."""
     from PIL import Image
 
+    from headshot.dataset_record import DatasetRecord, PhotoRecord
     from headshot.records import atomic_save_image, atomic_write_json
     from headshot.samples import SUBJECT_VARIANTS, grace_hopper
-    from headshot.training.dataset_record import DatasetRecord, PhotoRecord
 
     dataset = root / "bench" / "dataset"
     photos = []
@@ -56,9 +56,9 @@ def _write_dataset(root: Path, resolution: int = 64) -> Path:
 
 def bench_tiny() -> None:
     """Full step and floor interleaved, step by step, on the same model: same machine load for both."""
-    from headshot.pipelines.tiny import save_tiny_model
     from headshot.training.finetune import open_session
     from headshot.training.finetune_config import FinetuneConfig
+    from headshot.training.tiny_model import save_tiny_model
     from headshot.training.trainer import train
 
     torch.set_num_threads(1)  # 2 shared cores: one thread gives stable timings
@@ -112,9 +112,9 @@ def bench_gpu_sdxl(steps: int = 20) -> None:
 
     from headshot.families import get_family
     from headshot.families.base import PromptEmbeddings
+    from headshot.families.objectives import NoiseObjective
     from headshot.families.sd import UNET_ATTENTION
     from headshot.training.loss import Batch, LossSettings, dreambooth_loss
-    from headshot.training.objectives import NoiseObjective
 
     unet = full_size_sdxl_unet().to("cuda", torch.bfloat16)
     from peft import LoraConfig

@@ -77,12 +77,12 @@ def floor_inputs(family: str, batch: int, config: dict) -> tuple[dict, torch.Ten
 
 
 def bench_tiny(family_name: str) -> None:
+    from headshot.dataset_record import read_dataset
     from headshot.families import get_family
-    from headshot.pipelines.tiny import save_tiny_model
     from headshot.records import atomic_write_json
-    from headshot.training.dataset_record import read_dataset
     from headshot.training.finetune import open_session
     from headshot.training.finetune_config import FinetuneConfig
+    from headshot.training.tiny_model import save_tiny_model
     from headshot.training.trainer import train
 
     torch.set_num_threads(1)  # 2 shared cores: one thread gives stable timings

@@ -164,9 +164,9 @@ def time_ranking(layout, renders: Path, jobs) -> float:
     from PIL import Image
 
     from headshot.analysis.likeness import SubjectIdentity
+    from headshot.dataset_record import read_dataset
     from headshot.pipelines import ranking
     from headshot.pipelines.generate_config import RankingOptions
-    from headshot.training.dataset_record import read_dataset
 
     identity = SubjectIdentity.from_dataset(read_dataset(layout.dataset))
     options = RankingOptions()
@@ -192,7 +192,7 @@ def build_full_size_sdxl():
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from headshot.pipelines.tiny import build_tiny_tokenizer
+    from headshot.families.tiny import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()  # tokenisation costs nothing next to the UNet
     vocab = len(tokenizer)
@@ -260,7 +260,7 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
             compare("sdxl", model, work, args)
             return
-        from headshot.pipelines.tiny import save_tiny_model
+        from headshot.training.tiny_model import save_tiny_model
 
         args.steps, args.size, args.dtype = args.steps or 30, None, "fp32"  # the templates' steps
         for family in ("sd15", "sdxl"):

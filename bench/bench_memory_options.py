@@ -40,9 +40,9 @@ def main() -> int:
     from memory_support import widened_model
 
     from headshot import library_notices
-    from headshot.pipelines.tiny import save_tiny_model
     from headshot.training.finetune import open_session
     from headshot.training.finetune_config import FinetuneConfig
+    from headshot.training.tiny_model import save_tiny_model
     from headshot.training.trainer import train
 
     library_notices.install()

@@ -20,10 +20,10 @@ from PIL import Image
 
 from headshot.analysis.audit import AuditConfig
 from headshot.analysis.likeness import SubjectIdentity
+from headshot.dataset_record import read_dataset
 from headshot.pipelines import ranking
 from headshot.pipelines.generate_config import RankingOptions
 from headshot.samples import make_sample_selfies
-from headshot.training.dataset_record import read_dataset
 from headshot.training.intake import PrepareConfig, prepare_dataset
 
 

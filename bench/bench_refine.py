@@ -23,8 +23,8 @@ from PIL import Image
 
 from headshot import library_notices
 from headshot.pipelines.refine import FaceRefiner, RefineOptions
-from headshot.pipelines.tiny import save_tiny_model
 from headshot.samples import grace_hopper
+from headshot.training.tiny_model import save_tiny_model
 
 
 def fastest(function, repeats: int) -> float:

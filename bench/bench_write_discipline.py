@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["HEADSHOT_CACHE"] = str(Path(tmp) / "cache")
-        from headshot.pipelines.loading import fingerprint_path
+        from headshot.models.loading import fingerprint_path
         from headshot.records import atomic_write_bytes
 
         weights = Path(tmp) / "model.safetensors"

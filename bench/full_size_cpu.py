@@ -37,17 +37,17 @@ MMAP_THRESHOLD = "65536"  # tests/memory_support.py's: every tensor-sized alloca
 
 
 def parse(argv):
+    from full_size_support import add_run_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "model",
         help="shipped full-size configs (flux2-klein-base, sdxl, flux-dev, sd15 ...) or a diffusers folder",
     )
-    parser.add_argument("--tiny", action="store_true", help="the family's tiny model instead (the code path)")
-    parser.add_argument("--resolution", type=int, help="image side (default: 512; tiny: the tiny model's)")
-    parser.add_argument("--steps", type=int, default=2, help="optimizer steps")
-    parser.add_argument("--render-steps", type=int, default=2)
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--max-sequence-length", type=int, default=64, help="prompt tokens (FLUX families)")
+    add_run_arguments(
+        parser, steps=2, tiny="the family's tiny model instead (the code path)",
+        defaults="512 px, 2 render steps, 64 tokens (tiny: the model's own size)",
+    )  # fmt: skip
     parser.add_argument("--quantize-base", default="none")
     parser.add_argument("--plan-only", action="store_true", help="print the plan; allocate nothing")
     parser.add_argument("--json", type=Path, help="also write the result object to this file")
@@ -57,15 +57,14 @@ def parse(argv):
 def run(args) -> dict:
     import torch
     from full_size_support import (
-        Settings,
         build_pipeline,
         finetune_config,
-        is_model_folder,
         model_folder,
         planned,
         planned_render,
         planned_training,
         render,
+        run_settings,
         train_steps,
     )
 
@@ -78,16 +77,9 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="headshot-full-size-") as scratch:
         folder = model_folder(args.model, args.tiny, Path(scratch))
         family = family_of_folder(folder)
-        own_size = args.tiny or is_model_folder(args.model)
-        resolution = args.resolution or (family.resolution_from_folder(folder) if own_size else 512)
-        settings = Settings(
-            resolution=resolution,
-            steps=args.steps,
-            render_steps=args.render_steps,
-            rank=args.rank,
-            max_sequence_length=args.max_sequence_length if family.objective == "flow" else None,
-            quantize_base=args.quantize_base,
-        )
+        full = {"resolution": 512, "render_steps": 2, "max_sequence_length": 64}
+        settings = run_settings(args, args.model, folder, family, full, {}, quantize_base=args.quantize_base)
+        resolution = settings.resolution
         plan = planned(folder, settings, device)
         result = {
             "model": args.model + (" (tiny)" if args.tiny else ""),

@@ -8,7 +8,7 @@ weights) or, with `tiny`, the family's tiny model: the same code runs both. Why 
   given memory (`to_empty`) and a cheap deterministic init, so a 4 B model in bf16 costs
   its 8 GB once, never a float32 copy first;
 - the text encoders are never built: training reads prompt embeddings of the shape the
-  family's encoders give (memory_check.training_inputs, from the configs), as a run with
+  family's encoders give (memory_plan.training_inputs, from the configs), as a run with
   cached prompt embeddings does, and the render is given the same embeddings;
 - training is headshot's own loop (trainer.train) on a TrainingRun set up as finetune.py
   sets one up: add_lora_adapters, gradient checkpointing, the accelerator's bf16 autocast,
@@ -62,6 +62,35 @@ def model_folder(name: str, tiny: bool, scratch: Path) -> Path:
 
 def is_model_folder(name: str) -> bool:
     return (Path(name) / "model_index.json").is_file()
+
+
+def add_run_arguments(parser, *, steps: int, tiny: str, defaults: str) -> None:
+    """The options both benches take (a model's size, steps, LoRA rank, prompt tokens);
+    `defaults` says what each script's `run_settings` fills in for those not given."""
+    parser.epilog = f"Not given: {defaults}."
+    parser.add_argument("--tiny", action="store_true", help=tiny)
+    parser.add_argument("--resolution", type=int, help="image side")
+    parser.add_argument("--steps", type=int, default=steps, help="optimizer steps")
+    parser.add_argument("--render-steps", type=int, help="sampling steps of the render")
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--max-sequence-length", type=int, help="prompt tokens of the FLUX families")
+
+
+def run_settings(args, name: str, folder: Path, family, full: dict, tiny: dict, **extra) -> Settings:
+    """Settings from `add_run_arguments`' options: what was not given comes from `full`
+    (resolution, render_steps, max_sequence_length) or, for a tiny model or a model folder
+    given by path, from `tiny` (render_steps, max_sequence_length) at the model's own size."""
+    own_size = args.tiny or is_model_folder(name)
+    defaults = {**full, **tiny, "resolution": family.resolution_from_folder(folder)} if own_size else full
+    flow = family.objective == "flow"
+    return Settings(
+        resolution=args.resolution or defaults["resolution"],
+        steps=args.steps,
+        render_steps=args.render_steps or defaults["render_steps"],
+        rank=args.rank,
+        max_sequence_length=(args.max_sequence_length or defaults["max_sequence_length"]) if flow else None,
+        **extra,
+    )
 
 
 @torch.no_grad()
@@ -145,9 +174,8 @@ def _sequence_length(settings: Settings) -> dict:
 def cached_inputs(folder: Path, family, config, resolution: int, dtype, device: str):
     """Random latents and prompt embeddings of the shapes the family's VAE and text encoders give."""
     from headshot import memory_plan as mp
-    from headshot.training.memory_check import training_inputs
 
-    latents, prompts, time_ids = training_inputs(
+    latents, prompts, time_ids = mp.training_inputs(
         folder, mp.components(folder), family, config, resolution, dtype, device
     )
     generator = torch.Generator(device=device).manual_seed(0)

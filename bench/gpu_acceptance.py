@@ -34,17 +34,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse(argv):
+    from full_size_support import add_run_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="the families' tiny models (tests the code path)")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    add_run_arguments(
+        parser, steps=20, tiny="the families' tiny models (tests the code path)",
+        defaults="1024 px, the family's own render steps, 512 tokens (tiny: its own size, 2, 32)",
+    )  # fmt: skip
     parser.add_argument(
         "--models", default=",".join(MODELS), help="shipped configs' names or diffusers folders"
     )
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--resolution", type=int, help="default 1024; tiny: each tiny model's own")
-    parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--render-steps", type=int, help="default: the family's own (tiny: 2)")
-    parser.add_argument("--max-sequence-length", type=int, help="FLUX prompt tokens (default 512; tiny: 32)")
     parser.add_argument("--gradient-checkpointing", default="auto", choices=("auto", "on", "off"))
     parser.add_argument(
         "--record", type=Path, default=ROOT / "docs" / "benchmarks.md", help="append the table here"
@@ -56,7 +56,6 @@ def measure(name: str, args, scratch: Path) -> dict:
     """Train and render one model; its row of the table."""
     import torch
     from full_size_support import (
-        Settings,
         build_pipeline,
         finetune_config,
         is_model_folder,
@@ -65,6 +64,7 @@ def measure(name: str, args, scratch: Path) -> dict:
         planned_render,
         planned_training,
         render,
+        run_settings,
         train_steps,
     )
 
@@ -75,16 +75,13 @@ def measure(name: str, args, scratch: Path) -> dict:
     family = family_of_folder(folder)
     tiny = args.tiny or is_model_folder(name)
     defaults = family.template_defaults
-    flow = family.objective == "flow"
-    settings = Settings(
-        resolution=args.resolution or (family.resolution_from_folder(folder) if tiny else 1024),
-        steps=args.steps,
-        render_steps=args.render_steps or (2 if tiny else defaults.get("steps", 30)),
-        rank=args.rank,
-        max_sequence_length=(args.max_sequence_length or (32 if tiny else 512)) if flow else None,
+    settings = run_settings(
+        args, name, folder, family,
+        full={"resolution": 1024, "render_steps": defaults.get("steps", 30), "max_sequence_length": 512},
+        tiny={"render_steps": 2, "max_sequence_length": 32},
         guidance=defaults.get("guidance"),
         gradient_checkpointing=args.gradient_checkpointing == "on",
-    )
+    )  # fmt: skip
     plan = planned(folder, settings, args.device)
     if args.gradient_checkpointing == "auto" and plan["training"]["peak_gib"] > 0.9 * _device_gib(
         args.device

@@ -16,10 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from headshot.analysis.study import attention, trajectory  # noqa: E402
-from headshot.analysis.study.model import load_study_model  # noqa: E402
-from headshot.analysis.study.run import render_image  # noqa: E402
-from headshot.pipelines.tiny import save_tiny_model  # noqa: E402
+from headshot.families import attention  # noqa: E402
+from headshot.study import trajectory  # noqa: E402
+from headshot.study.model import load_study_model  # noqa: E402
+from headshot.study.run import render_image  # noqa: E402
+from headshot.training.tiny_model import save_tiny_model  # noqa: E402
 
 PROMPT = "a professional headshot photo of sks person with hair, earrings and glasses"
 STEPS, REPEATS = 20, 5

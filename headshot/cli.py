@@ -316,8 +316,8 @@ def study_command(
     trajectory.png, attention/*.png + attention.npz, sweep.png, plots/*.png, study.json and
     a self-contained report.html. Options also come from --config (see configs/study.yaml).
     """
-    from headshot.analysis.study.config import load_study_config
-    from headshot.analysis.study.run import run_study
+    from headshot.study.config import load_study_config
+    from headshot.study.run import run_study
 
     options = dict(
         lora=lora,

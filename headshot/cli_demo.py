@@ -24,11 +24,10 @@ def tiny_model_command(
     ] = 0,
 ) -> None:
     """Build a tiny random-weight model of a real family's shape (for tests and the demo)."""
-    from headshot.pipelines.families import FAMILIES
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
-    if family not in FAMILIES:
-        raise typer.BadParameter(f"expected one of {', '.join(FAMILIES)}", param_hint="--family")
+    if family not in family_names():
+        raise typer.BadParameter(f"expected one of {', '.join(family_names())}", param_hint="--family")
     save_tiny_model(family, out, seed=seed, pretrain_steps=pretrain_steps)  # type: ignore[arg-type]
     typer.echo(f"tiny {family} model saved to {out}")
 

@@ -13,6 +13,8 @@ from headshot.errors import HeadshotError
 
 # fullmatch: `$` alone would let a trailing newline through.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# The diffusers LoRA file in lora/ (the name diffusers' load_lora_weights looks for).
+LORA_FILE = "pytorch_lora_weights.safetensors"
 SAFE_NAME_RULE = "use letters, digits, '.', '_' and '-' (at most 64), starting with a letter or digit"
 
 

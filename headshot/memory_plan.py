@@ -360,3 +360,37 @@ def trace_activations(build, run, checkpointing: bool) -> int:
     # The backward pass works on top of what was saved: an activation's gradient and the
     # layer's output gradient at a time (2 x the largest saved tensor).
     return total[0] + (max(blocks) if blocks else 0) + 2 * largest_saved(keep)
+
+
+def training_inputs(folder: Path, comps: dict, family, config, resolution: int, dtype, device="meta"):
+    """One training batch's denoiser inputs at `resolution` (prior preservation doubles it), of the
+    shapes the family's encoders give, read from the configs: (latents, prompts, time_ids)."""
+    import torch
+
+    from headshot.families.base import PromptEmbeddings
+    from headshot.full_size import component_config
+
+    count = config.batch_size * (2 if config.prior_preservation else 1)
+    tokens, width, pooled = prompt_shape(folder, family, config)
+    latent = family.training_latent_shape(component_config(folder, "vae"), resolution)
+    prompts = PromptEmbeddings(
+        torch.empty(count, tokens, width, device=device, dtype=dtype),
+        None if pooled is None else torch.empty(count, pooled, device=device, dtype=dtype),
+    )
+    latents = torch.empty(count, *latent, device=device, dtype=dtype)
+    time_ids = family.time_ids((resolution, resolution), resolution)
+    return latents, prompts, time_ids.reshape(1, -1).repeat(count, 1).to(device, dtype)
+
+
+def prompt_shape(folder: Path, family, config) -> tuple[int, int, int | None]:
+    """(tokens, width, pooled width or None) of one prompt's embeddings for the model in `folder`,
+    from its text encoders' configs and its tokenizers' tokenizer_config.json (no encoder is run)."""
+    from headshot.full_size import component_config
+
+    comps = components(folder)
+    encoders = {name: component_config(folder, name) for name in family.text_encoder_names if name in comps}
+    tokenizers = {}
+    for name in family.tokenizer_names:
+        path = Path(folder) / name / "tokenizer_config.json"
+        tokenizers[name] = read_json_object(path, "a tokenizer config") if path.is_file() else {}
+    return family.prompt_embedding_shape(encoders, tokenizers, config)

@@ -45,7 +45,7 @@ def locate(model: str, scratch: Path) -> ModelFiles:
     """The model's files on this machine, else its shipped full-size configs written to `scratch`."""
     from headshot.families import family_of_folder
     from headshot.full_size import find_shipped, write_config_folder
-    from headshot.pipelines.loading import is_hub_id, resolve_base_model
+    from headshot.models.model_spec import is_hub_id, resolve_base_model
 
     spec = resolve_base_model(model)
     path = Path(spec.source).expanduser()

@@ -75,8 +75,8 @@ def check_run(config: RunConfig) -> StageConfigs:
     user), and every stage config the run names (it exists and validates, and so do the
     templates, signing config and audit config it names in turn)."""
     from headshot.analysis.audit import AuditConfig
-    from headshot.pipelines.hub_access import check_model_available
-    from headshot.pipelines.loading import resolve_base_model
+    from headshot.models.hub_access import check_model_available
+    from headshot.models.model_spec import resolve_base_model
     from headshot.pipelines.templates import load_templates, shipped_template_names
     from headshot.signing.config import load_signing_config
 
@@ -150,7 +150,7 @@ def audit_config(config: RunConfig):
 
 
 def study_config(config: RunConfig):
-    from headshot.analysis.study.config import load_study_config
+    from headshot.study.config import load_study_config
 
     return load_study_config(
         config.study_config,
@@ -207,19 +207,19 @@ def run_audit(config: RunConfig, layout: SubjectLayout, settings=None) -> None:
 
 def run_study(config: RunConfig, layout: SubjectLayout, settings=None) -> None:
     """x0 trajectory, cross-attention maps and sweeps on the trained LoRA, into audit/study/."""
-    from headshot.analysis.study.run import run_study as study
+    from headshot.study.run import run_study as study
 
     study(settings or study_config(config), source=str(config.study_config))  # it reports where it wrote
 
 
 def run_demo(family: str = DEMO_FAMILY, outputs: Path = Path("outputs")) -> SubjectLayout:
     """Build the tiny model and the sample selfies if missing, then run every stage."""
-    from headshot.pipelines.families import FAMILIES
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.families import family_names
     from headshot.samples import make_sample_selfies
+    from headshot.training.tiny_model import save_tiny_model
 
-    if family not in FAMILIES:
-        raise HeadshotError(f"demo family '{family}': expected one of {', '.join(FAMILIES)}")
+    if family not in family_names():
+        raise HeadshotError(f"demo family '{family}': expected one of {', '.join(family_names())}")
     earlier = earlier_demo_family(outputs)
     if earlier is not None and earlier != family:
         console.print(

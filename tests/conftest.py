@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from flow_cases import FLOW_CASES, IDS
 
 # Tests never reach a model hub; real loading code runs against local folders.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,30 +50,42 @@ def run_cli(capsys, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_sd15(tmp_path_factory) -> Path:
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     return save_tiny_model("sd15", tmp_path_factory.mktemp("models") / "tiny-sd15")
 
 
 @pytest.fixture(scope="session")
 def tiny_sdxl(tmp_path_factory) -> Path:
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     return save_tiny_model("sdxl", tmp_path_factory.mktemp("models") / "tiny-sdxl")
 
 
 @pytest.fixture(scope="session")
 def tiny_flux(tmp_path_factory) -> Path:
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     return save_tiny_model("flux", tmp_path_factory.mktemp("models") / "tiny-flux")
 
 
 @pytest.fixture(scope="session")
 def tiny_flux2_klein(tmp_path_factory) -> Path:
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     return save_tiny_model("flux2-klein", tmp_path_factory.mktemp("models") / "tiny-flux2-klein")
+
+
+@pytest.fixture(scope="module", params=FLOW_CASES, ids=IDS)
+def flow_case(request):
+    """Each flow-matching family's case (tests/flow_cases.py), for the tests/test_flow_*.py suite."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def flow_model(flow_case, request) -> Path:
+    """The flow case's tiny model."""
+    return request.getfixturevalue(flow_case.fixture)
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from headshot.dataset_record import DatasetRecord, PhotoRecord
 from headshot.records import atomic_save_image, atomic_write_json, sha256_bytes
 from headshot.samples import SUBJECT_VARIANTS, grace_hopper
-from headshot.training.dataset_record import DatasetRecord, PhotoRecord
 
 RESOLUTION = 64
 

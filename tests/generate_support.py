@@ -33,7 +33,7 @@ def hopper_photos():
 
 
 def write_dataset(folder: Path, family: str, resolution: int) -> None:
-    from headshot.training.dataset_record import DatasetRecord, PhotoRecord
+    from headshot.dataset_record import DatasetRecord, PhotoRecord
 
     photos = []
     for number, (view, embedding) in enumerate(hopper_photos()):
@@ -59,8 +59,10 @@ def write_lora(folder: Path, model: Path, family: str, seed: int = 0) -> None:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
-    from headshot.training.training_record import LORA_FILE, TrainingRecord
+    from headshot.layout import LORA_FILE
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
+    from headshot.training.training_record import TrainingRecord
 
     loaded = load_base_model(resolve_base_model(str(model)))
     unet = loaded.pipeline.unet

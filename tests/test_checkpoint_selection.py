@@ -11,9 +11,9 @@ from PIL import ImageOps
 from safetensors.torch import load_file
 
 from headshot.analysis.likeness import SubjectIdentity
+from headshot.dataset_record import read_dataset
 from headshot.samples import astronaut, grace_hopper
 from headshot.training import selection, validation
-from headshot.training.dataset_record import read_dataset
 from headshot.training.finetune_config import FinetuneConfig
 
 

@@ -64,7 +64,8 @@ def test_usage_error_exits_2(run_cli):
 
 
 def test_missing_hub_model_says_where_it_looked_and_what_to_do(run_cli, tmp_path):
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     with pytest.raises(HeadshotError) as info:
         load_base_model(resolve_base_model("sdxl"))
@@ -75,14 +76,16 @@ def test_missing_hub_model_says_where_it_looked_and_what_to_do(run_cli, tmp_path
 
 
 def test_missing_local_model_folder(tmp_path):
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     with pytest.raises(HeadshotError, match=r"not found: no file or folder at .*missing-model"):
         load_base_model(resolve_base_model(str(tmp_path / "missing-model")))
 
 
 def test_tiny_preset_tells_how_to_build_it(monkeypatch, tmp_path):
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(HeadshotError) as info:
@@ -92,7 +95,8 @@ def test_tiny_preset_tells_how_to_build_it(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".ckpt", ".bin"])
 def test_pickle_checkpoint_refused_without_flag(tmp_path, suffix):
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     checkpoint = tmp_path / f"model{suffix}"
     checkpoint.write_bytes(b"\x80\x04not really a pickle")
@@ -108,7 +112,8 @@ def test_folder_with_only_pickle_weights_is_refused(tiny_sd15, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     copy = Path(shutil.copytree(tiny_sd15, tmp_path / "pickled"))
     for weights in copy.rglob("*.safetensors"):
@@ -123,7 +128,8 @@ def test_folder_with_only_pickle_weights_is_refused(tiny_sd15, tmp_path):
 
 
 def test_corrupt_safetensors_file(tmp_path):
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     broken = tmp_path / "model.safetensors"
     broken.write_bytes(b"\x00\x01garbage")

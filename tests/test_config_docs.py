@@ -45,7 +45,7 @@ def test_cli_help_is_the_description(run_cli):
 
 def test_the_default_base_model_and_flux_devs_licence_are_stated_where_offered(run_cli):
     from headshot.config import DEFAULT_BASE_MODEL
-    from headshot.pipelines.loading import resolve_base_model
+    from headshot.models.model_spec import resolve_base_model
     from headshot.training.intake import PrepareConfig
     from headshot.workflow import RunConfig
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import pytest
 from safetensors import safe_open
 
-from headshot.pipelines.tiny import build_tiny_pipeline
+from headshot.families.export import save_kohya_lora
 from headshot.training.adapters import add_lora_adapters
-from headshot.training.export import save_kohya_lora
 from headshot.training.finetune_config import FinetuneConfig
+from headshot.training.tiny_model import build_tiny_pipeline
 
 # The CLIP modules both programs map a LoRA onto, and the kohya spelling of each.
 CLIP_MODULES = {

@@ -29,7 +29,8 @@ def model(case, request):
 
 
 def _pipeline(folder):
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     loaded = load_base_model(resolve_base_model(str(folder)))
     return loaded
@@ -59,7 +60,8 @@ def test_tiny_model_loads_in_plain_diffusers_and_through_the_loader(case, model)
 def test_single_file_checkpoint_in_the_original_layout_is_recognised(case, tmp_path):
     from safetensors.torch import save_file
 
-    from headshot.pipelines.loading import BaseModelSpec, single_file_family
+    from headshot.models.loading import single_file_family
+    from headshot.models.model_spec import BaseModelSpec
     from headshot.training.resolution import training_size
 
     path = tmp_path / "model.safetensors"
@@ -187,8 +189,8 @@ def test_the_unregistered_template_documents_every_hook_of_a_family():
 def test_records_and_configs_check_the_family_against_the_registry_and_read_old_names(tmp_path):
     from pydantic import ValidationError
 
+    from headshot.dataset_record import DatasetRecord
     from headshot.training.checkpoints import Checkpoint, changed_settings
-    from headshot.training.dataset_record import DatasetRecord
 
     assert FinetuneConfig(base_model="x", unet_lora_layers="all").lora_layers == "all"  # the old name
     assert DatasetRecord(subject="a", family="flux1", resolution=64, photos=[]).family == "flux"

@@ -13,8 +13,9 @@ import pytest
 import yaml
 from finetune_support import fast_options, make_dataset
 
+from headshot.layout import LORA_FILE
 from headshot.records import sha256_file
-from headshot.training.training_record import LORA_FILE, read_training_record
+from headshot.training.training_record import read_training_record
 from tests.fault_support import assert_killed, assert_one_line_error, leftovers, run_headshot, snapshot
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`

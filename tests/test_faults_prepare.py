@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from headshot.training.dataset_record import read_dataset
+from headshot.dataset_record import read_dataset
 from tests.fault_support import (
     assert_killed,
     assert_one_line_error,

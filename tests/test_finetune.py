@@ -211,7 +211,7 @@ def test_shipped_configs_are_valid():
 
 
 def test_run_workflow_trains_then_continues_or_restarts_when_the_dataset_changed(tiny_sd15, tmp_path, capsys):
-    from headshot.training.dataset_record import read_dataset
+    from headshot.dataset_record import read_dataset
     from headshot.workflow import RunConfig, run_finetune
 
     dataset = make_dataset(tmp_path / "outputs", "sd15", count=3)
@@ -241,8 +241,8 @@ def test_run_workflow_trains_then_continues_or_restarts_when_the_dataset_changed
 def test_validation_scores_real_faces_against_the_dataset(sd15_dataset):
     """The likeness path the tiny models never reach: real photos of the subject and of another person."""
     from headshot.analysis.likeness import SubjectIdentity
+    from headshot.dataset_record import read_dataset
     from headshot.samples import astronaut, grace_hopper
-    from headshot.training.dataset_record import read_dataset
     from headshot.training.validation import score_sample
 
     identity = SubjectIdentity.from_dataset(read_dataset(sd15_dataset))

@@ -19,7 +19,7 @@ The claims, each by MARGIN (10%):
 
 The plain random tiny UNet shows none of them (SD1.5, an earlier version of this test:
 1. 0.480 with prior vs 0.474 without, reversed; 2. 1.357 vs 1.446; 3. 1.357 vs 1.357). The
-tiny models here are pre-trained at build time (`tiny_pretrain`, 200 steps on scikit-image's
+tiny models here are pre-trained at build time (`headshot.training.tiny_model`, 200 steps on scikit-image's
 LFW faces as "a photo of person"), and the LoRA trains 300 steps of batch 8, text encoder
 LoRA included, with 32 class images. Measured (deterministic on 2 CPU cores):
 
@@ -71,10 +71,10 @@ from finetune_support import (
 )
 from learning_support import lora_learning_numbers
 
-from headshot.pipelines.tiny import save_tiny_model
 from headshot.training.data import encode_latents, load_instance_images, read_training_dataset
 from headshot.training.finetune import finetune_dataset
 from headshot.training.finetune_config import FinetuneConfig
+from headshot.training.tiny_model import save_tiny_model
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
 

@@ -7,7 +7,7 @@ import os
 
 
 def test_weights_edited_in_place_with_the_old_mtime_are_re_hashed(tmp_path, monkeypatch):
-    from headshot.pipelines.loading import fingerprint_path
+    from headshot.models.loading import fingerprint_path
 
     monkeypatch.setenv("HEADSHOT_CACHE", str(tmp_path / "cache"))
     model = tmp_path / "model"

@@ -22,10 +22,10 @@ from headshot.full_size import (
     shipped,
     write_config_folder,
 )
-from headshot.memory_plan import components
+from headshot.memory_plan import components, prompt_shape, training_inputs
 from headshot.training.adapters import add_denoiser_lora
 from headshot.training.finetune_config import FinetuneConfig
-from headshot.training.memory_check import estimate_finetune, prompt_shape, training_inputs
+from headshot.training.memory_check import estimate_finetune
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
 
@@ -96,7 +96,8 @@ def _index(folder):
 def test_prompt_shapes_derived_from_configs_are_what_the_encoders_give(case, folders, request):
     """The derivation the memory plan uses, held to the real encoders: run on the tiny model (all
     families), and on the meta device at full size where the encoder can run there."""
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     family = get_family(case.name)
     config = _config()

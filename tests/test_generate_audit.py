@@ -12,13 +12,13 @@ from audit_support import manipulated, prepared
 
 from headshot.analysis.audit import AuditConfig
 from headshot.analysis.likeness import SubjectIdentity
+from headshot.dataset_record import read_dataset
 from headshot.pipelines import delivery, ranking
 from headshot.pipelines.generate_config import RankingOptions
 from headshot.records import atomic_save_image
 from headshot.samples import make_sample_selfies
 from headshot.signing import commitments
 from headshot.signing.api import verify_file
-from headshot.training.dataset_record import read_dataset
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
 

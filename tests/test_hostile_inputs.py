@@ -181,7 +181,7 @@ def test_a_damaged_render_sidecar_is_rendered_again(tmp_path):
 
 
 def test_a_damaged_fingerprint_cache_is_rebuilt(tmp_path, monkeypatch):
-    from headshot.pipelines.loading import fingerprint_path
+    from headshot.models.loading import fingerprint_path
 
     monkeypatch.setenv("HEADSHOT_CACHE", str(tmp_path / "cache"))
     weights = tmp_path / "w.safetensors"

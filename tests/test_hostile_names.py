@@ -32,7 +32,7 @@ def _no_raw_controls(text: str) -> None:
 def test_prepare_table_shows_a_hostile_file_name_escaped():
     from rich.console import Console
 
-    from headshot.training.dataset_record import DatasetRecord, PhotoRecord
+    from headshot.dataset_record import DatasetRecord, PhotoRecord
     from headshot.training.intake_summary import print_summary, too_few_message
 
     photo = PhotoRecord(
@@ -132,7 +132,7 @@ def test_training_record_values_out_of_range_are_refused(tmp_path, field, value)
     ],
 )
 def test_dataset_record_values_out_of_range_are_refused(tmp_path, field, value):
-    from headshot.training.dataset_record import read_dataset
+    from headshot.dataset_record import read_dataset
 
     photo = {"source": "a.jpg", "sha256": "0" * 64, "verdict": "rejected", "reason_code": "no_face"}
     record = {"subject": "ada", "family": "sd15", "resolution": 64, "photos": [photo]}

@@ -36,7 +36,8 @@ FILES = {
 # Twice in one process: the second call finds the cached copy.
 FETCH = """
 import sys
-from headshot.pipelines.loading import BaseModelSpec, model_source
+from headshot.models.model_spec import BaseModelSpec
+from headshot.models.loading import model_source
 for attempt in ("first", "second"):
     print(f"-- {attempt}", file=sys.stderr)
     print(model_source(BaseModelSpec(source=sys.argv[1])))

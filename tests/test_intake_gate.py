@@ -30,9 +30,9 @@ from intake_support import (
 from PIL import Image
 
 from headshot.analysis.faces import detect_faces
+from headshot.dataset_record import read_dataset
 from headshot.errors import HeadshotError
 from headshot.samples import grace_hopper
-from headshot.training.dataset_record import read_dataset
 from headshot.training.intake import PrepareConfig, prepare_dataset
 
 RESOLUTION = 256

@@ -9,8 +9,8 @@ import shutil
 import pytest
 import yaml
 
+from headshot.dataset_record import read_dataset
 from headshot.errors import HeadshotError
-from headshot.training.dataset_record import read_dataset
 from headshot.training.intake import PrepareConfig, prepare_dataset
 from headshot.training.resolution import training_size
 from headshot.training.training_record import read_training_record

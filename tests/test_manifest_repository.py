@@ -22,6 +22,7 @@ from headshot.samples import grace_hopper
 from headshot.signing import store
 from headshot.signing.config import SigningConfig
 from headshot.signing.credentials import create_dev_credentials
+from headshot.signing.repository import lookup, open_store
 from headshot.signing.sign import sign_image
 from headshot.signing.store_legacy import import_folder
 from headshot.signing.store_schema import schema_version
@@ -63,7 +64,7 @@ class _sqlite:
 
 def test_each_stripped_copy_resolves_to_exactly_its_own_manifest(signed):
     config, images = signed
-    repository = store.open_store(config)
+    repository = open_store(config)
     copy = verify_bytes(stripped_copy(images[1].path), "copy.jpg", config)
     assert copy.state == "Absent" and copy.watermark.identifier == images[1].watermark_id
     assert copy.manifest_store.found and copy.manifest_store.entry == images[1].manifest_label
@@ -90,7 +91,7 @@ def signing_config_sqlite(tmp_path):
 
 def test_identifiers_stay_unique_per_key_across_signers(signed, monkeypatch):
     config, images = signed
-    repository = store.open_store(config)
+    repository = open_store(config)
     taken = images[0].watermark_id
     draws = iter([taken, taken, "0badc0de"])  # another signer holds `taken`: draw again
     monkeypatch.setattr(store.secrets, "token_hex", lambda n: next(draws))
@@ -133,7 +134,7 @@ def test_a_signer_killed_mid_write_leaves_the_database_consistent(signed, tmp_pa
     """A child writing through the repository itself, on both databases (tests/test_faults_sign.py
     also kills a whole `headshot sign` on SQLite)."""
     config, images = signed
-    repository = store.open_store(config)
+    repository = open_store(config)
     child = subprocess.run(
         [sys.executable, "-c", _CHILD, repository.url, KEY, str(tmp_path / "never.jpg")],
         capture_output=True,
@@ -152,7 +153,7 @@ def test_a_signer_killed_mid_write_leaves_the_database_consistent(signed, tmp_pa
 
 def test_an_old_folder_store_is_imported_once_and_idempotently(signed, tmp_path):
     config, images = signed
-    entry = store.open_store(config).find_by_binding(KEY, images[0].watermark_id)[0]
+    entry = open_store(config).find_by_binding(KEY, images[0].watermark_id)[0]
     folder = tmp_path / "manifest-store"
     folder.mkdir()
     (folder / "0ddba115.json").write_text(json.dumps({**entry.summary, "watermark_id": "0ddba115"}))
@@ -165,8 +166,8 @@ def test_an_old_folder_store_is_imported_once_and_idempotently(signed, tmp_path)
     assert found.manifest_id == entry.manifest_id and found.manifest == entry.manifest
     # A signing config whose manifest_store is that folder imports it by itself, once.
     automatic = SigningConfig(manifest_store=folder)
-    assert store.lookup(automatic, "0ddba115").entry == entry.manifest_id
-    assert store.open_store(automatic).count() == 1
+    assert lookup(automatic, "0ddba115").entry == entry.manifest_id
+    assert open_store(automatic).count() == 1
 
 
 def test_a_database_of_a_newer_schema_is_refused_in_one_line(tmp_path):
@@ -181,4 +182,4 @@ def test_a_database_of_a_newer_schema_is_refused_in_one_line(tmp_path):
 def test_an_unusable_store_url_is_one_line(tmp_path):
     config = SigningConfig(manifest_store=tmp_path, store="nosuchdb://x/y")
     with pytest.raises(HeadshotError, match=r"^nosuchdb://x/y: not a usable database URL"):
-        store.open_store(config).reserve_identifier(KEY, "alg", tmp_path / "x.jpg")
+        open_store(config).reserve_identifier(KEY, "alg", tmp_path / "x.jpg")

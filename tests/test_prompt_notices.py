@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 
-from headshot.pipelines import prompt_notices
+from headshot.models import prompt_notices
 
 DIFFUSERS_NOTICE = (
     "The following part of your input was truncated because CLIP can only handle sequences up to 77 tokens: "

@@ -72,7 +72,8 @@ def test_lora_trained_on_int8_base_loads_into_the_unquantized_base_and_changes_i
 
 
 def test_quantized_base_is_really_quantized_when_loaded(tiny_flux):
-    from headshot.pipelines.loading import load_base_model, resolve_base_model
+    from headshot.models.loading import load_base_model
+    from headshot.models.model_spec import resolve_base_model
 
     loaded = load_base_model(resolve_base_model(str(tiny_flux)), quantize_base="int8")
     transformer = loaded.pipeline.transformer

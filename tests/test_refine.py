@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from headshot.pipelines.families import FAMILIES
+from headshot.families import family_names, get_family
 from headshot.pipelines.refine import FaceRefiner, RefineOptions, blend, face_crop
 from headshot.samples import grace_hopper
 
@@ -27,18 +27,19 @@ def photo() -> Image.Image:
 
 # Every registered family: through diffusers' img2img pipeline, or (FLUX.2 [klein], which has
 # none) through the family's own flow-matching img2img on its text-to-image pipeline.
-@pytest.fixture(scope="module", params=sorted(FAMILIES))
+@pytest.fixture(scope="module", params=sorted(family_names()))
 def refiner(request, tmp_path_factory):
     from diffusers import DiffusionPipeline
 
-    from headshot.pipelines.tiny import save_tiny_model
+    from headshot.training.tiny_model import save_tiny_model
 
     folder = save_tiny_model(request.param, tmp_path_factory.mktemp("models") / request.param)
     pipe = DiffusionPipeline.from_pretrained(folder)
     refiner = FaceRefiner(pipe, resolution=64, options=OPTIONS)
     refiner.text_to_image = pipe  # the loaded pipeline generate renders with
     # The prompt arguments as generate passes them: the family's own (no negative prompt on FLUX).
-    refiner.call = {**FAMILIES[request.param].render_kwargs([CALL["prompt"]], [CALL["negative_prompt"]], 5.0),
+    family = get_family(request.param)
+    refiner.call = {**family.render_kwargs([CALL["prompt"]], [CALL["negative_prompt"]], 5.0),
                     "num_inference_steps": CALL["num_inference_steps"]}  # fmt: skip
     return refiner
 

@@ -77,8 +77,8 @@ def _response(status: int, repo: str) -> httpx2.Response:
 
 
 def _describe(exc: BaseException | None, repo: str = "black-forest-labs/FLUX.1-dev") -> str:
-    from headshot.pipelines.hub_access import unavailable_error
-    from headshot.pipelines.loading import BaseModelSpec
+    from headshot.models.hub_access import unavailable_error
+    from headshot.models.model_spec import BaseModelSpec
 
     return str(unavailable_error(BaseModelSpec(source=repo), exc))
 
@@ -107,8 +107,8 @@ def test_hub_failures_are_told_apart():
 
 
 def test_offline_and_not_cached_is_refused_before_any_download(monkeypatch):
-    from headshot.pipelines.hub_access import check_model_available
-    from headshot.pipelines.loading import resolve_base_model
+    from headshot.models.hub_access import check_model_available
+    from headshot.models.model_spec import resolve_base_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HeadshotError, match="flux.*HF_HUB_OFFLINE is set"):

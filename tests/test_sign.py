@@ -147,9 +147,9 @@ def test_no_local_paths_user_names_or_exif_in_the_signed_file(
     assert str(tmp_path).encode() not in data
     assert f"home-{user}".encode() not in data
     assert b"a photo of sks person" not in data, "prompt not published without opt-in"
-    from headshot.signing import store
+    from headshot.signing.repository import lookup
 
-    summary = store.lookup(signing_config, signed.watermark_id).summary
+    summary = lookup(signing_config, signed.watermark_id).summary
     assert str(tmp_path) not in json.dumps(summary)
     assert summary["generation"]["base_model"] == "my-sdxl"
 

@@ -10,8 +10,8 @@ import yaml
 from PIL import Image
 from study_support import finetuned_lora
 
-from headshot.analysis.study.config import load_study_config
-from headshot.analysis.study.run import run_study
+from headshot.study.config import load_study_config
+from headshot.study.run import run_study
 
 TOKENS = ["sks", "earrings", "glasses", "hair"]
 GENERIC = ("high_frequency_energy", "rms_contrast")
@@ -35,7 +35,7 @@ def sd15_study(tiny_sd15, tmp_path_factory):
 
 def test_study_goes_to_the_subjects_audit_folder(sd15_study):
     from headshot.analysis.metrics import METRICS
-    from headshot.analysis.study.artifacts import NEEDS_REFERENCE
+    from headshot.study.artifacts import NEEDS_REFERENCE
 
     folder, record = sd15_study
     assert folder.parts[-3:] == ("ada", "audit", "study")
@@ -148,10 +148,10 @@ def test_refine_comparison_on_a_real_face_with_the_tiny_model(tiny_sd15):
     no face to measure, which the record says (None) instead of inventing a change."""
     from diffusers import DiffusionPipeline
 
-    from headshot.analysis.study import refine_compare
-    from headshot.analysis.study.artifacts import artifact_metrics
     from headshot.pipelines.refine import FaceRefiner, RefineOptions
     from headshot.samples import grace_hopper
+    from headshot.study import refine_compare
+    from headshot.study.artifacts import artifact_metrics
 
     pipe = DiffusionPipeline.from_pretrained(tiny_sd15)
     pipe.set_progress_bar_config(disable=True)
@@ -172,9 +172,9 @@ def test_refine_comparison_reports_the_mean_change_of_each_metric():
     """The comparison's arithmetic on a pass that really changes a face: skin smoothing
     (the plastic-skin manipulation) stands in for the face-detail pass."""
     from headshot.analysis.manipulations import manipulated
-    from headshot.analysis.study import refine_compare
-    from headshot.analysis.study.artifacts import artifact_metrics
     from headshot.samples import grace_hopper
+    from headshot.study import refine_compare
+    from headshot.study.artifacts import artifact_metrics
 
     class Smoothing:
         def settings(self):

@@ -11,17 +11,18 @@ import yaml
 from PIL import Image, ImageFilter
 from study_support import finetuned_lora
 
-from headshot.analysis.study import attention, trajectory
-from headshot.analysis.study.measures import (
+from headshot.errors import HeadshotError
+from headshot.families import attention
+from headshot.samples import grace_hopper
+from headshot.study import trajectory
+from headshot.study.measures import (
     change_to_final,
     face_embeddings,
     high_frequency_energy,
     identity_to_final,
 )
-from headshot.analysis.study.model import load_study_model
-from headshot.analysis.study.run import render_image
-from headshot.errors import HeadshotError
-from headshot.samples import grace_hopper
+from headshot.study.model import load_study_model
+from headshot.study.run import render_image
 
 PROMPT = "a professional headshot photo of sks person with hair, earrings and glasses"
 
@@ -201,7 +202,7 @@ def test_a_lora_on_the_wrong_family_is_refused(run_cli, tiny_sd15, tiny_sdxl, tm
 
 
 def test_metrics_from_one_features_function_measure_each_image_once():
-    from headshot.analysis.study.measures import measure, metrics_from_features, rms_contrast
+    from headshot.study.measures import measure, metrics_from_features, rms_contrast
 
     calls = []
 
@@ -229,8 +230,8 @@ def test_the_audits_metrics_along_a_trajectory_against_the_subjects_photos(tmp_p
     from audit_support import prepared
 
     from headshot.analysis.metrics import METRICS
-    from headshot.analysis.study.artifacts import artifact_metrics
-    from headshot.analysis.study.measures import trajectory_curves
+    from headshot.study.artifacts import artifact_metrics
+    from headshot.study.measures import trajectory_curves
 
     dataset = prepared(sample_selfies, tmp_path / "outputs")
     metrics = artifact_metrics(dataset)
@@ -246,8 +247,8 @@ def test_the_audits_metrics_along_a_trajectory_against_the_subjects_photos(tmp_p
 
 
 def test_the_shipped_study_configs_are_valid():
-    from headshot.analysis.study.config import load_study_config
     from headshot.config import configs_root
+    from headshot.study.config import load_study_config
 
     shipped = load_study_config(configs_root() / "study.yaml")
     assert shipped.tokens == ["{identifier}", "earrings", "glasses", "hair"] and shipped.sweep.mode == "grid"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from headshot.analysis.study.config import StudyConfig
-from headshot.analysis.study.model import FINAL, LoraCheckpoint, StudyModel
-from headshot.analysis.study.sweeps import grid_points, sweep_steps
+from headshot.study.config import StudyConfig
+from headshot.study.model import FINAL, LoraCheckpoint, StudyModel
+from headshot.study.sweeps import grid_points, sweep_steps
 
 
 def _model_with_checkpoints() -> StudyModel:
@@ -40,8 +40,8 @@ def test_contact_sheet_tiles_carry_their_numbers_and_the_sweep_table_a_number_co
     import numpy as np
     from PIL import Image
 
-    from headshot.analysis.study.report import _sweep_section
-    from headshot.analysis.study.trajectory import contact_sheet
+    from headshot.study.report import _sweep_section
+    from headshot.study.trajectory import contact_sheet
 
     frames = [Image.new("RGB", (64, 64), (128, 128, 128))] * 4
     plain = np.asarray(contact_sheet(frames, 64, 2))

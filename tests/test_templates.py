@@ -9,7 +9,7 @@ import yaml
 
 from headshot.config import configs_root, load_config
 from headshot.errors import HeadshotError
-from headshot.pipelines.families import FAMILIES
+from headshot.families import family_names
 from headshot.pipelines.generate_config import GenerateConfig
 from headshot.pipelines.templates import (
     SAMPLERS,
@@ -52,7 +52,7 @@ def test_shipped_templates_cover_the_professional_scenes_and_aim_at_natural_phot
         assert template.variations, f"{item.source}: offers no variations"
 
 
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("family", sorted(family_names()))
 def test_shipped_prompts_fit_every_text_encoders_token_window(family, request):
     """CLIP silently drops every token past its 77th (BOS and EOS included): the last prompt
     parts (the lens, skin texture, the negative prompt's tail) would vanish unnoticed.

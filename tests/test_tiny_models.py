@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from headshot.pipelines.loading import load_base_model, resolve_base_model
+from headshot.models.loading import load_base_model
+from headshot.models.model_spec import resolve_base_model
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl", "flux"])
@@ -56,7 +57,7 @@ def test_generation_is_deterministic_per_seed(tiny_sd15):
 
 
 def test_tiny_tokenizer_keeps_prompt_words_whole():
-    from headshot.pipelines.tiny import build_tiny_tokenizer
+    from headshot.families.tiny import build_tiny_tokenizer
 
     tokens = build_tiny_tokenizer().tokenize("a photo of sks person wearing earrings, hair")
     for word in ("sks", "person", "earrings", "hair"):

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
+from headshot.families.tiny import VOCABULARY, build_tiny_tokenizer
 from headshot.pipelines.templates import expand_grid, load_templates, shipped_template_names
-from headshot.pipelines.tiny import _VOCABULARY, build_tiny_tokenizer
 
 
 def test_every_vocabulary_word_is_one_token_and_every_shipped_prompt_fits():
     """Issue 25: merges chained left to right let an earlier word's merge split a later word
     ("plastic" became pla+st+i+c), so every demo render warned of a truncated negative prompt."""
     tokenizer = build_tiny_tokenizer()
-    split = [word for word in _VOCABULARY if not word.isdigit() and len(tokenizer.tokenize(word)) != 1]
+    split = [word for word in VOCABULARY if not word.isdigit() and len(tokenizer.tokenize(word)) != 1]
     assert split == []
     for item in load_templates(shipped_template_names()):
         for job in expand_grid([item], [0]):

@@ -1,1 +1,1 @@
-"""Face analysis, likeness and artifact metrics, generation studies, reports."""
+"""Face analysis, likeness and artifact metrics, the audit and its report."""

@@ -192,7 +192,7 @@ def load_reference(
     detectable face, or with under MIN_EYE_DISTANCE px between the eyes (a 64 px
     tiny-model dataset), is replaced by its source photo from `photos` when given."""
     from headshot.analysis.image_io import read_photo
-    from headshot.training.dataset_record import read_dataset
+    from headshot.dataset_record import read_dataset
 
     record = read_dataset(dataset)
     names, measurements = [], []

@@ -17,7 +17,7 @@ from headshot.analysis.metrics import METRICS
 from headshot.records import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
-    from headshot.analysis.audit import AuditConfig, AuditResult, ImageAudit
+    from headshot.analysis.audit_record import AuditConfig, AuditResult, ImageAudit
 
 
 def comparison_figure(result: AuditResult, config: AuditConfig):

@@ -3,8 +3,13 @@
 A family module defines one `Family` subclass and calls `register` on an instance;
 importing this package imports each module, so the registry is complete once any stage
 asks. Records and configs validate a family name with `FamilyName` (against the
-registry, not a copied Literal). Adding a family: one module here, its tiny model,
-its presets under configs/models/, and its entry in tests/family_cases.py.
+registry, not a copied Literal). Adding a family: one module here, its tiny model (a
+`tiny` method built from the parts in `tiny.py`; a larger one in `<family>_tiny.py`), its
+presets under configs/models/, and its entry in tests/family_cases.py.
+
+What the families' hooks call lives beside them, so that this folder imports no stage: the
+training objectives (objectives.py), the LoRA file formats (export*.py) and the attention
+recorders the study uses (attention.py, joint_attention.py).
 """
 
 from __future__ import annotations
@@ -66,6 +71,11 @@ def family_of_checkpoint_keys(keys: set[str]) -> Family | None:
     return next((f for f in _REGISTRY.values() if f.recognise(None, keys)), None)
 
 
+def family_of_pipeline(pipeline) -> Family | None:
+    """The family whose pipeline class a loaded `pipeline` is (or derives from)."""
+    return next((f for f in _REGISTRY.values() if isinstance(pipeline, f.pipeline_class)), None)
+
+
 # Each module registers its family on import; this order is the order users see.
 MODULES = ("sd15", "sdxl", "flux1", "flux2_klein")
 for _module in MODULES:
@@ -79,6 +89,7 @@ __all__ = [
     "family_names",
     "family_of_checkpoint_keys",
     "family_of_folder",
+    "family_of_pipeline",
     "get_family",
     "register",
 ]

@@ -3,8 +3,10 @@
 Not registered (the leading underscore keeps it out of `headshot.families.MODULES`). Each
 hook says what it receives and must return; the trainer, renderer, exporter and study
 call only these, so a family that fills them in works in every stage. Then add its tiny
-model here (`tiny`), presets in configs/models/<name>.yaml and tiny-<name>.yaml, and one
-`FamilyCase` in tests/family_cases.py: the contract suite runs every test on it.
+model here (`tiny`, from the parts in tiny.py; a longer builder in `<name>_tiny.py`), presets
+in configs/models/<name>.yaml and tiny-<name>.yaml, and one `FamilyCase` in
+tests/family_cases.py: the contract suite runs every test on it (a flow-matching family also
+a `FlowCase` in tests/flow_cases.py: the stage, training and learning suite).
 """
 
 from __future__ import annotations

@@ -19,6 +19,15 @@ if TYPE_CHECKING:
 
 Objective = Literal["epsilon", "v", "flow"]
 
+# Options only flow-matching families read; a noise-prediction family refuses a changed value.
+FLOW_ONLY_OPTIONS = (
+    "timestep_sampling",
+    "logit_mean",
+    "logit_std",
+    "training_guidance",
+    "max_sequence_length",
+)
+
 
 @dataclass
 class PromptEmbeddings:

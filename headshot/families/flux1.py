@@ -16,7 +16,7 @@ FLUX.1-dev's weights are under a non-commercial licence (see configs/models/flux
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from headshot.errors import HeadshotError
 from headshot.families import register
@@ -60,9 +60,36 @@ def image_ids(height: int, width: int, device, dtype) -> torch.Tensor:
 
 
 class FlowTransformerFamily(Family):
-    """What the flow-matching transformer families share: the flow x0 for the study, joint
-    attention maps, the export (diffusers LoRA + the family's ComfyUI file), and the native
-    size read from the VAE's config."""
+    """What the flow-matching transformer families share: the training options they refuse, the
+    flow x0 for the study, joint attention maps, the export (diffusers LoRA + the family's
+    ComfyUI file), and the native size read from the VAE's config."""
+
+    # Why the text encoder is not trained: its size, named in the error that refuses the option.
+    text_encoder_size: ClassVar[str]
+    # Whether the transformer takes the guidance value as an input (FLUX.1-dev is
+    # guidance-distilled); without that embedding `training_guidance` has nothing to set.
+    guidance_embedding: ClassVar[bool] = True
+
+    def check_training_options(self, config, where: str) -> None:
+        refused = [
+            ("snr_gamma", "min-SNR weighting", config.snr_gamma not in ("auto", None)),
+            ("noise_offset", "offset noise", bool(config.noise_offset)),
+        ]
+        trains = "which trains with flow matching"
+        if not self.guidance_embedding:
+            refused.append(("training_guidance", "a guidance embedding", config.training_guidance != 1.0))
+            trains += " and has no guidance embedding"
+        for option, what, set_ in refused:
+            if set_:
+                raise HeadshotError(
+                    f"{where}: option '{option}': {what} does not apply to {self.name}, {trains}; "
+                    "remove it (or set it to its default)"
+                )
+        if config.train_text_encoder:
+            raise HeadshotError(
+                f"{where}: option 'train_text_encoder': not supported for {self.name} "
+                f"({self.text_encoder_size}); train the transformer only"
+            )
 
     def resolution(self, pipeline) -> int:
         return int(pipeline.vae.config.sample_size)
@@ -89,7 +116,7 @@ class FlowTransformerFamily(Family):
         return flow_x0
 
     def attention_recorder(self, pipeline, positions, latent_hw):
-        from headshot.analysis.study.joint_attention import JointAttentionRecorder
+        from headshot.families.joint_attention import JointAttentionRecorder
 
         return JointAttentionRecorder(pipeline, positions, latent_hw)
 
@@ -98,7 +125,7 @@ class FlowTransformerFamily(Family):
         raise NotImplementedError
 
     def export(self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float):
-        from headshot.training.export_flux import save_flux_diffusers_lora
+        from headshot.families.export_flux import save_flux_diffusers_lora
 
         lora_file = save_flux_diffusers_lora(pipeline, out, scale)
         comfy_file = out / "comfyui" / f"{subject}.safetensors"
@@ -132,23 +159,8 @@ class Flux1(FlowTransformerFamily):
     template_defaults = {"sampler": "flow_euler", "steps": default_steps, "guidance": default_guidance}
     negative_prompts = False
     kohya_base_model_version = "flux1"
+    text_encoder_size = "its T5 encoder alone has 4.7B parameters"
     licence_note = "FLUX.1-dev: FLUX.1 [dev] Non-Commercial License (outputs may be used commercially)"
-
-    def check_training_options(self, config, where: str) -> None:
-        for option, what, set_ in (
-            ("snr_gamma", "min-SNR weighting", config.snr_gamma not in ("auto", None)),
-            ("noise_offset", "offset noise", bool(config.noise_offset)),
-        ):
-            if set_:
-                raise HeadshotError(
-                    f"{where}: option '{option}': {what} does not apply to {self.name}, which trains "
-                    "with flow matching; remove it (or set it to its default)"
-                )
-        if config.train_text_encoder:
-            raise HeadshotError(
-                f"{where}: option 'train_text_encoder': not supported for {self.name} "
-                "(its T5 encoder alone has 4.7B parameters); train the transformer only"
-            )
 
     def tokenize(self, pipeline, prompt: str, config=None) -> list[torch.Tensor]:
         clip, t5 = self.tokenizers(pipeline)
@@ -177,7 +189,7 @@ class Flux1(FlowTransformerFamily):
         return PromptEmbeddings(hidden, pooled)
 
     def training_objective(self, pipeline, config):
-        from headshot.training.objectives import FlowMatchingObjective
+        from headshot.families.objectives import FlowMatchingObjective
 
         return FlowMatchingObjective.from_scheduler(pipeline.scheduler.config, config)
 
@@ -212,12 +224,12 @@ class Flux1(FlowTransformerFamily):
         return [pipeline.tokenizer_2]  # joint attention's text keys are T5's tokens
 
     def lora_file_names(self, modules: list[str]) -> set[str]:
-        from headshot.training.export_flux import comfyui_name
+        from headshot.families.export_flux import comfyui_name
 
         return {comfyui_name(module) for module in modules}
 
     def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
-        from headshot.training.export_flux import save_comfyui_lora
+        from headshot.families.export_flux import save_comfyui_lora
 
         save_comfyui_lora(pipeline, path, scale)
 
@@ -225,7 +237,7 @@ class Flux1(FlowTransformerFamily):
         from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
         from transformers import T5Config, T5EncoderModel
 
-        from headshot.pipelines import tiny
+        from headshot.families import tiny
 
         parts = tiny.common_parts(
             seed, latent_channels=16, shift_factor=0.0, use_quant_conv=False, use_post_quant_conv=False
@@ -259,17 +271,8 @@ class Flux1(FlowTransformerFamily):
             guidance_embeds=True,
             axes_dims_rope=(4, 6, 6),
         )
-        # FLUX.1's own schedule settings: a resolution-dependent shift of the sigmas.
-        scheduler = FlowMatchEulerDiscreteScheduler(
-            shift=3.0,
-            use_dynamic_shifting=True,
-            base_shift=0.5,
-            max_shift=1.15,
-            base_image_seq_len=256,
-            max_image_seq_len=4096,
-        )
         return FluxPipeline(
-            scheduler=scheduler,
+            scheduler=FlowMatchEulerDiscreteScheduler(**tiny.FLOW_SCHEDULE),
             vae=parts.vae,
             text_encoder=clip,
             tokenizer=parts.tokenizer,

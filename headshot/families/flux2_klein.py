@@ -24,7 +24,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from headshot.errors import HeadshotError
 from headshot.families import register
 from headshot.families.base import PromptEmbeddings
 from headshot.families.flux1 import FlowTransformerFamily
@@ -136,27 +135,12 @@ class Flux2Klein(FlowTransformerFamily):
     template_defaults = {"sampler": "flow_euler", "steps": default_steps, "guidance": default_guidance}
     negative_prompts = False
     licence_note = "FLUX.2 [klein] 4B: Apache-2.0 (commercial use allowed)"
+    text_encoder_size = "its Qwen3 encoder alone has 4B parameters"
+    guidance_embedding = False  # klein is not guidance-distilled
 
     def lora_target_modules(self, denoiser, layers: str) -> list[str]:
         count = len(getattr(denoiser, "single_transformer_blocks", []))
         return self.lora_targets[layers] + [SINGLE_BLOCK_OUT.format(index=i) for i in range(count)]
-
-    def check_training_options(self, config, where: str) -> None:
-        for option, what, set_ in (
-            ("snr_gamma", "min-SNR weighting", config.snr_gamma not in ("auto", None)),
-            ("noise_offset", "offset noise", bool(config.noise_offset)),
-            ("training_guidance", "a guidance embedding", config.training_guidance != 1.0),
-        ):
-            if set_:
-                raise HeadshotError(
-                    f"{where}: option '{option}': {what} does not apply to {self.name}, which trains "
-                    "with flow matching and has no guidance embedding; remove it (or set it to its default)"
-                )
-        if config.train_text_encoder:
-            raise HeadshotError(
-                f"{where}: option 'train_text_encoder': not supported for {self.name} "
-                "(its Qwen3 encoder alone has 4B parameters); train the transformer only"
-            )
 
     def tokenize(self, pipeline, prompt: str, config=None) -> list[torch.Tensor]:
         """[token ids, attention mask], each (1, max_sequence_length): the encoder needs both."""
@@ -204,7 +188,7 @@ class Flux2Klein(FlowTransformerFamily):
         return unpatchify(latents * std + mean)
 
     def training_objective(self, pipeline, config):
-        from headshot.training.objectives import FlowMatchingObjective
+        from headshot.families.objectives import FlowMatchingObjective
 
         return FlowMatchingObjective.from_scheduler(
             pipeline.scheduler.config, config, patch=1, shift_rule=empirical_mu
@@ -273,19 +257,19 @@ class Flux2Klein(FlowTransformerFamily):
         return render
 
     def lora_file_names(self, modules: list[str]) -> set[str]:
-        from headshot.training.export_flux2 import comfyui_flux2_name
+        from headshot.families.export_flux2 import comfyui_flux2_name
 
         return {comfyui_flux2_name(module) for module in modules}
 
     def save_comfyui(self, pipeline, path: Path, scale: float) -> None:
-        from headshot.training.export_flux2 import save_comfyui_flux2_lora
+        from headshot.families.export_flux2 import save_comfyui_flux2_lora
 
         save_comfyui_flux2_lora(pipeline, path, scale)
 
     def tiny(self, seed: int = 0):
-        from headshot.pipelines.tiny_flux2 import tiny_flux2_klein
+        from headshot.families.flux2_klein_tiny import tiny_flux2_klein
 
-        return tiny_flux2_klein(seed)
+        return tiny_flux2_klein(patchify, seed)
 
 
 register(Flux2Klein())

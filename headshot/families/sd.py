@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from headshot.errors import HeadshotError
-from headshot.families.base import Family, PromptEmbeddings
+from headshot.families.base import FLOW_ONLY_OPTIONS, Family, PromptEmbeddings
 
 UNET_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
 # "all": also the transformer projections and feed-forward, and the ResNet blocks' convolutions
@@ -53,10 +53,8 @@ class StableDiffusionFamily(Family):
             return None
 
     def check_training_options(self, config, where: str) -> None:
-        from headshot.training.finetune_config import FLOW_ONLY_OPTIONS, FinetuneConfig
-
         for option in FLOW_ONLY_OPTIONS:
-            if getattr(config, option) != FinetuneConfig.model_fields[option].default:
+            if getattr(config, option) != type(config).model_fields[option].default:
                 raise HeadshotError(
                     f"{where}: option '{option}' applies to flow-matching families only; "
                     f"{self.name} trains with noise prediction (remove it)"
@@ -88,7 +86,7 @@ class StableDiffusionFamily(Family):
     def training_objective(self, pipeline, config):
         from diffusers import DDPMScheduler
 
-        from headshot.training.objectives import NoiseObjective
+        from headshot.families.objectives import NoiseObjective
 
         gamma = config.snr_gamma
         if gamma == "auto":
@@ -107,17 +105,17 @@ class StableDiffusionFamily(Family):
         return {"prompt": prompts, "negative_prompt": negatives, "guidance_scale": guidance}
 
     def attention_recorder(self, pipeline, positions, latent_hw):
-        from headshot.analysis.study.attention import CrossAttentionRecorder
+        from headshot.families.attention import CrossAttentionRecorder
 
         return CrossAttentionRecorder(pipeline, positions, latent_hw)
 
     def lora_file_names(self, modules: list[str]) -> set[str]:
-        from headshot.training.export import kohya_module_names
+        from headshot.families.export import kohya_module_names
 
         return kohya_module_names(self.denoiser, modules)
 
     def export(self, pipeline, out: Path, subject: str, train_text_encoder: bool, scale: float):
-        from headshot.training.export import save_diffusers_lora, save_kohya_lora
+        from headshot.families.export import save_diffusers_lora, save_kohya_lora
 
         lora_file = save_diffusers_lora(pipeline, out, train_text_encoder, scale, denoiser=self.denoiser)
         kohya_file = out / "kohya" / f"{subject}.safetensors"

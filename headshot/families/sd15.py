@@ -29,7 +29,7 @@ class SD15(StableDiffusionFamily):
     def tiny(self, seed: int = 0):
         from diffusers import PNDMScheduler, StableDiffusionPipeline
 
-        from headshot.pipelines import tiny
+        from headshot.families import tiny
 
         parts = tiny.common_parts(seed)
         return StableDiffusionPipeline(

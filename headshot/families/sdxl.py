@@ -44,7 +44,7 @@ class SDXL(StableDiffusionFamily):
     def tiny(self, seed: int = 0):
         from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
-        from headshot.pipelines import tiny
+        from headshot.families import tiny
 
         parts = tiny.common_parts(seed)
         return StableDiffusionXLPipeline(

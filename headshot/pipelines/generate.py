@@ -15,6 +15,7 @@ from rich.console import Console
 
 from headshot.analysis.likeness import SubjectIdentity
 from headshot.busy import subject_busy
+from headshot.dataset_record import read_dataset
 from headshot.errors import HeadshotError, Interrupted
 from headshot.layout import SubjectLayout
 from headshot.pipelines import delivery, ranking
@@ -28,10 +29,10 @@ from headshot.pipelines.templates import (
     shipped_template_names,
 )
 from headshot.records import library_versions, portable_record
-from headshot.signing import commitments, store
+from headshot.signing import commitments
+from headshot.signing.repository import recover
 from headshot.storage import StagedFolder
 from headshot.terminal import shown_path
-from headshot.training.dataset_record import read_dataset
 from headshot.training.training_record import read_training_record
 
 console = Console(stderr=True, soft_wrap=True)
@@ -150,7 +151,7 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
     if repaired:
         console.print(f"[yellow]{repaired}[/]")
     if signer is not None and signer.store is not None:
-        store.recover(signer.store)  # entries a killed run left: kept if their file was delivered
+        recover(signer.store)  # entries a killed run left: kept if their file was delivered
     previous = delivery.read_previous_index(layout.headshots)
     staging = staged.begin()
     try:
@@ -188,7 +189,7 @@ def _rank_and_deliver(jobs, renderer, identity, dataset, record, layout, config,
         raise
     finally:
         if signer is not None and signer.store is not None:
-            store.recover(signer.store)  # keeps the entries of delivered files, drops the rest
+            recover(signer.store)  # keeps the entries of delivered files, drops the rest
     index = layout.headshots / delivery.INDEX_FILE
     if auditor is not None and auditor.note.startswith("skipped"):
         console.print(f"[yellow]artifact audit {auditor.note}[/]")

@@ -99,7 +99,7 @@ class FaceRefiner:
 
     def __init__(self, pipeline, resolution: int, options: RefineOptions):
         from headshot.errors import HeadshotError
-        from headshot.pipelines.families import family_of_pipeline
+        from headshot.families import family_of_pipeline
 
         family = family_of_pipeline(pipeline)
         self.render_crop = family.image_to_image(pipeline)

@@ -28,8 +28,9 @@ from rich.text import Text
 from headshot.bounded_io import read_json
 from headshot.errors import HeadshotError
 from headshot.families import get_family
+from headshot.models.loading import LoadedModel, load_base_model, model_source
+from headshot.models.model_spec import resolve_base_model
 from headshot.pipelines.generate_config import GenerateConfig, PerformanceOptions
-from headshot.pipelines.loading import LoadedModel, load_base_model, model_source, resolve_base_model
 from headshot.pipelines.refine import FaceRefiner
 from headshot.pipelines.render_precision import choose_precision, plan_render
 from headshot.pipelines.templates import SAMPLERS, RenderJob

@@ -94,29 +94,11 @@ def estimate_render(
         held = sum(weights.values())
     parts = {"weights": held, "lora": lora_bytes}
     if resolution is not None:
+        from headshot.training.memory_check import render_activations
+
         parts.update(render_activations(folder, family, resolution, precision.dtype, batch))
     peak = held + lora_bytes + max(parts.get("denoiser_call", 0), parts.get("vae_decode", 0))
     return peak, weights, parts
-
-
-def render_activations(folder: Path, family, resolution: int, dtype, batch: int) -> dict[str, int]:
-    """Working memory of one denoiser call (a negative-prompt family runs the prompt and the
-    negative as one batch) and of decoding the latents, traced on the meta device."""
-    import torch
-
-    from headshot.training.finetune_config import FinetuneConfig
-    from headshot.training.memory_check import training_inputs
-
-    comps = mp.components(folder)
-    config = FinetuneConfig(base_model="plan", batch_size=batch, prior_preservation=family.negative_prompts)
-    latents, prompts, time_ids = training_inputs(folder, comps, family, config, resolution, dtype)
-    timesteps = torch.full((latents.shape[0],), 0.5, device="meta")
-    denoiser = mp.meta_model(folder, family.denoiser, *comps[family.denoiser], dtype=dtype)
-    call = mp.peak_live_bytes(lambda: family.predict(denoiser, latents, timesteps, prompts, time_ids, 1.0))
-    vae = mp.meta_model(folder, "vae", *comps["vae"], dtype=dtype)
-    one = latents[:batch]
-    decode = mp.peak_live_bytes(lambda: vae.decode(family.vae_latents(vae, one)).sample)
-    return {"denoiser_call": call, "vae_decode": decode}
 
 
 def plan_render(folder: Path, family, precision, lora_file, options, batch: int, device: str, say) -> dict:

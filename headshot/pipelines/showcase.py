@@ -59,7 +59,7 @@ def run_showcase(
     """Score the exhibits as generate scores candidates; write out/index.json and report.html."""
     from headshot.analysis.image_io import read_photo
     from headshot.analysis.likeness import SubjectIdentity
-    from headshot.training.dataset_record import read_dataset
+    from headshot.dataset_record import read_dataset
 
     held_out = Path(held_out)
     photo = read_photo(held_out)

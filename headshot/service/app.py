@@ -31,7 +31,8 @@ from headshot.errors import HeadshotError
 from headshot.service import uploads
 from headshot.service.plain_words import explain
 from headshot.service.settings import ServiceSettings
-from headshot.signing import store, watermark
+from headshot.signing import watermark
+from headshot.signing.repository import open_store
 from headshot.signing.verify import local_resolver, reading_context, verify_bytes
 from headshot.signing.watermark_payload import key_id
 
@@ -91,7 +92,7 @@ def _identifier(alg: str, value: str) -> str:
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings()
-    repository = store.open_store(settings.signing)  # imports an old folder store once
+    repository = open_store(settings.signing)  # imports an old folder store once
     key = key_id(settings.signing.watermark.key)
     app = FastAPI(
         title="headshot manifest repository",

@@ -10,10 +10,10 @@ import typer
 from headshot.analysis.image_io import is_photo_name
 from headshot.config import read_json_record
 from headshot.errors import HeadshotError
-from headshot.signing import store
 from headshot.signing.config import SigningConfig
 from headshot.signing.credentials import DEV_NOTICE, create_dev_credentials
 from headshot.signing.generation_info import GenerationInfo
+from headshot.signing.repository import recover
 from headshot.signing.sign import SignedImage, sign_file
 from headshot.signing.verify import Verification, VerifyOptions, verify_file
 from headshot.storage import unique_names
@@ -45,7 +45,7 @@ def run_sign(
     destinations = [destination_for(source, out, image_format, config) for source in images]
     # Two sources with one destination (a/x.png and b/x.png with --out D) would lose one.
     unique_names(((str(s), str(d)) for s, d in zip(images, destinations)), "the signed file")
-    store.recover(config)  # entries of images a killed run never wrote
+    recover(config)  # entries of images a killed run never wrote
     for destination in destinations:  # and the temporary files of its interrupted writes
         for leftover in destination.parent.glob(f".{destination.name}.*.tmp"):
             leftover.unlink(missing_ok=True)

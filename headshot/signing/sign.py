@@ -31,6 +31,7 @@ from headshot.signing.manifest import (
     generation_record,
     manifest_definition,
 )
+from headshot.signing.repository import open_store
 from headshot.signing.watermark_payload import key_id
 from headshot.signing.xmp import TRAINED_ALGORITHMIC_MEDIA, save_options, xmp_packet
 from headshot.storage import final_path
@@ -124,7 +125,7 @@ def sign_image(
     # writing to it); the entry stays pending until its image is in place under its final
     # name. Built in a staging folder (generate's headshots/), it stays pending until the
     # folder is swapped in, and the store's recovery then keeps or drops it.
-    repository = store.open_store(config)
+    repository = open_store(config)
     key = key_id(config.watermark.key)
     identifier = repository.reserve_identifier(key, watermark.ALGORITHM, final_path(destination))
     try:

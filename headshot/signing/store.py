@@ -205,18 +205,21 @@ class ManifestStore:
             "summary": summary,
         }
         fault_point("store:save")
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(update(manifests).where(*self._key(key_id, identifier)).values(**values))
-        except SQLAlchemyError as exc:
-            raise self._fail(exc, "write to") from None
+        self._update(key_id, identifier, values)
 
     def commit_entry(self, key_id: str, identifier: str) -> None:
         """The image is delivered: the entry counts from now on."""
-        cleared = {"state": "delivered", "pending_host": None, "pending_pid": None, "pending_file": None}
+        self._update(
+            key_id,
+            identifier,
+            {"state": "delivered", "pending_host": None, "pending_pid": None, "pending_file": None},
+        )
+
+    def _update(self, key_id: str, identifier: str, values: dict) -> None:
+        """Set `values` on one entry, in one transaction."""
         try:
             with self.engine.begin() as connection:
-                connection.execute(update(manifests).where(*self._key(key_id, identifier)).values(**cleared))
+                connection.execute(update(manifests).where(*self._key(key_id, identifier)).values(**values))
         except SQLAlchemyError as exc:
             raise self._fail(exc, "write to") from None
 
@@ -317,35 +320,3 @@ class ManifestStore:
     @staticmethod
     def _key(key_id: str, identifier: str) -> tuple:
         return (manifests.c.key_id == key_id, manifests.c.identifier == identifier)
-
-
-def open_store(config) -> ManifestStore:
-    """The repository a signing config names (`store:`), with its old folder imported once."""
-    from headshot.signing.store_legacy import import_folder_once
-
-    repository = ManifestStore(store_url(config.store, config.manifest_store))
-    import_folder_once(repository, Path(config.manifest_store), config.watermark.key)
-    return repository
-
-
-def recover(config) -> int:
-    return open_store(config).recover()
-
-
-def lookup(config, identifier: str) -> StoreLookup:
-    """What the repository knows of a watermark identifier read under the config's key."""
-    from headshot.signing.watermark_payload import key_id
-
-    repository = open_store(config)
-    found = repository.find_by_binding(key_id(config.watermark.key), identifier, 1)
-    if not found:
-        return StoreLookup(found=False, identifier=identifier, source=repository.where)
-    entry = found[0]
-    return StoreLookup(
-        found=True,
-        identifier=identifier,
-        entry=entry.manifest_id,
-        summary=entry.summary,
-        source=repository.where,
-        manifest_bytes=entry.manifest,
-    )

@@ -22,6 +22,7 @@ from headshot.errors import HeadshotError
 from headshot.signing import store, watermark
 from headshot.signing.config import SigningConfig
 from headshot.signing.manifest import CHECKS_LABEL, LEGACY_SOFT_BINDING_LABEL, WATERMARK_LABEL
+from headshot.signing.repository import lookup
 from headshot.signing.xmp import AI_SOURCE_TYPES, read_digital_source_type
 
 # Absent: no C2PA manifest in the file. Remote: the file points to a manifest at a URL that
@@ -239,10 +240,10 @@ Resolver = Callable[[str], store.StoreLookup]
 
 def local_resolver(config: SigningConfig, context: c2pa.Context) -> Resolver:
     def resolve(identifier: str) -> store.StoreLookup:
-        lookup = store.lookup(config, identifier)
-        if lookup.found and lookup.manifest_bytes:
-            lookup.manifest = read_stored_manifest(lookup.manifest_bytes, context)
-        return lookup
+        found = lookup(config, identifier)
+        if found.found and found.manifest_bytes:
+            found.manifest = read_stored_manifest(found.manifest_bytes, context)
+        return found
 
     return resolve
 

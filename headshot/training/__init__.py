@@ -1,1 +1,1 @@
-"""Photos -> dataset -> LoRA: intake, dataset caching, trainer, export."""
+"""Photos -> dataset -> LoRA: intake, dataset caching, trainer, checkpoints, the tiny models' pre-training."""

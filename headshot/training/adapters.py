@@ -17,7 +17,7 @@ def add_lora_adapters(pipeline, config, seed: int, family=None) -> list[torch.nn
     down-projections are initialised from `seed`, so a run is reproducible.
     """
     if family is None:
-        from headshot.pipelines.families import family_of_pipeline
+        from headshot.families import family_of_pipeline
 
         family = family_of_pipeline(pipeline)
     denoiser = family.denoiser_of(pipeline)

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from headshot.dataset_record import DatasetRecord, dataset_json, read_dataset
 from headshot.errors import HeadshotError
 from headshot.records import sha256_tree
-from headshot.training.dataset_record import DatasetRecord, dataset_json, read_dataset
 
 
 @dataclass

@@ -14,16 +14,12 @@ from pathlib import Path
 from typing import Literal
 
 from headshot.busy import subject_busy
+from headshot.dataset_record import DatasetRecord
 from headshot.errors import HeadshotError, Interrupted
 from headshot.families import get_family
 from headshot.layout import SubjectLayout
-from headshot.pipelines.loading import (
-    LoadedModel,
-    fingerprint_path,
-    load_base_model,
-    model_source,
-    resolve_base_model,
-)
+from headshot.models.loading import LoadedModel, fingerprint_path, load_base_model, model_source
+from headshot.models.model_spec import resolve_base_model
 from headshot.quantize import base_precision, check_quantization
 from headshot.records import library_versions, portable_record, sha256_file
 from headshot.storage import StagedFiles, repair_files, run_staged
@@ -38,7 +34,6 @@ from headshot.training.accelerator import (
 )
 from headshot.training.adapters import add_lora_adapters, load_trainable_state, trainable_state
 from headshot.training.data import dataset_sha256, load_instance_images, read_training_dataset
-from headshot.training.dataset_record import DatasetRecord
 from headshot.training.finetune_config import FinetuneConfig
 from headshot.training.frozen_inputs import frozen_inputs as encode_frozen_inputs
 from headshot.training.frozen_inputs import plan_inputs

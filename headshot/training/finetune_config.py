@@ -50,16 +50,6 @@ RESULT_FIELDS = (
 )
 
 
-# Options only flow-matching families read; a noise-prediction family refuses a changed value.
-FLOW_ONLY_OPTIONS = (
-    "timestep_sampling",
-    "logit_mean",
-    "logit_std",
-    "training_guidance",
-    "max_sequence_length",
-)
-
-
 class FinetuneConfig(StrictModel):
     """DreamBooth + LoRA options. Defaults are for the default base model on one GPU; sampler
     settings left unset are the family's own."""

@@ -28,12 +28,12 @@ from headshot.analysis.faces import Detector
 from headshot.analysis.image_io import DEFAULT_MAX_PIXELS, is_photo_name
 from headshot.busy import subject_busy
 from headshot.config import DEFAULT_BASE_MODEL, StrictModel
+from headshot.dataset_record import DatasetRecord, PhotoRecord, dataset_json
 from headshot.errors import HeadshotError
 from headshot.families import FamilyName
 from headshot.layout import SubjectLayout
 from headshot.records import atomic_write_bytes, atomic_write_json, library_versions
 from headshot.storage import StagedFolder, unique_names
-from headshot.training.dataset_record import DatasetRecord, PhotoRecord, dataset_json
 from headshot.training.intake_summary import print_summary, too_few_message
 from headshot.training.photo_analysis import AnalysisSettings, PhotoAnalysis, analyse_photo
 from headshot.training.quality import Candidate, QualityThresholds, judge_against_set

@@ -8,8 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from headshot.dataset_record import DatasetRecord
 from headshot.terminal import markup, shown
-from headshot.training.dataset_record import DatasetRecord
 
 MAX_ROWS = 50  # of the summary table; dataset.json has every verdict
 MAX_LISTED = 10  # rejections named one by one in the too-few-photos error

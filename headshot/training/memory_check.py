@@ -61,8 +61,6 @@ def estimate_finetune(
         note = f"activations not estimated ({type(exc).__name__}: {str(exc)[:200]})"
     sampling = 0
     if frozen != "never" and config.validation_seeds:  # samples: their working memory on top of all weights
-        from headshot.pipelines.render_precision import render_activations
-
         sampling = max(render_activations(folder, family, resolution, dtype, 1).values())
     options = {
         "quantize_base": config.quantize_base,
@@ -89,6 +87,25 @@ def estimate_finetune(
     )
 
 
+def render_activations(folder: Path, family, resolution: int, dtype, batch: int) -> dict[str, int]:
+    """Working memory of one denoiser call (a negative-prompt family runs the prompt and the
+    negative as one batch) and of decoding the latents, traced on the meta device."""
+    import torch
+
+    from headshot.training.finetune_config import FinetuneConfig
+
+    comps = mp.components(folder)
+    config = FinetuneConfig(base_model="plan", batch_size=batch, prior_preservation=family.negative_prompts)
+    latents, prompts, time_ids = mp.training_inputs(folder, comps, family, config, resolution, dtype)
+    timesteps = torch.full((latents.shape[0],), 0.5, device="meta")
+    denoiser = mp.meta_model(folder, family.denoiser, *comps[family.denoiser], dtype=dtype)
+    call = mp.peak_live_bytes(lambda: family.predict(denoiser, latents, timesteps, prompts, time_ids, 1.0))
+    vae = mp.meta_model(folder, "vae", *comps["vae"], dtype=dtype)
+    one = latents[:batch]
+    decode = mp.peak_live_bytes(lambda: vae.decode(family.vae_latents(vae, one)).sample)
+    return {"denoiser_call": call, "vae_decode": decode}
+
+
 def meta_denoiser(folder: Path, comps: dict, family, config, dtype):
     """The frozen denoiser on the meta device with the run's LoRA, in the run's dtype, its frozen
     linear layers running as the quantization backend runs them."""
@@ -110,46 +127,12 @@ def meta_denoiser(folder: Path, comps: dict, family, config, dtype):
     return model if dtype == torch.float32 else torch.nn.Module.to(model, dtype)
 
 
-def training_inputs(folder: Path, comps: dict, family, config, resolution: int, dtype, device="meta"):
-    """One training batch's denoiser inputs at `resolution` (prior preservation doubles it), of the
-    shapes the family's encoders give, read from the configs: (latents, prompts, time_ids)."""
-    import torch
-
-    from headshot.families.base import PromptEmbeddings
-    from headshot.full_size import component_config
-
-    count = config.batch_size * (2 if config.prior_preservation else 1)
-    tokens, width, pooled = prompt_shape(folder, family, config)
-    latent = family.training_latent_shape(component_config(folder, "vae"), resolution)
-    prompts = PromptEmbeddings(
-        torch.empty(count, tokens, width, device=device, dtype=dtype),
-        None if pooled is None else torch.empty(count, pooled, device=device, dtype=dtype),
-    )
-    latents = torch.empty(count, *latent, device=device, dtype=dtype)
-    time_ids = family.time_ids((resolution, resolution), resolution)
-    return latents, prompts, time_ids.reshape(1, -1).repeat(count, 1).to(device, dtype)
-
-
-def prompt_shape(folder: Path, family, config) -> tuple[int, int, int | None]:
-    """(tokens, width, pooled width or None) of one prompt's embeddings for the model in `folder`,
-    from its text encoders' configs and its tokenizers' tokenizer_config.json (no encoder is run)."""
-    from headshot.full_size import component_config
-
-    comps = mp.components(folder)
-    encoders = {name: component_config(folder, name) for name in family.text_encoder_names if name in comps}
-    tokenizers = {}
-    for name in family.tokenizer_names:
-        path = Path(folder) / name / "tokenizer_config.json"
-        tokenizers[name] = mp.read_json_object(path, "a tokenizer config") if path.is_file() else {}
-    return family.prompt_embedding_shape(encoders, tokenizers, config)
-
-
 def trace_training(folder: Path, comps: dict, family, config, resolution: int, dtype, denoiser) -> int:
     """Activation bytes of one training step's forward of the meta `denoiser`: the same function
     for every family, on inputs in the family's training layout."""
     import torch
 
-    noisy, prompts, time_ids = training_inputs(folder, comps, family, config, resolution, dtype)
+    noisy, prompts, time_ids = mp.training_inputs(folder, comps, family, config, resolution, dtype)
     timesteps = torch.full((noisy.shape[0],), 0.5, device="meta")
 
     def run(model):

@@ -12,13 +12,8 @@ from pathlib import Path
 
 from headshot.errors import HeadshotError
 from headshot.families import family_names, get_family
-from headshot.pipelines.loading import (
-    BaseModelSpec,
-    folder_family,
-    is_hub_id,
-    resolve_base_model,
-    single_file_family,
-)
+from headshot.models.loading import folder_family, single_file_family
+from headshot.models.model_spec import BaseModelSpec, is_hub_id, resolve_base_model
 
 TINY_RESOLUTION = 64
 

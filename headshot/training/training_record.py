@@ -22,10 +22,9 @@ from headshot.config import (
 )
 from headshot.errors import HeadshotError
 from headshot.families import FamilyName
-from headshot.layout import SafeName
+from headshot.layout import LORA_FILE, SafeName
 
 TRAINING_FORMAT = 1
-LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 class TrainingRecord(StrictModel):

@@ -44,7 +44,7 @@ class Validator:
 
     @torch.no_grad()
     def run(self, pipeline, step: int) -> list[SampleScore]:
-        from headshot.pipelines.families import family_of_pipeline
+        from headshot.families import family_of_pipeline
 
         family = family_of_pipeline(pipeline)
         denoiser = family.denoiser_of(pipeline)

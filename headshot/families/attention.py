@@ -46,7 +46,7 @@ def token_positions(tokenizers, prompt: str, words: list[str]) -> dict[str, list
     `tokenizers` may also be a pipeline: its family's attention tokenizers are used.
     """
     if not isinstance(tokenizers, (list, tuple)):
-        from headshot.pipelines.families import family_of_pipeline
+        from headshot.families import family_of_pipeline
 
         tokenizers = family_of_pipeline(tokenizers).attention_tokenizers(tokenizers)
     first = tokenizers[0]
@@ -117,27 +117,34 @@ class CrossAttentionRecorder:
         self.calls = 0
         self.step_sums: list = []  # per step: (n_words, H, W) summed over layers
         self._layers = 0
-        self._saved = None
+        self._model, self._saved = None, None
 
     def __enter__(self) -> CrossAttentionRecorder:
         unet = self.pipeline.unet
         modules = dict(unet.named_modules())
-        self._saved = dict(unet.attn_processors)
-        processors = {}
-        for name, processor in self._saved.items():
+
+        def recording(name, processor):
             module = modules[name.removesuffix(".processor")]
-            if getattr(module, "is_cross_attention", False):
-                processors[name] = RecordingCrossAttnProcessor(self)
-                self._layers += 1
-            else:
-                processors[name] = processor
-        if self._layers == 0:
-            raise HeadshotError("study: this UNet has no cross-attention layers to record")
-        unet.set_attn_processor(processors)
+            return RecordingCrossAttnProcessor(self) if getattr(module, "is_cross_attention", False) else None
+
+        self._install(unet, recording, "UNet has no cross-attention layers to record")
         return self
 
+    def _install(self, model, recording, missing: str) -> None:
+        """Swap in `recording(name, processor)`'s processor on each layer it returns one for
+        (the layers recorded), keeping the others; `__exit__` puts the originals back."""
+        self._model, self._saved = model, dict(model.attn_processors)
+        processors = {}
+        for name, processor in self._saved.items():
+            replacement = recording(name, processor)
+            self._layers += replacement is not None
+            processors[name] = processor if replacement is None else replacement
+        if self._layers == 0:
+            raise HeadshotError(f"study: this {missing}")
+        model.set_attn_processor(processors)
+
     def __exit__(self, *exc_info) -> None:
-        self.pipeline.unet.set_attn_processor(self._saved)
+        self._model.set_attn_processor(self._saved)
 
     def record(self, probabilities, heads: int) -> None:
         # A UNet call visits every cross-attention layer once: the call count gives the step.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from headshot.errors import HeadshotError
-from headshot.pipelines.loading import BaseModelSpec, check_base_model, missing_model_error
+from headshot.models.model_spec import BaseModelSpec, check_base_model, missing_model_error
 
 HUB_URL = "https://huggingface.co"
 

@@ -17,17 +17,18 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
-from headshot.analysis.study import attention, trajectory
-from headshot.analysis.study.artifacts import artifact_metrics
-from headshot.analysis.study.config import StudyConfig
-from headshot.analysis.study.measures import MetricSet, measure, select_metrics, trajectory_curves
-from headshot.analysis.study.model import FINAL, StudyModel, load_study_model, study_folder
-from headshot.analysis.study.report import StudyOutput
-from headshot.analysis.study.sweeps import plot_knob, run_sweep, sweep_knobs, sweep_steps
 from headshot.config import DEFAULT_BASE_MODEL
 from headshot.errors import HeadshotError
+from headshot.families import attention
 from headshot.layout import SubjectLayout
 from headshot.records import atomic_write_bytes, library_versions
+from headshot.study import trajectory
+from headshot.study.artifacts import artifact_metrics
+from headshot.study.config import StudyConfig
+from headshot.study.measures import MetricSet, measure, select_metrics, trajectory_curves
+from headshot.study.model import FINAL, StudyModel, load_study_model, study_folder
+from headshot.study.report import StudyOutput
+from headshot.study.sweeps import plot_knob, run_sweep, sweep_knobs, sweep_steps
 
 console = Console(stderr=True)
 STUDY_FORMAT = 1
@@ -295,8 +296,8 @@ def _write_sweep(output, model, config, metrics, render) -> dict:
 
 def _write_refine(output, model, config, metrics, prompt: str, size: int) -> dict:
     """The same seeds before and after generate's face-detail pass (refine_compare.py)."""
-    from headshot.analysis.study import refine_compare
     from headshot.pipelines.refine import FaceRefiner
+    from headshot.study import refine_compare
 
     refiner = FaceRefiner(model.pipeline, model.loaded.resolution, config.refine.options)
     renders = {

@@ -4,7 +4,7 @@ diffusers warns on every render that it dropped the end of a prompt, quoting the
 dropped text (about 350 characters per notice with a long negative prompt), once per seed and
 template. The truncation is real and worth knowing, so the notice stays, rewritten to one
 line that names the window and the first dropped words, and said once per dropped text.
-Installed on diffusers' own log handler when a model is loaded (headshot.pipelines.loading).
+Installed on diffusers' own log handler when a model is loaded (headshot.models.loading).
 """
 
 from __future__ import annotations

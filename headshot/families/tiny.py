@@ -1,20 +1,20 @@
-"""Tiny SD1.5- and SDXL-shaped models with random weights, for tests and the demo.
+"""The parts every family's tiny model is built from (random weights, for tests and the demo;
+`headshot.training.tiny_model.save_tiny_model` builds, pre-trains if asked, and saves one).
 
-They have the same pipeline class and component layout as the real families
-(SDXL: two text encoders, the second with a projection, added time ids), an
-8x VAE downscale like the real VAEs, and a small CLIP BPE tokenizer built on the
-spot, so every code path that runs on them runs on a real model too.
+Each family builds its own tiny model in its `tiny` method (FLUX.2 [klein]'s, larger, in
+`flux2_klein_tiny.py`), from the parts here: a small CLIP BPE and T5 tokenizer built on the
+spot, CLIP text encoders, a VAE with the real 8x downscale whose latent scale is calibrated
+on packaged portraits, and a small UNet. The models have the same pipeline class and
+component layout as the real families, so every code path that runs on them runs on a real
+model too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-from headshot.errors import HeadshotError
 
 # Words that prompts and attention studies use; each becomes one token when possible.
-_VOCABULARY = (
+VOCABULARY = (
     "a photo of sks person woman man portrait headshot professional studio grey white "
     "seamless background office window light outdoor natural bokeh actor tight crop "
     "creative tech casual formal low key lighting conference speaker stage wearing "
@@ -36,7 +36,7 @@ _VOCABULARY = (
 ).split()
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """CLIP's reversible byte -> printable unicode character table."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
     printable += list(range(ord("®"), ord("ÿ") + 1))
@@ -74,13 +74,13 @@ def build_tiny_tokenizer():
     """A byte-level BPE tokenizer in CLIP's format: every text encodes, known words whole."""
     from transformers import CLIPTokenizer
 
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     vocab: dict[str, int] = {}
     for symbol in symbols + [s + "</w>" for s in symbols]:
         vocab.setdefault(symbol, len(vocab))
     merges: list[tuple[str, str]] = []
     ranks: dict[tuple[str, str], int] = {}
-    for word in _VOCABULARY:
+    for word in VOCABULARY:
         # What the merges so far make of the word (BPE merges by rank, not left to right, so
         # an earlier word's merge such as ("s", "t") can split "plastic" as "pla st i c"), then
         # new merges, ranked after all others, join those pieces into one token. Words
@@ -203,6 +203,16 @@ def unet(cross_attention_dim: int, pooled_dim: int | None = None):
 
 
 SD_SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+# FLUX.1's and FLUX.2's own sampler settings: dynamic shifting of the sigmas by resolution
+# (FLUX.1 computes mu linearly from these; FLUX.2's pipeline supplies its empirical mu).
+FLOW_SCHEDULE = dict(
+    shift=3.0,
+    use_dynamic_shifting=True,
+    base_shift=0.5,
+    max_shift=1.15,
+    base_image_seq_len=256,
+    max_image_seq_len=4096,
+)
 
 
 @dataclass
@@ -225,32 +235,6 @@ def common_parts(seed: int, **vae_options) -> CommonParts:
     return CommonParts(model, build_tiny_tokenizer())
 
 
-def build_tiny_pipeline(family: str, seed: int = 0, pretrain_steps: int = 0):
-    """Build (not save) a random-weight pipeline of the given family.
-
-    `pretrain_steps` > 0: then pre-train its denoiser briefly (`tiny_pretrain`), so that it
-    renders latents of the data's scale and keeps "a photo of person" apart.
-    """
-    from headshot.families import get_family
-
-    pipeline = get_family(family).tiny(seed)
-    if pretrain_steps:
-        from headshot.pipelines.tiny_pretrain import pretrain_denoiser
-
-        pretrain_denoiser(pipeline, pretrain_steps, seed=seed)
-    return pipeline
-
-
-def save_tiny_model(family: str, out: Path, seed: int = 0, pretrain_steps: int = 0) -> Path:
-    """Build a tiny model and save it in diffusers format (safetensors) under `out`."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "model_index.json").is_file():
-        raise HeadshotError(f"{out}: folder exists and is not a model folder; choose an empty one")
-    pipeline = build_tiny_pipeline(family, seed=seed, pretrain_steps=pretrain_steps)
-    pipeline.save_pretrained(out, safe_serialization=True)
-    return out
-
-
 def build_tiny_t5_tokenizer(max_length: int = 512):
     """A unigram (sentencepiece-style) tokenizer in T5's format, built offline.
 
@@ -263,7 +247,7 @@ def build_tiny_t5_tokenizer(max_length: int = 512):
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
     seen = {piece for piece, _ in pieces}
-    for word in _VOCABULARY:
+    for word in VOCABULARY:
         if f"▁{word}" not in seen:
             pieces.append((f"▁{word}", -1.0))
             seen.add(f"▁{word}")

@@ -15,7 +15,8 @@ from pathlib import Path
 from headshot.config import DEFAULT_BASE_MODEL
 from headshot.errors import HeadshotError
 from headshot.layout import SubjectLayout
-from headshot.pipelines.loading import LoadedModel, load_base_model, resolve_base_model
+from headshot.models.loading import LoadedModel, load_base_model
+from headshot.models.model_spec import resolve_base_model
 from headshot.training.training_record import TrainingRecord, read_training_record
 
 FINAL = "final"

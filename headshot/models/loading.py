@@ -6,11 +6,10 @@ Real models and the tiny test models go through exactly the same code.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from headshot.config import StrictModel, cache_root, configs_root, read_yaml, validate
+from headshot.config import cache_root
 from headshot.errors import HeadshotError
 from headshot.families import (
     Family,
@@ -20,26 +19,8 @@ from headshot.families import (
     family_of_folder,
     get_family,
 )
+from headshot.models.model_spec import PICKLE_SUFFIXES, BaseModelSpec, check_base_model
 from headshot.records import sha256_file
-
-PICKLE_SUFFIXES = {".ckpt", ".bin", ".pt", ".pth", ".pkl"}
-
-
-class BaseModelSpec(StrictModel):
-    """Where a base model lives and which family it is (see configs/models/*.yaml)."""
-
-    source: str
-    family: FamilyName | None = None
-    revision: str | None = None
-    variant: str | None = None
-    # fp16-safe VAE to swap in when running in float16 (SDXL's own VAE overflows).
-    fp16_vae: str | None = None
-    # For a single-file checkpoint: a diffusers folder or hub id holding the component
-    # configs (needed offline, where diffusers cannot fetch them).
-    single_file_config: str | None = None
-    # Marks the random-weight test models, so errors can say how to build them.
-    tiny: bool = False
-    preset: str | None = None
 
 
 @dataclass
@@ -63,9 +44,10 @@ class LoadedModel:
         """The pipeline with every component: a deferred model's text encoders and VAE are loaded
         now (once; the denoiser and the rest are shared, not reloaded)."""
         if self.deferred:
-            from headshot.pipelines.deferred import complete_pipeline
+            from headshot.models.deferred import complete_pipeline
 
             self.pipeline, self.deferred = complete_pipeline(self, self.dtype), False
+            _finish_pipeline(self.pipeline, self.spec, self.dtype)
         return self.pipeline
 
     def fingerprint(self) -> str:
@@ -73,66 +55,6 @@ class LoadedModel:
         if self.local_path is None:
             return "unknown"
         return fingerprint_path(self.local_path)
-
-
-def preset_names() -> list[str]:
-    return sorted(path.stem for path in (configs_root() / "models").glob("*.yaml"))
-
-
-def resolve_base_model(value: str) -> BaseModelSpec:
-    """A preset name (`sdxl`), a preset YAML file, or a hub id / local path."""
-    preset_file = configs_root() / "models" / f"{value}.yaml"
-    if "/" not in value and preset_file.is_file():
-        data = read_yaml(preset_file)
-        return validate(BaseModelSpec, {**data, "preset": value}, str(preset_file))
-    if value.endswith((".yaml", ".yml")):
-        return validate(BaseModelSpec, read_yaml(Path(value)), value)
-    return BaseModelSpec(source=value)
-
-
-def is_hub_id(source: str) -> bool:
-    """`owner/name`, as the Hugging Face hub spells repositories; anything else is a path."""
-    parts = source.split("/")
-    return (
-        len(parts) == 2
-        and all(parts)
-        and not source.startswith((".", "~"))
-        and Path(source).suffix.lower() not in PICKLE_SUFFIXES | {".safetensors"}
-    )
-
-
-def missing_model_error(spec: BaseModelSpec, where: str) -> HeadshotError:
-    hint = (
-        "Point --base-model at a local diffusers folder or a single .safetensors file "
-        "(or a preset name: " + ", ".join(preset_names()) + ")."
-    )
-    family = spec.family or family_names()[0]
-    if spec.tiny:
-        hint = f"Build it first: headshot tiny-model --family {family} --out {spec.source}"
-    else:
-        hint += f" To try the pipeline without weights: headshot tiny-model --family {family} --out DIR"
-    name = spec.preset or spec.source
-    return HeadshotError(f"base model '{name}' not found: {where}\n{hint}")
-
-
-def check_base_model(spec: BaseModelSpec, *, allow_pickle: bool = False) -> Path | None:
-    """Cheap checks before any work: the local path exists and is not a refused pickle.
-
-    Returns the local path, or None for a hub id (checked when it is loaded).
-    """
-    source = os.path.expanduser(spec.source)
-    path = Path(source)
-    if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
-        raise HeadshotError(
-            f"{source}: refusing a pickle checkpoint ({path.suffix}); unpickling can run "
-            "arbitrary code. Convert it to .safetensors, or pass --allow-pickle if you "
-            "trust where it came from."
-        )
-    if path.exists():
-        return path
-    if spec.tiny or not is_hub_id(source):
-        raise missing_model_error(spec, f"no file or folder at {path.resolve()}")
-    return None
 
 
 def model_source(spec: BaseModelSpec, *, allow_pickle: bool = False) -> Path:
@@ -173,9 +95,7 @@ def load_base_model(
     else:
         loaded = _load_folder(spec, path, dtype, allow_pickle, quantize_base, defer_frozen)
     loaded.dtype = dtype
-    if dtype == torch.float16 and spec.fp16_vae and not loaded.deferred:
-        swap_fp16_vae(loaded.pipeline, spec.fp16_vae, dtype)
-    loaded.pipeline.set_progress_bar_config(disable=True)
+    _finish_pipeline(loaded.pipeline, spec, dtype, vae_loaded=not loaded.deferred)
     if device:
         loaded.pipeline.to(device)
     return loaded
@@ -223,7 +143,7 @@ def single_file_family(spec: BaseModelSpec, path: Path) -> FamilyName:
 def _load_folder(
     spec: BaseModelSpec, folder: Path, dtype, allow_pickle: bool, quantize_base: str = "none", defer=False
 ) -> LoadedModel:
-    from headshot.pipelines.deferred import frozen_component_names
+    from headshot.models.deferred import frozen_component_names
     from headshot.quantize import pipeline_quantization
 
     family = get_family(folder_family(spec, folder))
@@ -287,7 +207,7 @@ def download_base_model(spec: BaseModelSpec, allow_pickle: bool = False) -> Path
     so the memory plan is made from its files first)."""
     import logging
 
-    from headshot.pipelines.hub_download import fetch_hub_model
+    from headshot.models.hub_download import fetch_hub_model
 
     # diffusers logs "Couldn't connect to the Hub ... will try the local cache" before it
     # looks there; the outcome is reported below (or the cached copy loads), so that
@@ -298,11 +218,21 @@ def download_base_model(spec: BaseModelSpec, allow_pickle: bool = False) -> Path
     try:
         return fetch_hub_model(spec.source, spec.revision, spec.variant, allow_pickle)
     except Exception as exc:  # offline, gated, unknown repo...: told apart for the user
-        from headshot.pipelines.hub_access import unavailable_error
+        from headshot.models.hub_access import unavailable_error
 
         raise unavailable_error(spec, exc) from None
     finally:
         hub_logger.setLevel(level)
+
+
+def _finish_pipeline(pipeline, spec: BaseModelSpec, dtype, vae_loaded: bool = True) -> None:
+    """What every load ends with: no progress bars, and in float16 the fp16-safe VAE the
+    model spec names in place of the model's own (SDXL's overflows)."""
+    import torch
+
+    if dtype == torch.float16 and spec.fp16_vae and vae_loaded:
+        swap_fp16_vae(pipeline, spec.fp16_vae, dtype)
+    pipeline.set_progress_bar_config(disable=True)
 
 
 def swap_fp16_vae(pipeline, source: str, dtype) -> None:
@@ -367,7 +297,7 @@ def quiet_libraries() -> None:
     import diffusers
     import transformers
 
-    from headshot.pipelines import prompt_notices
+    from headshot.models import prompt_notices
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()

@@ -1,4 +1,8 @@
-"""A few seconds of pre-training for a tiny model's denoiser, so that it is a base model.
+"""A family's tiny model, built, pre-trained if asked, and saved (`save_tiny_model`: the
+`tiny-model` command, the demo and the tests' fixtures); the family builds it from the parts
+in headshot/families/tiny.py.
+
+Why pre-train: a few seconds of pre-training for a tiny model's denoiser make it a base model.
 
 A random-weight UNet is not a diffusion model: its renders are ~9x the training
 latents' size and it ignores its prompt, so fine-tuning it can only shrink its output,
@@ -17,9 +21,13 @@ Only the denoiser trains (the VAE and text encoders stay as built); `pretrain_st
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
+
+from headshot.errors import HeadshotError
 
 CAPTIONS = ("a photo of person", "a photo of background")
 
@@ -43,8 +51,8 @@ def pretrain_denoiser(
     pipeline, steps: int, *, batch_size: int = 8, lr: float = 1e-3, seed: int = 0
 ) -> list[float]:
     """Train the pipeline's denoiser in place for `steps` AdamW steps; returns the losses."""
+    from headshot.families import family_of_pipeline
     from headshot.families.base import PromptEmbeddings
-    from headshot.pipelines.families import family_of_pipeline
     from headshot.training.finetune_config import FinetuneConfig
     from headshot.training.loss import Batch, LossSettings, dreambooth_loss
 
@@ -82,3 +90,27 @@ def pretrain_denoiser(
     denoiser.eval()
     denoiser.requires_grad_(False)
     return losses
+
+
+def build_tiny_pipeline(family: str, seed: int = 0, pretrain_steps: int = 0):
+    """Build (not save) a random-weight pipeline of the given family.
+
+    `pretrain_steps` > 0: then pre-train its denoiser briefly (`pretrain_denoiser` below), so that it
+    renders latents of the data's scale and keeps "a photo of person" apart.
+    """
+    from headshot.families import get_family
+
+    pipeline = get_family(family).tiny(seed)
+    if pretrain_steps:
+        pretrain_denoiser(pipeline, pretrain_steps, seed=seed)
+    return pipeline
+
+
+def save_tiny_model(family: str, out: Path, seed: int = 0, pretrain_steps: int = 0) -> Path:
+    """Build a tiny model and save it in diffusers format (safetensors) under `out`."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / "model_index.json").is_file():
+        raise HeadshotError(f"{out}: folder exists and is not a model folder; choose an empty one")
+    pipeline = build_tiny_pipeline(family, seed=seed, pretrain_steps=pretrain_steps)
+    pipeline.save_pretrained(out, safe_serialization=True)
+    return out

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from headshot.analysis.study.config import StudyConfig
-from headshot.analysis.study.measures import MetricSet, measure
-from headshot.analysis.study.model import FINAL, StudyModel
+from headshot.study.config import StudyConfig
+from headshot.study.measures import MetricSet, measure
+from headshot.study.model import FINAL, StudyModel
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from headshot.errors import HeadshotError
+from headshot.families.export import peft_layers
 from headshot.records import atomic_write_bytes
-from headshot.training.export import peft_layers
 
 # diffusers module (inside a double block) -> (BFL module, slice of a fused weight or None)
 DOUBLE_BLOCK = {

@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from headshot.layout import LORA_FILE
 from headshot.records import atomic_write_bytes
-from headshot.training.training_record import LORA_FILE
 
 
 def peft_layers(
@@ -82,7 +82,7 @@ def save_kohya_lora(
     from diffusers.utils import convert_state_dict_to_kohya
     from safetensors.torch import save
 
-    from headshot.pipelines.families import family_of_pipeline
+    from headshot.families import family_of_pipeline
 
     prefixed = {
         f"{name}.{_clip_layout_key(name, key)}": value

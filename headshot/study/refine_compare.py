@@ -14,9 +14,9 @@ import math
 from PIL import Image
 from pydantic import Field
 
-from headshot.analysis.study.measures import MetricSet, measure
 from headshot.config import StrictModel
 from headshot.pipelines.refine import RefineOptions
+from headshot.study.measures import MetricSet, measure
 
 
 class RefineComparison(StrictModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from headshot.analysis.study.measures import ImageMetric, metrics_from_features
+from headshot.study.measures import ImageMetric, metrics_from_features
 
 # Distances to the subject's own photos: only measurable with their dataset.
 NEEDS_REFERENCE = ("ear_asymmetry", "gaze_offset", "identity_relative", "skin_tone_delta_e")

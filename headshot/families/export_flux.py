@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
+from headshot.families.export import peft_layers
+from headshot.layout import LORA_FILE
 from headshot.records import atomic_write_bytes
-from headshot.training.export import peft_layers
-from headshot.training.training_record import LORA_FILE
 
 
 def save_flux_diffusers_lora(pipeline, folder: Path, scale: float = 1.0) -> Path:
@@ -60,7 +60,7 @@ def comfyui_state(pipeline, scale: float = 1.0) -> dict[str, torch.Tensor]:
 def save_comfyui_lora(pipeline, out: Path, scale: float = 1.0) -> Path:
     from safetensors.torch import save
 
-    from headshot.pipelines.families import family_of_pipeline
+    from headshot.families import family_of_pipeline
 
     metadata = {"format": "pt", "ss_network_module": "networks.lora_flux"}
     family = family_of_pipeline(pipeline)

@@ -22,9 +22,8 @@ def frozen_component_names(family) -> dict[str, None]:
 
 def complete_pipeline(loaded, dtype):
     """The full pipeline of `loaded` (a LoadedModel loaded with frozen_component_names), sharing
-    every module already loaded; the new components are on the CPU."""
-    import torch
-
+    every module already loaded; the new components are on the CPU (the loader finishes it as
+    any load: `loading._finish_pipeline`)."""
     family, partial, folder = loaded.family, loaded.pipeline, Path(loaded.local_path)
     present = {
         name: module
@@ -43,9 +42,4 @@ def complete_pipeline(loaded, dtype):
         module = getattr(pipeline, name, None)
         if module is not None:
             module.requires_grad_(False)
-    if dtype == torch.float16 and loaded.spec.fp16_vae:
-        from headshot.pipelines.loading import swap_fp16_vae
-
-        swap_fp16_vae(pipeline, loaded.spec.fp16_vae, dtype)
-    pipeline.set_progress_bar_config(disable=True)
     return pipeline

@@ -13,7 +13,7 @@ is built, as the real VAE's were measured on its training images.
 
 from __future__ import annotations
 
-from headshot.pipelines import tiny
+from headshot.families import tiny
 
 # Qwen's chat markers, and the empty reasoning block its template writes when thinking is off.
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
@@ -32,31 +32,6 @@ CHAT_TEMPLATE = (
 TEXT_LAYERS = 28
 
 
-def _bpe(words: list[str], space: str, max_length: int):
-    from transformers import Qwen2Tokenizer
-
-    vocab: dict[str, int] = {}
-    for symbol in tiny._bytes_to_unicode().values():
-        vocab.setdefault(symbol, len(vocab))
-    merges: list[tuple[str, str]] = []
-    known = set()
-    for word in words:
-        current = word[0]
-        for char in word[1:]:  # the bare word, letter by letter; then the space joins it whole
-            if (current, char) not in known:
-                merges.append((current, char))
-                known.add((current, char))
-            current += char
-            vocab.setdefault(current, len(vocab))
-        if (space, word) not in known:
-            merges.append((space, word))
-            known.add((space, word))
-        vocab.setdefault(space + word, len(vocab))
-    for special in SPECIAL_TOKENS:
-        vocab.setdefault(special, len(vocab))
-    return Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
-
-
 def build_tiny_qwen_tokenizer(max_length: int = 512):
     """A byte-level BPE tokenizer in Qwen2's format: any text encodes, and each vocabulary word
     after a space (as Qwen's pre-tokenizer splits a prompt: "Ġword") is one token.
@@ -66,12 +41,12 @@ def build_tiny_qwen_tokenizer(max_length: int = 512):
     """
     from transformers import Qwen2Tokenizer
 
-    space = tiny._bytes_to_unicode()[ord(" ")]  # "Ġ"
+    space = tiny.bytes_to_unicode()[ord(" ")]  # "Ġ"
     vocab: dict[str, int] = {}
-    for symbol in tiny._bytes_to_unicode().values():
+    for symbol in tiny.bytes_to_unicode().values():
         vocab.setdefault(symbol, len(vocab))
     merges: list[tuple[str, str]] = []
-    for word in tiny._VOCABULARY:
+    for word in tiny.VOCABULARY:
         current = space
         for char in word:
             if current + char not in vocab:
@@ -111,11 +86,10 @@ def flux2_vae():
     return AutoencoderKLFlux2(**tiny.VAE_LAYOUT, latent_channels=32)
 
 
-def calibrate_batch_norm(vae) -> None:
-    """Set the VAE's latent batch-norm statistics from the packaged portraits' patchified latents."""
+def calibrate_batch_norm(vae, patchify) -> None:
+    """Set the VAE's latent batch-norm statistics from the packaged portraits' latents as the
+    family's `patchify` lays them out (passed in: the family module owns it, and imports this one)."""
     import torch
-
-    from headshot.families.flux2_klein import patchify
 
     pixels = torch.stack(tiny.calibration_portraits())
     with torch.no_grad():
@@ -148,14 +122,15 @@ def calibrate_modulation(transformer, rms: float = 1.0) -> None:
             modulation.linear.weight.mul_(rms / current)
 
 
-def tiny_flux2_klein(seed: int = 0):
-    """The tiny `Flux2KleinPipeline` (undistilled, like the base model training starts from)."""
+def tiny_flux2_klein(patchify, seed: int = 0):
+    """The tiny `Flux2KleinPipeline` (undistilled, like the base model training starts from);
+    `patchify` is the family's 2x2 latent layout, for the VAE's batch-norm statistics."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
 
     torch.manual_seed(seed)
     vae = flux2_vae()
-    calibrate_batch_norm(vae)
+    calibrate_batch_norm(vae, patchify)
     tokenizer = build_tiny_qwen_tokenizer()
     text_encoder = qwen3_text_encoder(len(tokenizer))
     transformer = Flux2Transformer2DModel(
@@ -171,17 +146,8 @@ def tiny_flux2_klein(seed: int = 0):
         guidance_embeds=False,
     )
     calibrate_modulation(transformer)
-    # FLUX.2's sampler settings: dynamic shifting, with mu supplied by the pipeline's own rule.
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=3.0,
-        use_dynamic_shifting=True,
-        base_shift=0.5,
-        max_shift=1.15,
-        base_image_seq_len=256,
-        max_image_seq_len=4096,
-    )
     return Flux2KleinPipeline(
-        scheduler=scheduler,
+        scheduler=FlowMatchEulerDiscreteScheduler(**tiny.FLOW_SCHEDULE),
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,

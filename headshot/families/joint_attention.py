@@ -12,8 +12,7 @@ plots are the cross-attention recorder's.
 
 from __future__ import annotations
 
-from headshot.analysis.study.attention import CrossAttentionRecorder
-from headshot.errors import HeadshotError
+from headshot.families.attention import CrossAttentionRecorder
 
 
 def image_to_text_probabilities(attn, hidden_states, encoder_hidden_states, image_rotary_emb):
@@ -76,23 +75,16 @@ class JointAttentionRecorder(CrossAttentionRecorder):
     """`with JointAttentionRecorder(pipe, positions, latent_hw) as rec: pipe(...)`; then `rec.maps()`."""
 
     def __enter__(self) -> JointAttentionRecorder:
-        transformer = self.pipeline.transformer
         self._timestep, self._step, self._step_calls = None, -1, 0
-        self._saved = dict(transformer.attn_processors)
-        processors = {}
-        for name, processor in self._saved.items():
-            if name.startswith("transformer_blocks."):  # the double-stream (joint) blocks
-                processors[name] = RecordingJointAttnProcessor(self, processor)
-                self._layers += 1
-            else:
-                processors[name] = processor
-        if self._layers == 0:
-            raise HeadshotError("study: this transformer has no joint-attention blocks to record")
-        transformer.set_attn_processor(processors)
-        return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.pipeline.transformer.set_attn_processor(self._saved)
+        def recording(name, processor):
+            if name.startswith("transformer_blocks."):  # the double-stream (joint) blocks
+                return RecordingJointAttnProcessor(self, processor)
+            return None
+
+        missing = "transformer has no joint-attention blocks to record"
+        self._install(self.pipeline.transformer, recording, missing)
+        return self
 
     def record_joint(self, mean) -> None:
         # One image token per 2x2 latent patch (both FLUX generations), upsampled to the latent grid.

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from headshot.analysis.study.refine_compare import RefineComparison
 from headshot.config import StrictModel, load_config
+from headshot.study.refine_compare import RefineComparison
 
 # `{identifier}` and `{class_noun}` are filled from the LoRA's training.json (or sks/person).
 DEFAULT_PROMPT = (

@@ -105,7 +105,7 @@ def decode_latents(pipeline, latents) -> list[Image.Image]:
     """Latents (b, c, h, w) -> PIL images with the pipeline's own VAE, as the pipeline decodes."""
     import torch
 
-    from headshot.pipelines.families import family_of_pipeline
+    from headshot.families import family_of_pipeline
 
     vae = pipeline.vae
     config = vae.config
