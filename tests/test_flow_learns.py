@@ -31,6 +31,8 @@ from headshot.training.data import encode_latents, load_instance_images, read_tr
 from headshot.training.finetune import finetune_dataset
 from headshot.training.finetune_config import FinetuneConfig
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 SEEDS = range(4)
 SPECIFICITY_MARGIN = 0.10  # what SD's learning tests ask of the identifier and the prior
 

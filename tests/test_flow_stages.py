@@ -21,6 +21,8 @@ from headshot.signing.api import verify_file
 from headshot.training.finetune import finetune_dataset
 from headshot.training.finetune_config import FinetuneConfig
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def lora(flow_case, flow_model, tmp_path_factory):

@@ -33,6 +33,8 @@ from headshot.training.finetune import finetune_dataset
 from headshot.training.finetune_config import FinetuneConfig
 from headshot.training.training_record import read_training_record
 
+pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
+
 FLUX = get_family("flux")
 KLEIN = get_family("flux2-klein")
 PROMPT = "a photo of sks person"
