@@ -57,8 +57,8 @@ DOCS_PAGES = [
     ("headshot.training.finetune_config", "FinetuneConfig", "finetune.md", "finetune.yaml"),
     ("headshot.pipelines.generate_config", "GenerateConfig", "generate.md", "generate.yaml"),
     ("headshot.signing.config", "SigningConfig", "signing.md", "signing.yaml"),
-    ("headshot.analysis.audit", "AuditConfig", "audit.md", "audit.yaml"),
-    ("headshot.analysis.study.config", "StudyConfig", "study.md", "study.yaml"),
+    ("headshot.analysis.audit_record", "AuditConfig", "audit.md", "audit.yaml"),
+    ("headshot.study.config", "StudyConfig", "study.md", "study.yaml"),
     ("headshot.batch.config", "BatchConfig", "batch.md", None),
 ]
 

@@ -169,3 +169,45 @@ def test_the_site_builds_strictly(tmp_path):
         timeout=120,
     )
     assert built.returncode == 0, built.stderr[-3000:]
+
+
+def folder_imports(package: Path) -> dict[str, set[str]]:
+    """Which other folders of the package each folder's modules import (at the top or inside a
+    function: an import anywhere in a module counts)."""
+    folders = {path.name for path in package.iterdir() if (path / "__init__.py").is_file()}
+    found: dict[str, set[str]] = {folder: set() for folder in folders}
+    for folder in folders:
+        for module in (package / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                else:
+                    continue
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] == "headshot" and len(parts) > 1 and parts[1] in folders - {folder}:
+                        found[folder].add(parts[1])
+    return found
+
+
+def documented_folder_order(text: str) -> list[tuple[str, set[str]]]:
+    """The architecture page's table of which folder imports which, in its row order (the words
+    in parentheses after a cell's list are an aside, not a claim)."""
+    section = text.split("## Which folder imports which", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)/` \| ([^|]+) \|$", section, flags=re.MULTILINE)
+    return [(folder, set(re.findall(r"`(\w+)/`", cell.split("(", 1)[0]))) for folder, cell in rows]
+
+
+def test_the_architecture_page_says_which_folder_imports_which_and_each_only_imports_below_it():
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    order = documented_folder_order(text)
+    actual = folder_imports(ROOT / "headshot")
+    assert {folder for folder, _ in order} == set(actual), "every folder of headshot/ has its row"
+    assert {folder: imports for folder, imports in order} == actual
+    for index, (folder, imports) in enumerate(order):  # no circle: each imports only rows above it
+        assert imports <= {above for above, _ in order[:index]}, folder
+    # The check itself: a row that leaves out one of the folder's imports no longer matches.
+    stale = documented_folder_order(text.replace("| `models/` | `families/` |", "| `models/` | none |"))
+    assert dict(stale)["models"] == set() and dict(stale) != actual

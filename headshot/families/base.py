@@ -189,7 +189,7 @@ class Family:
 
     def training_objective(self, pipeline, config):
         """An object with `sample(latents, generator) -> (noisy, timesteps, target)` and
-        `weights(timesteps) -> (b,)`; see training/objectives.py."""
+        `weights(timesteps) -> (b,)`; see families/objectives.py."""
         raise NotImplementedError
 
     def predict(self, denoiser, noisy, timesteps, prompts: PromptEmbeddings, time_ids, guidance: float):

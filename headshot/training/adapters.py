@@ -23,7 +23,7 @@ def add_lora_adapters(pipeline, config, seed: int, family=None) -> list[torch.nn
     denoiser = family.denoiser_of(pipeline)
     encoders = family.text_encoders(pipeline)
     for module in (denoiser, pipeline.vae, *encoders):
-        if module is not None:  # None: deferred until a validation sample (pipelines/deferred.py)
+        if module is not None:  # None: deferred until a validation sample (models/deferred.py)
             module.requires_grad_(False)
     torch.manual_seed(seed)
 

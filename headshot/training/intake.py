@@ -6,7 +6,7 @@
 
     images/<name>.png   square headshot crops, re-encoded, no metadata
     masks/<name>.png    white = face region, same size
-    dataset.json        a verdict for every source photo (see dataset_record.py)
+    dataset.json        a verdict for every source photo (see headshot/dataset_record.py)
     prepare_run.json    timings of this run (kept apart so dataset.json is reproducible)
 
 dataset.json is byte-identical when the same folder is prepared again: no times, no

@@ -51,7 +51,7 @@ class TrainingRun:
     trainable: list[torch.nn.Parameter]
     optimizer: object
     lr_scheduler: object
-    objective: object  # training/objectives.py: noisy input, timesteps, target, weights
+    objective: object  # families/objectives.py: noisy input, timesteps, target, weights
     instances: LatentSet
     classes: LatentSet | None
     prompts: Prompts
