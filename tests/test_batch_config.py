@@ -104,8 +104,20 @@ def test_a_stage_no_node_can_run_is_refused_at_the_start():
         raise AssertionError("not refused")
     except HeadshotError as exc:
         assert "batch.yaml: field 'resources.finetune': asks for CPU 1, GPU 1" in str(exc)
-        assert "nodes: CPU 16" in str(exc)
+        assert "nodes: CPU 16, GPU 0" in str(exc)
     check_feasible(batch, [{"Resources": {"CPU": 4.0, "GPU": 1.0}}], "batch.yaml")
+
+
+def test_a_custom_resource_no_node_has_is_named_with_what_each_node_offers():
+    resources = {"finetune": {"gpus": 1, "custom": {"a100": 1}, "memory_gb": 64}}
+    batch = BatchConfig(subjects=[{"name": "ada", "photos": "/in"}], resources=resources)
+    nodes = [{"Resources": {"CPU": 8.0, "GPU": 1.0, "memory": 2.0**36}}, {"Resources": {"CPU": 4.0}}]
+    try:
+        check_feasible(batch, nodes, "batch.yaml")
+        raise AssertionError("not refused")
+    except HeadshotError as exc:
+        assert "asks for CPU 1, GPU 1, a100 1, memory 64 GiB" in str(exc)
+        assert "nodes: CPU 8, GPU 1, a100 0, memory 64 GiB; CPU 4, GPU 0, a100 0, memory 0 GiB" in str(exc)
 
 
 def test_a_local_store_is_refused_on_several_machines_with_the_reason():

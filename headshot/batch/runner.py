@@ -163,15 +163,19 @@ def check_feasible(batch: BatchConfig, nodes: list[dict], source: str) -> None:
     for stage in STAGES:
         wanted = getattr(batch.resources, stage).demands()
         if not any(all(node["Resources"].get(k, 0) >= v for k, v in wanted.items()) for node in nodes):
+            shown = {"CPU", "GPU", *wanted}  # what each node offers of every resource asked for
             offered = "; ".join(
-                ", ".join(f"{k} {v:g}" for k, v in sorted(n["Resources"].items()) if k in ("CPU", "GPU"))
-                for n in nodes
+                ", ".join(f"{k} {_amount(k, n['Resources'].get(k, 0))}" for k in sorted(shown)) for n in nodes
             )
-            asked = ", ".join(f"{k} {v:g}" for k, v in wanted.items())
+            asked = ", ".join(f"{k} {_amount(k, v)}" for k, v in wanted.items())
             raise HeadshotError(
                 f"{source}: field 'resources.{stage}': asks for {asked}, which no node of the cluster "
                 f"offers (nodes: {offered})"
             )
+
+
+def _amount(resource: str, value: float) -> str:
+    return f"{value / 2**30:g} GiB" if resource == "memory" else f"{value:g}"
 
 
 def probe_shared_outputs(outputs: str, node_ids: list[str]) -> None:
