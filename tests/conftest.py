@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402  (after the thread settings above)
 
 torch.set_num_threads(1)
+
+# The Ctrl-C tests send SIGINT to `headshot` processes (and to this one). A shell that starts
+# the tests in the background (`make test &`, nohup, some CI runners) leaves SIGINT ignored,
+# which exec keeps, so Python would never raise KeyboardInterrupt; a handled signal is reset
+# to its default on exec, so the processes the tests start see Ctrl-C as a terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass
