@@ -49,7 +49,7 @@ def test_study_goes_to_the_subjects_audit_folder(sd15_study):
 def test_trajectory_sheet_holds_one_decoded_x0_per_step(sd15_study):
     folder, record = sd15_study
     trajectory = record["trajectory"]
-    # PNDM (the SD1.5 scheduler) repeats its first timestep as a warm-up: steps + 1 model calls.
+    # PNDM (the SD1.5 scheduler) calls the model twice at its second timestep: steps + 1 calls.
     assert trajectory["frames"] == len(trajectory["timesteps"]) == 4
     assert trajectory["timesteps"] == sorted(trajectory["timesteps"], reverse=True)
     sheet = Image.open(folder / "trajectory.png")
@@ -130,6 +130,11 @@ def test_report_is_self_contained_with_every_image(sd15_study):
     assert page.count("src='data:image/png;base64,") == 17
     assert "http://" not in page and "https://" not in page
     assert "settles at step" in page and "step-000003" in page
+    # PNDM's repeated timestep is explained where the page lists the timesteps.
+    repeated = [
+        t for t in record["trajectory"]["timesteps"] if record["trajectory"]["timesteps"].count(t) > 1
+    ]
+    assert repeated and f"Timestep {repeated[0]:g} shows twice: the scheduler calls the model twice" in page
 
 
 def test_refine_comparison_says_which_seeds_had_no_face(sd15_study):

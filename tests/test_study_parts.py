@@ -280,3 +280,19 @@ def test_an_sdxl_lora_and_finetunes_checkpoints_load_and_switch(tiny_sdxl, tmp_p
     model.pipeline.set_adapters(["step_6"], adapter_weights=[1.0])
     again = np.asarray(render_image(model, PROMPT, "", 64, seed=0, steps=2, guidance_scale=5.0), dtype=int)
     assert np.abs(again - final).max() <= 1, np.abs(again - final).max()
+
+
+def test_the_trajectory_plot_names_every_measure_without_a_value_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from headshot.analysis.metrics import METRICS
+    from headshot.study.trajectory import plot_curves
+
+    faceless = {spec.name: [None, None, None] for spec in METRICS}  # a faceless render: no face metric
+    curves = {"rms_contrast": [0.1, 0.2, 0.2], **faceless}
+    figure = plot_curves(curves, [999.0, 500.0, 1.0], {"rms_contrast": 1})
+    FigureCanvasAgg(figure).draw()
+    title = figure.get_suptitle()
+    assert all(name in title.replace("\n", " ") for name in faceless)
+    box = figure._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= figure.bbox.width, (box, figure.bbox)

@@ -98,11 +98,27 @@ def _trajectory_section(data: dict, images) -> list[str]:
         f"<p>The model's predicted clean image (x0) at each of the {data['frames']} denoising steps, "
         "in reading order (first step top left). Timesteps: "
         + ", ".join(f"{t:g}" for t in data["timesteps"])
-        + ".</p>",
+        + "."
+        + _repeated_timesteps(data["timesteps"])
+        + "</p>",
         _img(images, "trajectory", "x0 per step"),
         _img(images, "plots/trajectory_curves", "measures per step; dashed: where each settles"),
         "<table><tr><th>measure</th><th>settles at step</th></tr>" + settles + "</table>",
     ]
+
+
+def _repeated_timesteps(timesteps: list[float]) -> str:
+    """Why a timestep shows twice: the scheduler called the model twice at it (PNDM's PLMS
+    warms its multistep formula up that way), so there is one frame per call, not per step."""
+    repeated = sorted({t for t in timesteps if timesteps.count(t) > 1}, reverse=True)
+    if not repeated:
+        return ""
+    which = ("Timesteps " if len(repeated) > 1 else "Timestep ") + ", ".join(f"{t:g}" for t in repeated)
+    return (
+        f" {which} {'show' if len(repeated) > 1 else 'shows'} twice: the scheduler calls the model "
+        "twice there (a multistep scheduler's start, such as PNDM's), and each call has its frame, "
+        "so there are more frames than inference steps."
+    )
 
 
 def _attention_section(data: dict, images) -> list[str]:
