@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from headshot.batch.config import BatchConfig, load_batch
@@ -99,12 +100,10 @@ def test_finished_stages_are_skipped_only_as_a_prefix_with_their_outputs_in_plac
 def test_a_stage_no_node_can_run_is_refused_at_the_start():
     batch = BatchConfig(subjects=[{"name": "ada", "photos": "/in"}], resources={"finetune": {"gpus": 1}})
     nodes = [{"Resources": {"CPU": 16.0, "memory": 1e11}}]
-    try:
+    with pytest.raises(HeadshotError) as refused:
         check_feasible(batch, nodes, "batch.yaml")
-        raise AssertionError("not refused")
-    except HeadshotError as exc:
-        assert "batch.yaml: field 'resources.finetune': asks for CPU 1, GPU 1" in str(exc)
-        assert "nodes: CPU 16, GPU 0" in str(exc)
+    assert "batch.yaml: field 'resources.finetune': asks for CPU 1, GPU 1" in str(refused.value)
+    assert "nodes: CPU 16, GPU 0" in str(refused.value)
     check_feasible(batch, [{"Resources": {"CPU": 4.0, "GPU": 1.0}}], "batch.yaml")
 
 
@@ -112,12 +111,11 @@ def test_a_custom_resource_no_node_has_is_named_with_what_each_node_offers():
     resources = {"finetune": {"gpus": 1, "custom": {"a100": 1}, "memory_gb": 64}}
     batch = BatchConfig(subjects=[{"name": "ada", "photos": "/in"}], resources=resources)
     nodes = [{"Resources": {"CPU": 8.0, "GPU": 1.0, "memory": 2.0**36}}, {"Resources": {"CPU": 4.0}}]
-    try:
+    with pytest.raises(HeadshotError) as refused:
         check_feasible(batch, nodes, "batch.yaml")
-        raise AssertionError("not refused")
-    except HeadshotError as exc:
-        assert "asks for CPU 1, GPU 1, a100 1, memory 64 GiB" in str(exc)
-        assert "nodes: CPU 8, GPU 1, a100 0, memory 64 GiB; CPU 4, GPU 0, a100 0, memory 0 GiB" in str(exc)
+    message = str(refused.value)
+    assert "asks for CPU 1, GPU 1, a100 1, memory 64 GiB" in message
+    assert "nodes: CPU 8, GPU 1, a100 0, memory 64 GiB; CPU 4, GPU 0, a100 0, memory 0 GiB" in message
 
 
 def test_a_local_store_is_refused_on_several_machines_with_the_reason():
