@@ -53,6 +53,32 @@ def missing_component(message: str) -> None:
     pytest.skip(message)
 
 
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; `make test` installs it
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextlib.contextmanager
+def headless_chromium():
+    """The real browser, driven by Playwright; its absence skips here and fails in CI."""
+    if not CHROMIUM.is_file():
+        missing_component("Chromium is not installed (make test installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @contextlib.contextmanager
 def postgres_server():
     """A throw-away PostgreSQL server on 127.0.0.1; yields its SQLAlchemy URL."""

@@ -31,20 +31,11 @@ from headshot.signing.generation_info import AuditCheck, CheckResults, Generatio
 from headshot.signing.sign import sign_image
 from headshot.signing.verify import verify_bytes
 from tests.generate_support import subprocess_env
-from tests.service_support import missing_component, plain_photos, start_server, stripped_copy
+from tests.service_support import headless_chromium, plain_photos, start_server, stripped_copy
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
 
 ALG = watermark.ALGORITHM
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def value(identifier: str) -> str:
@@ -290,14 +281,8 @@ def test_verify_resolve_gives_the_same_facts_as_the_local_store(server, reposito
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.is_file():
-        missing_component("Chromium is not installed (make test installs it: apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with headless_chromium() as launched:
         yield launched
-        launched.close()
 
 
 def check_in_page(browser, url: str, image: Path):

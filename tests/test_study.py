@@ -12,6 +12,7 @@ from study_support import finetuned_lora
 
 from headshot.study.config import load_study_config
 from headshot.study.run import run_study
+from tests.service_support import headless_chromium
 
 TOKENS = ["sks", "earrings", "glasses", "hair"]
 GENERIC = ("high_frequency_energy", "rms_contrast")
@@ -135,6 +136,17 @@ def test_report_is_self_contained_with_every_image(sd15_study):
         t for t in record["trajectory"]["timesteps"] if record["trajectory"]["timesteps"].count(t) > 1
     ]
     assert repeated and f"Timestep {repeated[0]:g} shows twice: the scheduler calls the model twice" in page
+
+
+def test_report_fits_a_laptop_window_with_its_wide_tables_scrolling_in_place(sd15_study):
+    folder, record = sd15_study
+    with headless_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1024, "height": 800})
+        page.goto((folder / "report.html").as_uri())
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1024
+        # the sweep table (a column per knob and per metric) is all there, to scroll to
+        widest = page.evaluate("Math.max(...[...document.querySelectorAll('table')].map(t => t.scrollWidth))")
+        assert widest > 1024 - 2 * 32  # wider than the page's text column: the case this guards
 
 
 def test_refine_comparison_says_which_seeds_had_no_face(sd15_study):

@@ -282,15 +282,24 @@ def test_an_sdxl_lora_and_finetunes_checkpoints_load_and_switch(tiny_sdxl, tmp_p
     assert np.abs(again - final).max() <= 1, np.abs(again - final).max()
 
 
-def test_the_trajectory_plot_names_every_measure_without_a_value_inside_the_figure():
+@pytest.mark.parametrize("plot", ["trajectory", "sweep"])
+def test_a_plot_names_every_measure_without_a_value_inside_the_figure(plot):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from headshot.analysis.metrics import METRICS
+    from headshot.study.sweeps import plot_knob
     from headshot.study.trajectory import plot_curves
 
-    faceless = {spec.name: [None, None, None] for spec in METRICS}  # a faceless render: no face metric
-    curves = {"rms_contrast": [0.1, 0.2, 0.2], **faceless}
-    figure = plot_curves(curves, [999.0, 500.0, 1.0], {"rms_contrast": 1})
+    faceless = [spec.name for spec in METRICS]  # a faceless render: no face metric has a value
+    if plot == "trajectory":
+        curves = {"rms_contrast": [0.1, 0.2, 0.2], **{name: [None] * 3 for name in faceless}}
+        figure = plot_curves(curves, [999.0, 500.0, 1.0], {"rms_contrast": 1})
+    else:
+        entries = [
+            {"steps": steps, "metrics": {"rms_contrast": 0.1 * steps, **dict.fromkeys(faceless)}}
+            for steps in (2, 4)
+        ]
+        figure = plot_knob(entries, "steps", ["rms_contrast", *faceless], {"mode": "grid"})
     FigureCanvasAgg(figure).draw()
     title = figure.get_suptitle()
     assert all(name in title.replace("\n", " ") for name in faceless)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+import textwrap
 
 PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; margin: 1rem 0; }
+table { display: block; max-width: 100%; overflow-x: auto; }  /* a wide table scrolls in place */
 td, th { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }
 th { background: #f4f4f4; }
 td.flag { background: #fde2e2; }
@@ -33,6 +35,14 @@ def figure_data_uri(figure) -> str:
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def wrapped_title(figure, text: str, fontsize: float = 9) -> None:
+    """`text` as the figure's title, each line wrapped to the figure's width (a long list of
+    names would otherwise run past both edges and be cut off in the saved image)."""
+    characters = int(figure.get_figwidth() * 72 / (fontsize * 0.6))  # a character ~0.6 em wide
+    lines = [textwrap.fill(line, characters) for line in text.split("\n")]
+    figure.suptitle("\n".join(lines), fontsize=fontsize)
 
 
 def escape(text: object) -> str:

@@ -132,6 +132,8 @@ def plot_knob(entries: list[dict], knob: str, metric_names: list[str], base: dic
     """
     from matplotlib.figure import Figure
 
+    from headshot.analysis.html import wrapped_title
+
     others = [k for k in ("guidance_scale", "steps", "lora_scale", "checkpoint") if k != knob]
     if base.get("mode") == "axes":
         entries = [e for e in entries if all(e.get(k) is None or e.get(k) == base.get(k) for k in others)]
@@ -152,6 +154,6 @@ def plot_knob(entries: list[dict], knob: str, metric_names: list[str], base: dic
     axes[-1].set_xlabel("training step (checkpoint)" if knob == "checkpoint" else knob.replace("_", " "))
     title = f"metrics against {knob.replace('_', ' ')}"
     if missing:
-        title += "\nno value in any image (no face found):\n" + ", ".join(missing)
-    figure.suptitle(title, fontsize=9)
+        title += "\nno value in any image (no face found): " + ", ".join(missing)
+    wrapped_title(figure, title)
     return figure

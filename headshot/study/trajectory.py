@@ -16,7 +16,6 @@ family too (`latents_for_decoding`).
 from __future__ import annotations
 
 import math
-import textwrap
 from dataclasses import dataclass
 
 from PIL import Image
@@ -175,9 +174,6 @@ def settle_step(values: list[float | None], tolerance: float = 0.1) -> int | Non
     return settled
 
 
-TITLE_WIDTH = 90  # characters of a 9-point title line that fit the 6-inch figure
-
-
 def plot_curves(
     curves: dict[str, list[float | None]], timesteps: list[float], settles: dict[str, int | None]
 ):
@@ -187,6 +183,8 @@ def plot_curves(
     """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
+
+    from headshot.analysis.html import wrapped_title
 
     names = [name for name, values in curves.items() if any(v is not None for v in values)]
     missing = [name for name in curves if name not in names]
@@ -203,9 +201,7 @@ def plot_curves(
     shown = ", ".join(f"{t:g}" for t in timesteps[:12]) + (" ..." if len(timesteps) > 12 else "")
     axes[-1].set_xlabel(f"step (timestep: {shown})")
     title = "predicted clean image (x0) per denoising step"
-    if missing:  # wrapped to the figure's width: a long list would run past both edges
-        title += "\n" + textwrap.fill(
-            "no value at any step (no face found): " + ", ".join(missing), width=TITLE_WIDTH
-        )
-    figure.suptitle(title, fontsize=9)
+    if missing:
+        title += "\nno value at any step (no face found): " + ", ".join(missing)
+    wrapped_title(figure, title)
     return figure
