@@ -55,7 +55,7 @@ test: check-env lint docs-check test-services
 
 # The edit-run loop: every test file not marked slow (pytest -m "not slow"), under 2 minutes
 # on 2 cores; the whole suite stays `make test`.
-test-fast: setup
+test-fast: setup test-services
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 # The documentation site (mkdocs.yml, docs/): built strictly, so a broken link, a page outside
