@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from headshot.cli_common import app
+from headshot.config import DEMO_FAMILY
 from headshot.families import family_names
 
 
@@ -36,7 +37,7 @@ def tiny_model_command(
 def demo_command(
     family: Annotated[
         str, typer.Option("--family", "-f", help="Tiny model family: " + ", ".join(family_names()) + ".")
-    ] = "sd15",
+    ] = DEMO_FAMILY,
     outputs: Annotated[Path, typer.Option("--outputs", help="Root folder of all runs.")] = Path("outputs"),
 ) -> None:
     """End to end on a tiny model and the bundled sample photos (no GPU, no downloads).

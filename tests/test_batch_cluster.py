@@ -42,8 +42,6 @@ from tests.service_support import free_port, missing_component
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
 
-pytest.importorskip("ray")
-
 PHOTOS = ["hopper_01_original", "hopper_02_mirror", "hopper_03_crop_tight", "hopper_04_rotate_left"]
 HEAD_RESOURCE = "headshot_test_head"  # custom resources only this cluster's nodes offer
 SECOND_RESOURCE = "headshot_test_second"

@@ -18,13 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 import yaml
 from safetensors.torch import load_file
 
-ray = pytest.importorskip("ray")
-
-from tests.fault_support import snapshot  # noqa: E402
+from tests.fault_support import snapshot
 
 pytestmark = pytest.mark.slow  # minutes on 2 cores: left out of `make test-fast`
 
@@ -86,7 +85,7 @@ def photos(tmp_path_factory, sample_selfies):
     return root
 
 
-def _batch_file(folder: Path, tiny_sd15: Path, photos: Path, **changes) -> Path:
+def _batch_file(folder: Path, tiny_sd15: Path, photos: Path) -> Path:
     batch = {
         "base_model": str(tiny_sd15),
         "prepare": {"workers": 1, "min_photos": 3},
@@ -103,7 +102,6 @@ def _batch_file(folder: Path, tiny_sd15: Path, photos: Path, **changes) -> Path:
         "resources": {"finetune": {"cpus": 1, "gpus": 0.5}, "generate": {"cpus": 1, "gpus": 0.5}},
         "subjects": [{"name": name, "photos": str(photos / name)} for name in ("ada", "bob", "cyd")],
     }  # fmt: skip
-    batch.update(changes)
     path = folder / "batch.yaml"
     path.write_text(yaml.safe_dump(batch))
     return path

@@ -139,7 +139,7 @@ def test_report_is_self_contained_with_every_image(sd15_study):
 
 
 def test_report_fits_a_laptop_window_with_its_wide_tables_scrolling_in_place(sd15_study):
-    folder, record = sd15_study
+    folder, _ = sd15_study
     with headless_chromium() as browser:
         page = browser.new_page(viewport={"width": 1024, "height": 800})
         page.goto((folder / "report.html").as_uri())
